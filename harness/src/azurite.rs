@@ -1,0 +1,424 @@
+//! Embedded Azurite: starts real Azurite (queue and table services, in memory, on free
+//! loopback ports) as child processes and stops them on drop. When no `azurite-queue` /
+//! `azurite-table` is on the PATH it installs the pinned npm package once into a per-user
+//! cache, under a file lock so that parallel test processes do not race. Readiness is probed
+//! over HTTP, not slept for. `EDW_AZURITE_QUEUE_ENDPOINT` and `EDW_AZURITE_TABLE_ENDPOINT`
+//! select an Azurite that is already running instead.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use crate::storage::{StorageTarget, DEVELOPMENT_ACCOUNT};
+
+/// The Azurite release the suite pins.
+pub const AZURITE_VERSION: &str = "3.37.0";
+
+/// Azurite's published development account key (not a secret: it is in Microsoft's docs).
+pub const DEVELOPMENT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// How long one Azurite service may take to accept requests (measured: about 1.2 s).
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Why Azurite could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AzuriteError {
+    #[error(
+        "Azurite needs Node.js and npm, and `{program}` was not found: install Node.js 18 or \
+         newer with npm (Debian/Ubuntu: `apt-get install nodejs npm`), or run Azurite yourself \
+         and set EDW_AZURITE_QUEUE_ENDPOINT and EDW_AZURITE_TABLE_ENDPOINT"
+    )]
+    NodeMissing { program: &'static str },
+    #[error("installing azurite@{AZURITE_VERSION} with `{command}` failed ({status}): {output}")]
+    Install {
+        command: String,
+        status: String,
+        output: String,
+    },
+    #[error("cannot use the Azurite cache directory {path}: {reason}")]
+    Cache { path: PathBuf, reason: String },
+    #[error("cannot start {program}: {reason}")]
+    Spawn { program: PathBuf, reason: String },
+    #[error(
+        "Azurite's {service} service exited during start-up ({status}); its output:\n{output}"
+    )]
+    Exited {
+        service: &'static str,
+        status: String,
+        output: String,
+    },
+    #[error("Azurite's {service} service did not answer on {endpoint} within {waited:?}; its output:\n{output}")]
+    NotReady {
+        service: &'static str,
+        endpoint: String,
+        waited: Duration,
+        output: String,
+    },
+}
+
+/// Where to find or put Azurite.
+#[derive(Debug, Clone, Default)]
+pub struct AzuriteOptions {
+    /// Use this running Azurite: (queue endpoint, table endpoint), each with the account path.
+    pub existing: Option<(String, String)>,
+    /// Where the npm package is installed; default: the per-user cache
+    /// (`$EDW_CACHE_DIR`, else `$XDG_CACHE_HOME/edw-conformance`, else `~/.cache/edw-conformance`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl AzuriteOptions {
+    /// Options from the process environment (`EDW_AZURITE_*_ENDPOINT`, `EDW_CACHE_DIR`).
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        AzuriteOptions {
+            existing: var("EDW_AZURITE_QUEUE_ENDPOINT").zip(var("EDW_AZURITE_TABLE_ENDPOINT")),
+            cache_dir: None,
+        }
+    }
+}
+
+/// A running Azurite (queue and table services). Embedded processes stop when it is dropped.
+#[derive(Debug)]
+pub struct Azurite {
+    queue_endpoint: String,
+    table_endpoint: String,
+    services: Vec<Service>,
+}
+
+#[derive(Debug)]
+struct Service {
+    child: Child,
+}
+
+impl Azurite {
+    /// Starts Azurite as [`AzuriteOptions::from_env`] says.
+    pub async fn start() -> Result<Azurite, AzuriteError> {
+        Self::start_with(&AzuriteOptions::from_env()).await
+    }
+
+    /// Uses the running Azurite of `options.existing`, or starts an embedded one.
+    pub async fn start_with(options: &AzuriteOptions) -> Result<Azurite, AzuriteError> {
+        if let Some((queue, table)) = &options.existing {
+            return Ok(Azurite {
+                queue_endpoint: queue.trim_end_matches('/').to_owned(),
+                table_endpoint: table.trim_end_matches('/').to_owned(),
+                services: Vec::new(),
+            });
+        }
+        let bin = locate_or_install(options.cache_dir.as_deref()).await?;
+        let queue = start_service(&bin, "queue").await?;
+        let table = start_service(&bin, "table").await?;
+        Ok(Azurite {
+            queue_endpoint: queue.1,
+            table_endpoint: table.1,
+            services: vec![queue.0, table.0],
+        })
+    }
+
+    /// The queue service base URL, with the account path.
+    pub fn queue_endpoint(&self) -> &str {
+        &self.queue_endpoint
+    }
+
+    /// The table service base URL, with the account path.
+    pub fn table_endpoint(&self) -> &str {
+        &self.table_endpoint
+    }
+
+    /// True when this process started it (and stops it on drop).
+    pub fn is_embedded(&self) -> bool {
+        !self.services.is_empty()
+    }
+
+    /// The development account on this Azurite.
+    pub fn storage_target(&self) -> StorageTarget {
+        StorageTarget::development(&self.queue_endpoint, &self.table_endpoint)
+    }
+
+    /// A connection string for this Azurite with the published development key.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={DEVELOPMENT_ACCOUNT};AccountKey={DEVELOPMENT_KEY};QueueEndpoint={};TableEndpoint={};",
+            self.queue_endpoint, self.table_endpoint
+        )
+    }
+
+    /// Stops the embedded services and waits until they are gone.
+    pub async fn stop(mut self) {
+        for service in &mut self.services {
+            let _ = service.child.kill().await;
+        }
+        self.services.clear();
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        for service in &mut self.services {
+            let _ = service.child.start_kill();
+        }
+    }
+}
+
+/// The directory holding `azurite-queue` and `azurite-table`.
+async fn locate_or_install(cache_dir: Option<&Path>) -> Result<PathBuf, AzuriteError> {
+    if let Some(dir) = on_path("azurite-queue").filter(|d| d.join("azurite-table").is_file()) {
+        return Ok(dir);
+    }
+    let root = match cache_dir {
+        Some(dir) => dir.to_owned(),
+        None => default_cache_dir(),
+    }
+    .join(format!("azurite-{AZURITE_VERSION}"));
+    let bin = root.join("node_modules").join(".bin");
+    let marker = root.join(".installed");
+    if marker.is_file() {
+        ensure_program("node").await?;
+        return Ok(bin);
+    }
+    ensure_program("node").await?;
+    ensure_program("npm").await?;
+    let cache_error = |reason: String| AzuriteError::Cache {
+        path: root.clone(),
+        reason,
+    };
+    std::fs::create_dir_all(&root).map_err(|e| cache_error(e.to_string()))?;
+    let lock_path = root.join(".install.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| cache_error(e.to_string()))?;
+    // Blocks while another process installs; released when `lock` is dropped.
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+        .await
+        .map_err(|e| cache_error(e.to_string()))?
+        .map_err(|e| cache_error(format!("cannot lock {}: {e}", lock_path.display())))?;
+    if !marker.is_file() {
+        npm_install(&root).await?;
+        std::fs::write(&marker, AZURITE_VERSION).map_err(|e| cache_error(e.to_string()))?;
+    }
+    drop(lock);
+    Ok(bin)
+}
+
+fn default_cache_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("EDW_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("edw-conformance");
+    }
+    match var("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache").join("edw-conformance"),
+        None => std::env::temp_dir().join("edw-conformance-cache"),
+    }
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).find(|dir| dir.join(program).is_file())
+}
+
+async fn ensure_program(program: &'static str) -> Result<(), AzuriteError> {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    match found {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err(AzuriteError::NodeMissing { program }),
+    }
+}
+
+async fn npm_install(root: &Path) -> Result<(), AzuriteError> {
+    let package = format!("azurite@{AZURITE_VERSION}");
+    let args = [
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        "--prefix",
+        &root.to_string_lossy(),
+        &package,
+    ];
+    let command = format!("npm {}", args.join(" "));
+    tracing::info!(%command, "installing Azurite (once per machine)");
+    let output = tokio::time::timeout(
+        Duration::from_secs(600),
+        Command::new("npm")
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await;
+    let failed = |status: String, output: String| AzuriteError::Install {
+        command: command.clone(),
+        status,
+        output,
+    };
+    match output {
+        Err(_) => Err(failed("timed out after 600 s".into(), String::new())),
+        Ok(Err(e)) => Err(failed(e.to_string(), String::new())),
+        Ok(Ok(out)) if !out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            Err(failed(
+                out.status.to_string(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            ))
+        }
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// The last lines a child printed.
+type OutputTail = Arc<Mutex<VecDeque<String>>>;
+
+fn collect_output(stream: impl AsyncRead + Unpin + Send + 'static, tail: OutputTail) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+            if tail.len() == 40 {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    });
+}
+
+fn tail_text(tail: &OutputTail) -> String {
+    let tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+    tail.iter().cloned().collect::<Vec<_>>().join("\n")
+}
+
+/// Starts one service on a free port; a port taken between choosing and binding is retried.
+async fn start_service(
+    bin: &Path,
+    service: &'static str,
+) -> Result<(Service, String), AzuriteError> {
+    let program = bin.join(format!("azurite-{service}"));
+    let mut last_error = None;
+    for _attempt in 0..3 {
+        let port = free_port().map_err(|e| AzuriteError::Spawn {
+            program: program.clone(),
+            reason: format!("no free loopback port: {e}"),
+        })?;
+        let mut child = Command::new(&program)
+            .args([
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+                "--disableTelemetry",
+                &format!("--{service}Host"),
+                "127.0.0.1",
+                &format!("--{service}Port"),
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| AzuriteError::Spawn {
+                program: program.clone(),
+                reason: e.to_string(),
+            })?;
+        let tail: OutputTail = Arc::default();
+        if let Some(out) = child.stdout.take() {
+            collect_output(out, tail.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            collect_output(err, tail.clone());
+        }
+        let endpoint = format!("http://127.0.0.1:{port}/{DEVELOPMENT_ACCOUNT}");
+        match wait_ready(&mut child, service, port, &endpoint, &tail).await {
+            Ok(()) => return Ok((Service { child }, endpoint)),
+            Err(AzuriteError::Exited { output, .. }) if output.contains("EADDRINUSE") => {
+                last_error = Some(output);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(AzuriteError::Exited {
+        service,
+        status: "port in use three times".into(),
+        output: last_error.unwrap_or_default(),
+    })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Polls until the service answers HTTP on `port`, failing early if the process exits.
+async fn wait_ready(
+    child: &mut Child,
+    service: &'static str,
+    port: u16,
+    endpoint: &str,
+    tail: &OutputTail,
+) -> Result<(), AzuriteError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            // Let the output readers catch the last lines.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Err(AzuriteError::Exited {
+                service,
+                status: status.to_string(),
+                output: tail_text(tail),
+            });
+        }
+        if answers_http(port).await {
+            return Ok(());
+        }
+        if started.elapsed() > READY_WITHIN {
+            return Err(AzuriteError::NotReady {
+                service,
+                endpoint: endpoint.to_owned(),
+                waited: READY_WITHIN,
+                output: tail_text(tail),
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// True when something on `port` answers an HTTP request.
+pub(crate) async fn answers_http(port: u16) -> bool {
+    let probe = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(
+                format!("GET /{DEVELOPMENT_ACCOUNT}?comp=list HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(&head == b"HTTP/1.1 ")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Ok(true))
+    )
+}

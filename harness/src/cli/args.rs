@@ -1,0 +1,144 @@
+//! The `edw` arguments (clap derive).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Conformance suite for the event-driven workflow (Azure Storage queue → KEDA-scaled
+/// consumer on AKS → table). Without an account configured, every command runs against an
+/// embedded, real Azurite.
+#[derive(Debug, Parser)]
+#[command(name = "edw", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Configuration flags: they override deploy.state and the environment.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The sample's deploy.state (default: $EDW_DEPLOY_STATE, else ./deployment/deploy.state if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
+    /// Queue name (AZURE_QUEUE_NAME).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub queue: Option<String>,
+    /// Table name (AZURE_TABLE_NAME).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub table: Option<String>,
+    /// Storage account name (AZURE_STORAGE_ACCOUNT_NAME).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub account: Option<String>,
+    /// How to reach storage: azurite, connection-string, key or entra (EDW_STORAGE_AUTH).
+    #[arg(long, global = true, value_name = "MODE")]
+    pub storage_auth: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send the sample's messages (default: 1 per second until Ctrl-C, like aqs-producer.py).
+    Produce(ProduceArgs),
+    /// Process messages into the table (default: until Ctrl-C, like aqs-consumer.py).
+    Consume(ConsumeArgs),
+    /// Queue operations.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Run embedded Azurite in the foreground and print how to use it.
+    Azurite,
+    /// Produce a burst, drain it, and report what was sent, processed, duplicated and lost
+    /// (in a fresh queue and table that are removed afterwards).
+    Roundtrip(RoundtripArgs),
+    /// Show the resolved configuration and where each value came from (secrets hidden).
+    Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Approximate (visible + in-flight) and visible message counts, and the poison queue's.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProduceArgs {
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Messages per second (default 1 without --count; unlimited with --count).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Stop after this long (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Messages in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Number of the first message.
+    #[arg(long, default_value_t = 1)]
+    pub first: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeArgs {
+    /// Stop when the queue is empty (no visible or in-flight message).
+    #[arg(long)]
+    pub until_empty: bool,
+    /// Workers receiving at once.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Messages per receive (1-32; the sample takes 1).
+    #[arg(long, default_value_t = 16)]
+    pub batch: u8,
+    /// Pause per message and worker (the sample: about 1s).
+    #[arg(long, value_parser = parse_duration)]
+    pub pace: Option<Duration>,
+    /// Visibility timeout of received messages.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub visibility_timeout: Duration,
+    /// Receives after which a message goes to the poison queue.
+    #[arg(long, default_value_t = 5)]
+    pub max_dequeue: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RoundtripArgs {
+    /// Messages to send.
+    #[arg(long, default_value_t = 1000)]
+    pub count: u64,
+    /// Producer concurrency.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Consumer workers.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `30s`, `5m`, `250ms`, `1h 30m`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return if secs.is_finite() && secs >= 0.0 {
+            Ok(Duration::from_secs_f64(secs))
+        } else {
+            Err(format!("{text:?} is not a duration"))
+        };
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e})"))
+}

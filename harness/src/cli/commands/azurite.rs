@@ -1,0 +1,30 @@
+//! `edw azurite`: embedded Azurite in the foreground, for other commands and tools to share.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::azurite::{Azurite, AzuriteOptions, AZURITE_VERSION};
+use crate::cli::{exit, Failure};
+
+pub async fn run(cancel: &CancellationToken) -> Result<u8, Failure> {
+    let azurite = Azurite::start_with(&AzuriteOptions::default())
+        .await
+        .map_err(Failure::environment)?;
+    println!("Azurite {AZURITE_VERSION} is running (in memory) until Ctrl-C.");
+    println!("For edw in another shell:");
+    println!(
+        "  export EDW_AZURITE_QUEUE_ENDPOINT={}",
+        azurite.queue_endpoint()
+    );
+    println!(
+        "  export EDW_AZURITE_TABLE_ENDPOINT={}",
+        azurite.table_endpoint()
+    );
+    println!("For other tools (the published development key):");
+    println!(
+        "  AZURE_STORAGE_CONNECTION_STRING='{}'",
+        azurite.connection_string()
+    );
+    cancel.cancelled().await;
+    azurite.stop().await;
+    Ok(exit::OK)
+}

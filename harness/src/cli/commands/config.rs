@@ -1,0 +1,24 @@
+//! `edw config`: the resolved configuration with the origin of each value.
+
+use crate::cli::args::GlobalArgs;
+use crate::cli::{exit, session, Failure};
+use crate::config::StorageChoice;
+
+pub fn run(global: &GlobalArgs) -> Result<u8, Failure> {
+    let config = session::load_config(global)?;
+    match &config.state_file {
+        Some(path) => println!("deploy.state: {}", path.display()),
+        None => println!("deploy.state: none"),
+    }
+    for (key, value, source) in config.entries() {
+        println!("{key}={value}    # {source}");
+    }
+    let storage = match config.storage().map_err(Failure::usage)? {
+        StorageChoice::EmbeddedAzurite => "embedded Azurite (no account configured)".to_owned(),
+        StorageChoice::Target(target) => {
+            format!("account {:?} with {}", target.account, target.auth.kind())
+        }
+    };
+    println!("storage: {storage}");
+    Ok(exit::OK)
+}

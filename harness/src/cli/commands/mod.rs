@@ -1,0 +1,38 @@
+//! One file per `edw` command; [`run`] dispatches.
+
+mod azurite;
+mod config;
+mod consume;
+mod produce;
+mod queue;
+mod roundtrip;
+
+use tokio_util::sync::CancellationToken;
+
+use super::args::{Cli, Command, QueueCommand};
+use super::Failure;
+
+/// Runs the parsed command; `Ok` carries the exit code.
+pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Produce(args) => produce::run(&cli.global, &args, cancel).await,
+        Command::Consume(args) => consume::run(&cli.global, &args, cancel).await,
+        Command::Queue {
+            command: QueueCommand::Stats { json },
+        } => queue::stats(&cli.global, json).await,
+        Command::Azurite => azurite::run(cancel).await,
+        Command::Roundtrip(args) => roundtrip::run(&cli.global, &args, cancel).await,
+        Command::Config => config::run(&cli.global),
+    }
+}
+
+/// Tells the user that an embedded Azurite forgets everything when the command ends.
+fn note_embedded(session: &super::session::Session) {
+    if session.azurite.is_some() {
+        eprintln!(
+            "note: no storage account is configured, so this runs against an embedded Azurite \
+             that stops (and forgets its messages) when the command ends; run `edw azurite` in \
+             another terminal and export the variables it prints to share one between commands"
+        );
+    }
+}

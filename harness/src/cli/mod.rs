@@ -1,0 +1,152 @@
+//! The `edw` command line: argument definitions, logging set-up, signal handling and the
+//! mapping of outcomes to exit codes. Each command lives in its own file.
+
+mod args;
+mod commands;
+mod session;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+pub use args::{Cli, Command};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    /// Everything worked and every check passed.
+    pub const OK: u8 = 0;
+    /// The command ran, and a check failed (messages lost or duplicated, …).
+    pub const CHECK_FAILED: u8 = 1;
+    /// Bad arguments or configuration (clap also uses 2 for usage errors).
+    pub const USAGE: u8 = 2;
+    /// Storage or Azurite unavailable, or credentials refused.
+    pub const ENVIRONMENT: u8 = 3;
+    /// Stopped by Ctrl-C or SIGTERM.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: exit::USAGE,
+            error: error.into(),
+        }
+    }
+
+    pub fn environment(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: exit::ENVIRONMENT,
+            error: error.into(),
+        }
+    }
+}
+
+/// Runs the CLI with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ENVIRONMENT);
+        }
+    };
+    let code = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let interrupted = spawn_signal_handler(cancel.clone());
+        let result = commands::run(cli, &cancel).await;
+        let was_interrupted = interrupted.is_cancelled();
+        match result {
+            Ok(code) if was_interrupted && code == exit::OK => exit::INTERRUPTED,
+            Ok(code) => code,
+            Err(failure) => {
+                let text = crate::secrets::redact(&format!("{:#}", failure.error));
+                eprintln!("error: {text}");
+                if was_interrupted {
+                    exit::INTERRUPTED
+                } else {
+                    failure.code
+                }
+            }
+        }
+    });
+    // Child processes (Azurite) were killed on drop; do not wait for stray tasks.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    ExitCode::from(code)
+}
+
+/// Cancels `cancel` on Ctrl-C or SIGTERM; the returned token tells whether that happened.
+fn spawn_signal_handler(cancel: CancellationToken) -> CancellationToken {
+    let interrupted = CancellationToken::new();
+    let flag = interrupted.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    flag.cancel();
+                    cancel.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("stopping (interrupted); cleaning up…");
+        flag.cancel();
+        cancel.cancel();
+    });
+    interrupted
+}
+
+/// Logs to stderr through the secret redactor. `RUST_LOG` overrides the verbosity flags.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info,azure_core=warn",
+        (false, 2) => "debug,azure_core=info,hyper=info,reqwest=info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| RedactingStderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Writes to stderr with secrets removed.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = crate::secrets::redact(&String::from_utf8_lossy(buf));
+        std::io::stderr().write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}

@@ -1,0 +1,15 @@
+//! edw-conformance harness: the library the conformance scenarios are written with.
+//!
+//! It holds the configuration of the system under test ([`config`]), every use of the
+//! Azure Storage SDK ([`storage`]), an embedded real Azurite ([`azurite`]), the sample's
+//! producer and consumer ([`workload`]), secret redaction ([`secrets`]) and the `edw` CLI
+//! ([`cli`]).
+
+pub mod azurite;
+pub mod cli;
+pub mod config;
+pub mod faults;
+pub mod naming;
+pub mod secrets;
+pub mod storage;
+pub mod workload;

@@ -1,0 +1,336 @@
+//! Building SDK clients from a [`StorageTarget`]: which account, which endpoints, which
+//! credential (Azurite development account, connection string or account key, Entra ID), and
+//! the HTTP transport with connection reuse, timeouts and the retry policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_core::{ClientOptions, ExponentialRetryOptions, RetryOptions, TransportOptions};
+use azure_data_tables::prelude::TableServiceClient;
+use azure_identity::{DefaultAzureCredential, TokenCredentialOptions};
+use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
+use azure_storage_queues::QueueServiceClient;
+
+use super::{Queue, StorageError, Table};
+use crate::secrets::Secret;
+
+/// The Azurite (and Storage Emulator) development account name.
+pub const DEVELOPMENT_ACCOUNT: &str = "devstoreaccount1";
+
+/// How the suite authenticates to the storage account.
+#[derive(Debug, Clone)]
+pub enum StorageAuth {
+    /// Azurite's published, well-known development account and key.
+    DevelopmentAccount,
+    /// A storage connection string (account name, key or SAS, and endpoints).
+    ConnectionString(Secret),
+    /// The account's shared key; the account name comes from [`StorageTarget::account`].
+    AccountKey(Secret),
+    /// Entra ID: environment (client secret or workload identity federated token),
+    /// managed identity, then the Azure CLI, in that order.
+    EntraId,
+}
+
+impl StorageAuth {
+    /// A short name for logs and reports (never the secret).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StorageAuth::DevelopmentAccount => "azurite development account",
+            StorageAuth::ConnectionString(_) => "connection string",
+            StorageAuth::AccountKey(_) => "account key",
+            StorageAuth::EntraId => "Entra ID",
+        }
+    }
+}
+
+/// Retry and timeout settings for every storage request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySettings {
+    /// Retries after the first attempt; 0 disables retrying.
+    pub max_retries: u32,
+    /// The first backoff; it doubles (with jitter) up to `max_delay`.
+    pub initial_delay: Duration,
+    /// The longest backoff between two attempts (a longer `Retry-After` still wins).
+    pub max_delay: Duration,
+    /// Give up retrying once this much time has passed since the first attempt.
+    pub max_total_elapsed: Duration,
+    /// One attempt's time limit. Generous: Azurite's in-memory sweep can stall for seconds.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_retries: 6,
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(8),
+            max_total_elapsed: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Where the queue and table live and how to reach them.
+#[derive(Debug, Clone)]
+pub struct StorageTarget {
+    /// The storage account name (ignored for a connection string, which names its own).
+    pub account: String,
+    pub auth: StorageAuth,
+    /// Base URL of the queue service, including the account path for path-style endpoints
+    /// (`http://127.0.0.1:10001/devstoreaccount1`). `None`: the public cloud endpoint.
+    pub queue_endpoint: Option<String>,
+    /// Base URL of the table service, as `queue_endpoint`.
+    pub table_endpoint: Option<String>,
+    pub retry: RetrySettings,
+}
+
+impl StorageTarget {
+    /// The Azurite development account on the given service base URLs.
+    pub fn development(queue_endpoint: &str, table_endpoint: &str) -> Self {
+        StorageTarget {
+            account: DEVELOPMENT_ACCOUNT.to_owned(),
+            auth: StorageAuth::DevelopmentAccount,
+            queue_endpoint: Some(queue_endpoint.trim_end_matches('/').to_owned()),
+            table_endpoint: Some(table_endpoint.trim_end_matches('/').to_owned()),
+            retry: RetrySettings::default(),
+        }
+    }
+}
+
+/// Connected queue and table service clients for one account.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    queues: QueueServiceClient,
+    tables: TableServiceClient,
+    queue_endpoint: String,
+    table_endpoint: String,
+    auth_kind: &'static str,
+}
+
+impl Storage {
+    /// Builds the clients. No request is sent: a wrong key or an unreachable endpoint shows
+    /// at the first operation, as a [`StorageError`] that names it.
+    pub fn connect(target: &StorageTarget) -> Result<Storage, StorageError> {
+        let resolved = resolve(target)?;
+        let options = client_options(&target.retry)?;
+        let queues = azure_storage_queues::QueueServiceClientBuilder::with_location(
+            resolved.queue_location.clone(),
+            resolved.credentials.clone(),
+        )
+        .client_options(options.clone())
+        .build();
+        let tables = azure_data_tables::clients::TableServiceClientBuilder::with_location(
+            resolved.table_location.clone(),
+            resolved.credentials,
+        )
+        .client_options(options)
+        .build();
+        Ok(Storage {
+            queues,
+            tables,
+            queue_endpoint: location_url(&resolved.queue_location, "queue"),
+            table_endpoint: location_url(&resolved.table_location, "table"),
+            auth_kind: target.auth.kind(),
+        })
+    }
+
+    /// A handle on queue `name` (nothing is sent until an operation is called).
+    pub fn queue(&self, name: &str) -> Queue {
+        Queue::new(self.queues.queue_client(name), name, &self.queue_endpoint)
+    }
+
+    /// A handle on table `name` (nothing is sent until an operation is called).
+    pub fn table(&self, name: &str) -> Table {
+        Table::new(self.tables.table_client(name), name, &self.table_endpoint)
+    }
+
+    /// The queue service base URL (no secret in it).
+    pub fn queue_endpoint(&self) -> &str {
+        &self.queue_endpoint
+    }
+
+    /// The table service base URL (no secret in it).
+    pub fn table_endpoint(&self) -> &str {
+        &self.table_endpoint
+    }
+
+    /// One line for logs: endpoints and how the suite authenticates.
+    pub fn describe(&self) -> String {
+        format!(
+            "queue {} and table {} ({})",
+            self.queue_endpoint, self.table_endpoint, self.auth_kind
+        )
+    }
+}
+
+struct Resolved {
+    credentials: StorageCredentials,
+    queue_location: CloudLocation,
+    table_location: CloudLocation,
+}
+
+fn resolve(target: &StorageTarget) -> Result<Resolved, StorageError> {
+    let location = |endpoint: &Option<String>, account: &str| match endpoint {
+        Some(uri) => CloudLocation::Custom {
+            account: account.to_owned(),
+            uri: uri.trim_end_matches('/').to_owned(),
+        },
+        None => CloudLocation::Public {
+            account: account.to_owned(),
+        },
+    };
+    let check_account = |account: &str| {
+        if account.is_empty() {
+            Err(StorageError::Config(
+                "no storage account name (set AZURE_STORAGE_ACCOUNT_NAME)".to_owned(),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match &target.auth {
+        StorageAuth::DevelopmentAccount => {
+            let (Some(_), Some(_)) = (&target.queue_endpoint, &target.table_endpoint) else {
+                return Err(StorageError::Config(
+                    "the development account needs both a queue and a table endpoint".to_owned(),
+                ));
+            };
+            Ok(Resolved {
+                credentials: StorageCredentials::emulator(),
+                queue_location: location(&target.queue_endpoint, DEVELOPMENT_ACCOUNT),
+                table_location: location(&target.table_endpoint, DEVELOPMENT_ACCOUNT),
+            })
+        }
+        StorageAuth::AccountKey(key) => {
+            check_account(&target.account)?;
+            Ok(Resolved {
+                credentials: StorageCredentials::access_key(
+                    target.account.clone(),
+                    key.expose().to_owned(),
+                ),
+                queue_location: location(&target.queue_endpoint, &target.account),
+                table_location: location(&target.table_endpoint, &target.account),
+            })
+        }
+        StorageAuth::EntraId => {
+            check_account(&target.account)?;
+            let credential = DefaultAzureCredential::create(TokenCredentialOptions::default())
+                .map_err(|e| StorageError::Credential {
+                    detail: crate::secrets::redact(&error_chain(&e)),
+                })?;
+            Ok(Resolved {
+                credentials: StorageCredentials::token_credential(Arc::new(credential)),
+                queue_location: location(&target.queue_endpoint, &target.account),
+                table_location: location(&target.table_endpoint, &target.account),
+            })
+        }
+        StorageAuth::ConnectionString(secret) => from_connection_string(secret, target),
+    }
+}
+
+fn from_connection_string(
+    secret: &Secret,
+    target: &StorageTarget,
+) -> Result<Resolved, StorageError> {
+    let invalid = |why: &str| {
+        StorageError::Config(format!("the storage connection string is not valid: {why}"))
+    };
+    let parsed = ConnectionString::new(secret.expose())
+        .map_err(|e| invalid(&crate::secrets::redact(&e.to_string())))?;
+    if parsed.use_development_storage == Some(true) {
+        return resolve(&StorageTarget {
+            auth: StorageAuth::DevelopmentAccount,
+            queue_endpoint: Some(format!("http://127.0.0.1:10001/{DEVELOPMENT_ACCOUNT}")),
+            table_endpoint: Some(format!("http://127.0.0.1:10002/{DEVELOPMENT_ACCOUNT}")),
+            ..target.clone()
+        });
+    }
+    let account = parsed
+        .account_name
+        .ok_or_else(|| invalid("it has no AccountName"))?
+        .to_owned();
+    let credentials = parsed
+        .storage_credentials()
+        .map_err(|_| invalid("it has neither AccountKey nor SharedAccessSignature"))?;
+    let endpoint = |explicit: Option<&str>, service: &str| match explicit {
+        Some(uri) => Ok(CloudLocation::Custom {
+            account: account.clone(),
+            uri: uri.trim_end_matches('/').to_owned(),
+        }),
+        None => match parsed.endpoint_suffix {
+            Some(suffix) => {
+                let scheme = match parsed.default_endpoints_protocol {
+                    Some(azure_storage::EndpointProtocol::Http) => "http",
+                    _ => "https",
+                };
+                Ok(CloudLocation::Custom {
+                    account: account.clone(),
+                    uri: format!("{scheme}://{account}.{service}.{suffix}"),
+                })
+            }
+            None => Ok::<_, StorageError>(CloudLocation::Public {
+                account: account.clone(),
+            }),
+        },
+    };
+    Ok(Resolved {
+        queue_location: endpoint(parsed.queue_endpoint, "queue")?,
+        table_location: endpoint(parsed.table_endpoint, "table")?,
+        credentials,
+    })
+}
+
+fn location_url(location: &CloudLocation, service: &str) -> String {
+    match location {
+        CloudLocation::Custom { uri, .. } => uri.clone(),
+        CloudLocation::Public { account } => {
+            format!("https://{account}.{service}.core.windows.net")
+        }
+        CloudLocation::China { account } => {
+            format!("https://{account}.{service}.core.chinacloudapi.cn")
+        }
+        CloudLocation::Emulator { address, port } => {
+            format!("http://{address}:{port}/{DEVELOPMENT_ACCOUNT}")
+        }
+    }
+}
+
+/// The SDK's HTTP transport with connection reuse (the SDK default opens a new connection per
+/// request), idle connections closed before Azurite's 5 s keep-alive ends, and time limits.
+fn client_options(retry: &RetrySettings) -> Result<ClientOptions, StorageError> {
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(4))
+        .pool_max_idle_per_host(64)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(retry.request_timeout)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| StorageError::Config(format!("cannot build the HTTP client: {e}")))?;
+    let retry_options = if retry.max_retries == 0 {
+        RetryOptions::none()
+    } else {
+        RetryOptions::exponential(
+            ExponentialRetryOptions::default()
+                .max_retries(retry.max_retries)
+                .initial_delay(retry.initial_delay)
+                .max_delay(retry.max_delay)
+                .max_total_elapsed(retry.max_total_elapsed),
+        )
+    };
+    Ok(ClientOptions::new(TransportOptions::new(Arc::new(http))).retry(retry_options))
+}
+
+/// The error and its sources on one line.
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
