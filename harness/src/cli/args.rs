@@ -85,7 +85,7 @@ pub struct ProduceArgs {
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Messages in flight at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub concurrency: usize,
     /// Number of the first message.
     #[arg(long, default_value_t = 1)]
@@ -98,10 +98,10 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub until_empty: bool,
     /// Workers receiving at once.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub workers: usize,
     /// Messages per receive (1-32; the sample takes 1).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=32))]
     pub batch: u8,
     /// Pause per message and worker (the sample: about 1s).
     #[arg(long, value_parser = parse_duration)]
@@ -117,13 +117,13 @@ pub struct ConsumeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RoundtripArgs {
     /// Messages to send.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
     /// Producer concurrency.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub concurrency: usize,
     /// Consumer workers.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub workers: usize,
     /// Print JSON.
     #[arg(long)]

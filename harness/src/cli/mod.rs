@@ -68,8 +68,9 @@ pub fn main() -> ExitCode {
         let interrupted = spawn_signal_handler(cancel.clone());
         let result = commands::run(cli, &cancel).await;
         let was_interrupted = interrupted.is_cancelled();
+        // Commands that run until Ctrl-C end with their own code; a failure caused by the
+        // interruption is reported as one.
         match result {
-            Ok(code) if was_interrupted && code == exit::OK => exit::INTERRUPTED,
             Ok(code) => code,
             Err(failure) => {
                 let text = crate::secrets::redact(&format!("{:#}", failure.error));

@@ -62,6 +62,28 @@ impl Default for ConsumerOptions {
     }
 }
 
+impl ConsumerOptions {
+    /// Checks the options before anything is received.
+    pub fn validate(&self) -> Result<(), ConsumerError> {
+        if self.workers == 0 {
+            return Err(ConsumerError::Options("workers must be at least 1".into()));
+        }
+        if !(1..=crate::storage::MAX_BATCH).contains(&self.batch) {
+            return Err(ConsumerError::Options(format!(
+                "batch must be 1 to {}, not {}",
+                crate::storage::MAX_BATCH,
+                self.batch
+            )));
+        }
+        if self.visibility_timeout < Duration::from_secs(1) {
+            return Err(ConsumerError::Options(
+                "the visibility timeout must be at least 1 s".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What the consumer did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ConsumerReport {
@@ -129,21 +151,7 @@ pub async fn consume(
     options: &ConsumerOptions,
     cancel: &CancellationToken,
 ) -> Result<ConsumerReport, ConsumerError> {
-    if options.workers == 0 {
-        return Err(ConsumerError::Options("workers must be at least 1".into()));
-    }
-    if !(1..=crate::storage::MAX_BATCH).contains(&options.batch) {
-        return Err(ConsumerError::Options(format!(
-            "batch must be 1 to {}, not {}",
-            crate::storage::MAX_BATCH,
-            options.batch
-        )));
-    }
-    if options.visibility_timeout < Duration::from_secs(1) {
-        return Err(ConsumerError::Options(
-            "the visibility timeout must be at least 1 s".into(),
-        ));
-    }
+    options.validate()?;
     let start = Instant::now();
     let shared = Shared {
         queue,

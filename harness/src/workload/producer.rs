@@ -42,6 +42,21 @@ impl Default for ProducerPlan {
 }
 
 impl ProducerPlan {
+    /// Checks the plan before anything is sent.
+    pub fn validate(&self) -> Result<(), ProducerError> {
+        if self.concurrency == 0 {
+            return Err(ProducerError::Plan("concurrency must be at least 1".into()));
+        }
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(ProducerError::Plan(format!(
+                    "rate must be a positive number of messages per second, not {rate}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// `count` messages as fast as `concurrency` senders go.
     pub fn burst(count: u64, concurrency: usize) -> Self {
         ProducerPlan {
@@ -97,16 +112,7 @@ pub async fn produce(
     plan: &ProducerPlan,
     cancel: &CancellationToken,
 ) -> Result<ProduceReport, ProducerError> {
-    if plan.concurrency == 0 {
-        return Err(ProducerError::Plan("concurrency must be at least 1".into()));
-    }
-    if let Some(rate) = plan.rate {
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(ProducerError::Plan(format!(
-                "rate must be a positive number of messages per second, not {rate}"
-            )));
-        }
-    }
+    plan.validate()?;
     let shared = Shared {
         start: Instant::now(),
         next: AtomicU64::new(plan.first_index),

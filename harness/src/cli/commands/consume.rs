@@ -11,6 +11,20 @@ pub async fn run(
     args: &ConsumeArgs,
     cancel: &CancellationToken,
 ) -> Result<u8, Failure> {
+    let options = ConsumerOptions {
+        workers: args.workers,
+        batch: args.batch,
+        visibility_timeout: args.visibility_timeout,
+        pace: args.pace,
+        max_dequeue: args.max_dequeue,
+        stop: if args.until_empty {
+            StopWhen::Empty
+        } else {
+            StopWhen::Cancelled
+        },
+        ..ConsumerOptions::default()
+    };
+    options.validate().map_err(Failure::usage)?;
     let session = session::open(global).await?;
     super::note_embedded(&session);
     let queue = session.storage.queue(session.config.queue_name());
@@ -25,19 +39,6 @@ pub async fn run(
     ] {
         step.map_err(Failure::environment)?;
     }
-    let options = ConsumerOptions {
-        workers: args.workers,
-        batch: args.batch,
-        visibility_timeout: args.visibility_timeout,
-        pace: args.pace,
-        max_dequeue: args.max_dequeue,
-        stop: if args.until_empty {
-            StopWhen::Empty
-        } else {
-            StopWhen::Cancelled
-        },
-        ..ConsumerOptions::default()
-    };
     eprintln!(
         "consuming queue {} into table {} with {} worker(s){}",
         queue.name(),

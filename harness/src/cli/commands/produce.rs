@@ -11,10 +11,6 @@ pub async fn run(
     args: &ProduceArgs,
     cancel: &CancellationToken,
 ) -> Result<u8, Failure> {
-    let session = session::open(global).await?;
-    super::note_embedded(&session);
-    let queue = session.storage.queue(session.config.queue_name());
-    queue.create().await.map_err(Failure::environment)?;
     let plan = ProducerPlan {
         count: args.count,
         // The sample's 1 per second, unless a count asks for a burst.
@@ -29,6 +25,11 @@ pub async fn run(
         concurrency: args.concurrency,
         first_index: args.first,
     };
+    plan.validate().map_err(Failure::usage)?;
+    let session = session::open(global).await?;
+    super::note_embedded(&session);
+    let queue = session.storage.queue(session.config.queue_name());
+    queue.create().await.map_err(Failure::environment)?;
     eprintln!(
         "producing to queue {} at {}{}",
         queue.name(),

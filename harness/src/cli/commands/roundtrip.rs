@@ -96,14 +96,18 @@ async fn round_trip(
         println!("{}", result.summary());
         println!(
             "{}",
-            if result.is_exact() {
+            if cancel.is_cancelled() {
+                "INTERRUPTED: the counts above are partial"
+            } else if result.is_exact() {
                 "PASS: every message was processed exactly once"
             } else {
                 "FAIL: messages were lost or duplicated"
             }
         );
     }
-    Ok(if result.is_exact() && !cancel.is_cancelled() {
+    Ok(if cancel.is_cancelled() {
+        exit::INTERRUPTED
+    } else if result.is_exact() {
         exit::OK
     } else {
         exit::CHECK_FAILED
