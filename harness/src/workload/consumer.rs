@@ -115,7 +115,7 @@ pub enum ConsumerError {
         /// What it had done until then.
         report: Box<ConsumerReport>,
         #[source]
-        source: StorageError,
+        source: Box<StorageError>,
     },
 }
 
@@ -180,7 +180,7 @@ pub async fn consume(
     match shared.fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(source) => Err(ConsumerError::Storage {
             report: Box::new(report),
-            source,
+            source: Box::new(source),
         }),
         None => Ok(report),
     }

@@ -100,7 +100,7 @@ pub enum ProducerError {
     Storage {
         sent: u64,
         #[source]
-        source: StorageError,
+        source: Box<StorageError>,
     },
 }
 
@@ -130,7 +130,7 @@ pub async fn produce(
     if let Some(source) = outcome.fatal.take() {
         return Err(ProducerError::Storage {
             sent: outcome.sent.len() as u64,
-            source,
+            source: Box::new(source),
         });
     }
     outcome.sent.sort_unstable();
