@@ -109,6 +109,22 @@ pub(super) struct Failed<'a> {
 }
 
 impl Failed<'_> {
+    /// `Ok` when the call worked or failed only in the `benign` way (a create that found the
+    /// resource there, a delete that found it gone): what idempotent operations need.
+    pub fn tolerate<T>(
+        &self,
+        result: azure_core::Result<T>,
+        benign: fn(&StorageError) -> bool,
+    ) -> Result<(), StorageError> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match self.classify(e) {
+                error if benign(&error) => Ok(()),
+                error => Err(error),
+            },
+        }
+    }
+
     pub fn classify(&self, error: azure_core::Error) -> StorageError {
         let detail = redact(&super::connect::error_chain(&error));
         let resource = self.resource.to_owned();

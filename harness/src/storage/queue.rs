@@ -78,24 +78,14 @@ impl Queue {
 
     /// Creates the queue; an existing queue is fine.
     pub async fn create(&self) -> Result<(), StorageError> {
-        match self.client.create().await {
-            Ok(_) => Ok(()),
-            Err(e) => match self.failed("create queue").classify(e) {
-                conflict if conflict.is_conflict() => Ok(()),
-                other => Err(other),
-            },
-        }
+        self.failed("create queue")
+            .tolerate(self.client.create().await, StorageError::is_conflict)
     }
 
     /// Deletes the queue; a missing queue is fine.
     pub async fn delete(&self) -> Result<(), StorageError> {
-        match self.client.delete().await {
-            Ok(_) => Ok(()),
-            Err(e) => match self.failed("delete queue").classify(e) {
-                missing if missing.is_not_found() => Ok(()),
-                other => Err(other),
-            },
-        }
+        self.failed("delete queue")
+            .tolerate(self.client.delete().await, StorageError::is_not_found)
     }
 
     /// True when the queue exists.

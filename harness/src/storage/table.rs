@@ -55,24 +55,14 @@ impl Table {
 
     /// Creates the table; an existing table is fine.
     pub async fn create(&self) -> Result<(), StorageError> {
-        match self.client.create().await {
-            Ok(_) => Ok(()),
-            Err(e) => match self.failed("create table").classify(e) {
-                conflict if conflict.is_conflict() => Ok(()),
-                other => Err(other),
-            },
-        }
+        self.failed("create table")
+            .tolerate(self.client.create().await, StorageError::is_conflict)
     }
 
     /// Deletes the table; a missing table is fine.
     pub async fn delete(&self) -> Result<(), StorageError> {
-        match self.client.delete().await {
-            Ok(_) => Ok(()),
-            Err(e) => match self.failed("delete table").classify(e) {
-                missing if missing.is_not_found() => Ok(()),
-                other => Err(other),
-            },
-        }
+        self.failed("delete table")
+            .tolerate(self.client.delete().await, StorageError::is_not_found)
     }
 
     /// Inserts `entity` (which carries its `PartitionKey` and `RowKey`). An existing entity
