@@ -12,4 +12,5 @@ pub mod faults;
 pub mod naming;
 pub mod secrets;
 pub mod storage;
+pub mod twin_pods;
 pub mod workload;

@@ -1,0 +1,125 @@
+//! What the twin's consumer pods run: the real consumer from [`crate::workload`], one per
+//! Running pod, against the harness's storage (the real Azurite), and the real queue count the
+//! twin's KEDA reads. Pace and visibility timeout follow the twin's clock scale, so a pod
+//! processes one message per simulated second as the sample's pods do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use edw_twin::driver::{BoxFuture, PodRuntime, QueueProbe};
+use edw_twin::store::ObjectKey;
+use tokio_util::sync::CancellationToken;
+
+use crate::storage::{Queue, Storage};
+use crate::workload::{consume, poison_queue_name, ConsumerOptions, ConsumerReport, StopWhen};
+
+/// Runs the real consumer for each Running consumer pod.
+pub struct ConsumerPods {
+    storage: Storage,
+    scale: f64,
+    runtime: tokio::runtime::Handle,
+    running: Mutex<HashMap<ObjectKey, CancellationToken>>,
+    reports: Arc<Mutex<Vec<(ObjectKey, Result<ConsumerReport, String>)>>>,
+}
+
+impl ConsumerPods {
+    /// Consumers on `storage`, one simulated second per message at clock scale `scale`.
+    pub fn new(storage: Storage, scale: f64) -> Self {
+        ConsumerPods {
+            storage,
+            scale: if scale > 0.0 { scale } else { 1.0 },
+            runtime: tokio::runtime::Handle::current(),
+            running: Mutex::new(HashMap::new()),
+            reports: Arc::default(),
+        }
+    }
+
+    /// Pods whose consumer is running now.
+    pub fn running(&self) -> usize {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// What each finished consumer did.
+    pub fn reports(&self) -> Vec<(ObjectKey, Result<ConsumerReport, String>)> {
+        self.reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Messages processed by finished consumers.
+    pub fn processed(&self) -> u64 {
+        self.reports()
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .map(|r| r.processed)
+            .sum()
+    }
+}
+
+impl PodRuntime for ConsumerPods {
+    fn start(&self, pod: &ObjectKey, env: &BTreeMap<String, String>) {
+        let (Some(queue_name), Some(table_name)) =
+            (env.get("AZURE_QUEUE_NAME"), env.get("AZURE_TABLE_NAME"))
+        else {
+            tracing::warn!(pod = %pod.name, "consumer pod without AZURE_QUEUE_NAME / AZURE_TABLE_NAME: the sample's consumer would exit");
+            return;
+        };
+        let queue = self.storage.queue(queue_name);
+        let poison = self.storage.queue(&poison_queue_name(queue_name));
+        let table = self.storage.table(table_name);
+        let second = Duration::from_secs_f64(1.0 / self.scale);
+        let options = ConsumerOptions {
+            workers: 1,
+            batch: 1,
+            // The sample's 60 s, in simulated time (the service needs at least 1 s).
+            visibility_timeout: Duration::from_secs_f64((60.0 / self.scale).ceil().max(1.0)),
+            pace: Some(second),
+            idle_poll: second.max(Duration::from_millis(20)),
+            stop: StopWhen::Cancelled,
+            ..ConsumerOptions::default()
+        };
+        let cancel = CancellationToken::new();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pod.clone(), cancel.clone());
+        let reports = self.reports.clone();
+        let key = pod.clone();
+        self.runtime.spawn(async move {
+            let _ = table.create().await;
+            let _ = poison.create().await;
+            let result = consume(&queue, &table, &poison, &options, &cancel)
+                .await
+                .map_err(|e| crate::secrets::redact(&e.to_string()));
+            if let Err(error) = &result {
+                tracing::warn!(pod = %key.name, %error, "consumer pod stopped with an error");
+            }
+            reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((key, result));
+        });
+    }
+
+    fn stop(&self, pod: &ObjectKey) {
+        if let Some(cancel) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(pod)
+        {
+            cancel.cancel();
+        }
+    }
+}
+
+/// The real queue's approximate count, for the twin's KEDA and HPA.
+pub struct StorageQueueProbe(pub Queue);
+
+impl QueueProbe for StorageQueueProbe {
+    fn approximate_count(&self) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move { self.0.approximate_count().await.map_err(|e| e.to_string()) })
+    }
+}
