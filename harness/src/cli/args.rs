@@ -61,6 +61,42 @@ pub enum Command {
     Roundtrip(RoundtripArgs),
     /// Show the resolved configuration and where each value came from (secrets hidden).
     Config,
+    /// The twin: a simulated AKS control plane (Kubernetes API, KEDA, HPA, Karpenter).
+    Twin {
+        #[command(subcommand)]
+        command: TwinCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TwinCommand {
+    /// What if: run the sample on the virtual clock and print the replica/pod/node/queue timeline.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// COUNT messages at SECONDS, e.g. `1000@30` (repeatable).
+    #[arg(long, value_name = "COUNT@SECONDS")]
+    pub burst: Vec<String>,
+    /// PER_SECOND messages from FROM to UNTIL seconds, e.g. `5@0..600` (repeatable).
+    #[arg(long, value_name = "PER_SECOND@FROM..UNTIL")]
+    pub rate: Vec<String>,
+    /// The ScaledObject to use (YAML or JSON); default: the walkthrough's.
+    #[arg(long, value_name = "FILE")]
+    pub scaled_object: Option<PathBuf>,
+    /// Twin parameters as JSON (see fixtures/twin/README.md); default: the specification's.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+    /// Override one parameter, e.g. `daemonset_cpu_millis=300` or `initialize_delay=120s`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Simulated seconds to run.
+    #[arg(long, default_value_t = 900.0)]
+    pub duration: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

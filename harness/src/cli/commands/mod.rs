@@ -6,10 +6,11 @@ mod consume;
 mod produce;
 mod queue;
 mod roundtrip;
+mod twin;
 
 use tokio_util::sync::CancellationToken;
 
-use super::args::{Cli, Command, QueueCommand};
+use super::args::{Cli, Command, QueueCommand, TwinCommand};
 use super::Failure;
 
 /// Runs the parsed command; `Ok` carries the exit code.
@@ -23,6 +24,9 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Azurite => azurite::run(cancel).await,
         Command::Roundtrip(args) => roundtrip::run(&cli.global, &args, cancel).await,
         Command::Config => config::run(&cli.global),
+        Command::Twin {
+            command: TwinCommand::Simulate(args),
+        } => twin::simulate(&args),
     }
 }
 

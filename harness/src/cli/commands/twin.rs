@@ -1,0 +1,124 @@
+//! `edw twin simulate`: the sample on the twin's virtual clock, for "what if" questions.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use edw_twin::params::TwinParams;
+use edw_twin::queue::{LoadProfile, LoadStep};
+use edw_twin::simulate::{simulate as run_simulation, SimulationInput};
+use serde_json::Value;
+
+use crate::cli::args::SimulateArgs;
+use crate::cli::{exit, Failure};
+
+pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
+    let input = input(args).map_err(Failure::usage)?;
+    let report = run_simulation(&input).map_err(Failure::usage)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(Failure::environment)?;
+        println!("{text}");
+        return Ok(exit::OK);
+    }
+    println!("SIMULATED (twin, virtual clock): not a cluster result");
+    println!(
+        "{:>8} {:>9} {:>8} {:>8} {:>6} {:>11} {:>7}",
+        "t(s)", "replicas", "running", "pending", "nodes", "nodeclaims", "queue"
+    );
+    for s in &report.samples {
+        println!(
+            "{:>8.1} {:>9} {:>8} {:>8} {:>6} {:>11} {:>7}",
+            s.t, s.replicas, s.running, s.pending, s.nodes, s.nodeclaims, s.queue
+        );
+    }
+    let at = |t: Option<f64>| t.map_or("never".to_owned(), |t| format!("{t:.1} s"));
+    let p = &report.phases;
+    println!();
+    println!("messages {:.0}; peak replicas {}, running pods {}, Karpenter nodes {} ({} NodeClaims)", report.messages, report.peak_replicas, report.peak_running, report.peak_nodes, report.nodeclaims_created);
+    println!("first scale-out {}, max replicas {}, first node {}", at(p.first_scale_out), at(p.max_replicas), at(p.first_node));
+    println!("drained {}, scaled to zero {}, nodes consolidated {}", at(p.drained), at(p.scaled_to_zero), at(p.nodes_consolidated));
+    if report.left_on_queue > 0 {
+        println!("left on the queue at the end: {} messages", report.left_on_queue);
+    }
+    println!(
+        "assumed: DaemonSet CPU {}m per node, node ready {} s after its NodeClaim, pod start {} s, {} msg/s per pod (see fixtures/twin/README.md)",
+        report.params.daemonset_cpu_millis,
+        report.params.initialize_delay.as_secs(),
+        report.params.pod_start_delay.as_secs(),
+        report.params.messages_per_pod_second
+    );
+    Ok(exit::OK)
+}
+
+fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {
+    let mut steps = Vec::new();
+    for burst in &args.burst {
+        let (count, at) = burst
+            .split_once('@')
+            .with_context(|| format!("--burst {burst:?}: expected COUNT@SECONDS"))?;
+        steps.push(LoadStep::Burst {
+            count: count.trim().parse().with_context(|| format!("--burst {burst:?}: {count:?} is not a count"))?,
+            at: at.trim().parse().with_context(|| format!("--burst {burst:?}: {at:?} is not seconds"))?,
+        });
+    }
+    for rate in &args.rate {
+        let parsed = rate.split_once('@').and_then(|(r, span)| {
+            let (from, until) = span.split_once("..")?;
+            Some((r.trim().parse::<f64>().ok()?, from.trim().parse::<f64>().ok()?, until.trim().parse::<f64>().ok()?))
+        });
+        let (per_second, from, until) = parsed.with_context(|| format!("--rate {rate:?}: expected PER_SECOND@FROM..UNTIL"))?;
+        steps.push(LoadStep::Rate { from, until, per_second });
+    }
+    if steps.is_empty() {
+        // The worked example: 1000 messages, at a KEDA poll.
+        steps.push(LoadStep::Burst { at: 30.0, count: 1000 });
+    }
+    let scaled_object = match &args.scaled_object {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let value: Value = serde_saphyr::from_str(&text).with_context(|| format!("{} is not YAML or JSON", path.display()))?;
+            anyhow::ensure!(
+                value.get("kind").and_then(Value::as_str) == Some("ScaledObject"),
+                "{} is not a ScaledObject (kind: {})",
+                path.display(),
+                value.get("kind").and_then(Value::as_str).unwrap_or("missing")
+            );
+            Some(value)
+        }
+        None => None,
+    };
+    let mut params = match &args.params {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str::<Value>(&text).with_context(|| format!("{} is not JSON", path.display()))?
+        }
+        None => serde_json::to_value(TwinParams::default())?,
+    };
+    for assignment in &args.set {
+        let (key, value) = assignment
+            .split_once('=')
+            .with_context(|| format!("--set {assignment:?}: expected KEY=VALUE"))?;
+        let current = params
+            .get(key)
+            .with_context(|| format!("--set {assignment:?}: the twin has no parameter {key:?}"))?;
+        let new = match current {
+            Value::Object(o) if o.contains_key("secs") => {
+                let d: Duration = crate::cli::args::parse_duration(value).map_err(anyhow::Error::msg)?;
+                serde_json::to_value(d)?
+            }
+            Value::Number(_) => Value::Number(
+                serde_json::Number::from_f64(value.parse::<f64>().with_context(|| format!("--set {key}: {value:?} is not a number"))?)
+                    .context("not a finite number")?,
+            ),
+            _ => Value::String(value.to_owned()),
+        };
+        params[key] = new;
+    }
+    let params: TwinParams = serde_json::from_value(params).context("invalid twin parameters")?;
+    anyhow::ensure!(args.duration > 0.0 && args.duration.is_finite(), "--duration must be a positive number of seconds");
+    Ok(SimulationInput {
+        params,
+        profile: LoadProfile { steps },
+        scaled_object,
+        duration: args.duration,
+    })
+}
