@@ -72,6 +72,26 @@ pub enum Command {
 pub enum TwinCommand {
     /// What if: run the sample on the virtual clock and print the replica/pod/node/queue timeline.
     Simulate(SimulateArgs),
+    /// Serve the twin's Kubernetes API on a loopback port (for kubectl), on the scaled clock,
+    /// with consumer pods running the real consumer against Azurite, until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Loopback port (0: a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// How many times faster than real time the twin's clock runs.
+    #[arg(long, default_value_t = 20.0)]
+    pub scale: f64,
+    /// Where to write the kubeconfig (default: reports/twin.kubeconfig).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Also deploy the sample (namespace, service account, NodePool, Deployment, ScaledObject)
+    /// for the configured queue and table, and create them in storage.
+    #[arg(long)]
+    pub deploy_sample: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -27,6 +27,9 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Twin {
             command: TwinCommand::Simulate(args),
         } => twin::simulate(&args),
+        Command::Twin {
+            command: TwinCommand::Serve(args),
+        } => twin::serve(&cli.global, &args, cancel).await,
     }
 }
 

@@ -8,8 +8,89 @@ use edw_twin::queue::{LoadProfile, LoadStep};
 use edw_twin::simulate::{simulate as run_simulation, SimulationInput};
 use serde_json::Value;
 
-use crate::cli::args::SimulateArgs;
-use crate::cli::{exit, Failure};
+use std::sync::{Arc, Mutex};
+
+use edw_twin::api::ApiServer;
+use edw_twin::driver::{drive, scaled_engine};
+use edw_twin::sample::{deploy_with_table, ScalingConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::args::{GlobalArgs, ServeArgs, SimulateArgs};
+use crate::cli::{exit, session, Failure};
+use crate::twin_pods::{ConsumerPods, StorageQueueProbe};
+use crate::workload::poison_queue_name;
+
+pub async fn serve(
+    global: &GlobalArgs,
+    args: &ServeArgs,
+    cancel: &CancellationToken,
+) -> Result<u8, Failure> {
+    if !(args.scale.is_finite() && args.scale > 0.0) {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--scale must be a positive number"
+        )));
+    }
+    let session = session::open(global).await?;
+    let (engine, clock) =
+        scaled_engine(TwinParams::default(), args.scale).map_err(Failure::environment)?;
+    let queue = session.storage.queue(session.config.queue_name());
+    if args.deploy_sample {
+        let table = session.storage.table(session.config.table_name());
+        let poison = session.storage.queue(&poison_queue_name(queue.name()));
+        for step in [
+            queue.create().await,
+            poison.create().await,
+            table.create().await,
+        ] {
+            step.map_err(Failure::environment)?;
+        }
+        deploy_with_table(
+            &engine.store,
+            queue.name(),
+            table.name(),
+            &ScalingConfig::default(),
+        )
+        .map_err(Failure::environment)?;
+    }
+    let api = ApiServer::new(engine.store.clone(), engine.registry.clone());
+    let served = api
+        .serve(std::net::SocketAddr::from(([127, 0, 0, 1], args.port)))
+        .await
+        .map_err(Failure::environment)?;
+    let path = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("reports/twin.kubeconfig"));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))
+            .map_err(Failure::environment)?;
+    }
+    std::fs::write(&path, served.kubeconfig())
+        .with_context(|| format!("cannot write the kubeconfig to {}", path.display()))
+        .map_err(Failure::environment)?;
+    println!(
+        "SIMULATED cluster (the twin) at {} (clock x{})",
+        served.url(),
+        args.scale
+    );
+    println!("kubeconfig written to {}", path.display());
+    println!("  export KUBECONFIG={}", path.display());
+    println!("storage: {}", session.storage.describe());
+    println!("Ctrl-C stops it.");
+    let engine = Arc::new(Mutex::new(engine));
+    let pods = Arc::new(ConsumerPods::new(session.storage.clone(), args.scale));
+    drive(
+        engine,
+        clock,
+        Arc::new(StorageQueueProbe(queue)),
+        pods,
+        cancel.clone(),
+    )
+    .await;
+    served.shutdown().await;
+    Ok(exit::OK)
+}
 
 pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
     let input = input(args).map_err(Failure::usage)?;
@@ -33,11 +114,31 @@ pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
     let at = |t: Option<f64>| t.map_or("never".to_owned(), |t| format!("{t:.1} s"));
     let p = &report.phases;
     println!();
-    println!("messages {:.0}; peak replicas {}, running pods {}, Karpenter nodes {} ({} NodeClaims)", report.messages, report.peak_replicas, report.peak_running, report.peak_nodes, report.nodeclaims_created);
-    println!("first scale-out {}, max replicas {}, first node {}", at(p.first_scale_out), at(p.max_replicas), at(p.first_node));
-    println!("drained {}, scaled to zero {}, nodes consolidated {}", at(p.drained), at(p.scaled_to_zero), at(p.nodes_consolidated));
+    println!(
+        "messages {:.0}; peak replicas {}, running pods {}, Karpenter nodes {} ({} NodeClaims)",
+        report.messages,
+        report.peak_replicas,
+        report.peak_running,
+        report.peak_nodes,
+        report.nodeclaims_created
+    );
+    println!(
+        "first scale-out {}, max replicas {}, first node {}",
+        at(p.first_scale_out),
+        at(p.max_replicas),
+        at(p.first_node)
+    );
+    println!(
+        "drained {}, scaled to zero {}, nodes consolidated {}",
+        at(p.drained),
+        at(p.scaled_to_zero),
+        at(p.nodes_consolidated)
+    );
     if report.left_on_queue > 0 {
-        println!("left on the queue at the end: {} messages", report.left_on_queue);
+        println!(
+            "left on the queue at the end: {} messages",
+            report.left_on_queue
+        );
     }
     println!(
         "assumed: DaemonSet CPU {}m per node, node ready {} s after its NodeClaim, pod start {} s, {} msg/s per pod (see fixtures/twin/README.md)",
@@ -56,31 +157,54 @@ fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {
             .split_once('@')
             .with_context(|| format!("--burst {burst:?}: expected COUNT@SECONDS"))?;
         steps.push(LoadStep::Burst {
-            count: count.trim().parse().with_context(|| format!("--burst {burst:?}: {count:?} is not a count"))?,
-            at: at.trim().parse().with_context(|| format!("--burst {burst:?}: {at:?} is not seconds"))?,
+            count: count
+                .trim()
+                .parse()
+                .with_context(|| format!("--burst {burst:?}: {count:?} is not a count"))?,
+            at: at
+                .trim()
+                .parse()
+                .with_context(|| format!("--burst {burst:?}: {at:?} is not seconds"))?,
         });
     }
     for rate in &args.rate {
         let parsed = rate.split_once('@').and_then(|(r, span)| {
             let (from, until) = span.split_once("..")?;
-            Some((r.trim().parse::<f64>().ok()?, from.trim().parse::<f64>().ok()?, until.trim().parse::<f64>().ok()?))
+            Some((
+                r.trim().parse::<f64>().ok()?,
+                from.trim().parse::<f64>().ok()?,
+                until.trim().parse::<f64>().ok()?,
+            ))
         });
-        let (per_second, from, until) = parsed.with_context(|| format!("--rate {rate:?}: expected PER_SECOND@FROM..UNTIL"))?;
-        steps.push(LoadStep::Rate { from, until, per_second });
+        let (per_second, from, until) =
+            parsed.with_context(|| format!("--rate {rate:?}: expected PER_SECOND@FROM..UNTIL"))?;
+        steps.push(LoadStep::Rate {
+            from,
+            until,
+            per_second,
+        });
     }
     if steps.is_empty() {
         // The worked example: 1000 messages, at a KEDA poll.
-        steps.push(LoadStep::Burst { at: 30.0, count: 1000 });
+        steps.push(LoadStep::Burst {
+            at: 30.0,
+            count: 1000,
+        });
     }
     let scaled_object = match &args.scaled_object {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let value: Value = serde_saphyr::from_str(&text).with_context(|| format!("{} is not YAML or JSON", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let value: Value = serde_saphyr::from_str(&text)
+                .with_context(|| format!("{} is not YAML or JSON", path.display()))?;
             anyhow::ensure!(
                 value.get("kind").and_then(Value::as_str) == Some("ScaledObject"),
                 "{} is not a ScaledObject (kind: {})",
                 path.display(),
-                value.get("kind").and_then(Value::as_str).unwrap_or("missing")
+                value
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("missing")
             );
             Some(value)
         }
@@ -88,8 +212,10 @@ fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {
     };
     let mut params = match &args.params {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str::<Value>(&text).with_context(|| format!("{} is not JSON", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str::<Value>(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?
         }
         None => serde_json::to_value(TwinParams::default())?,
     };
@@ -102,19 +228,27 @@ fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {
             .with_context(|| format!("--set {assignment:?}: the twin has no parameter {key:?}"))?;
         let new = match current {
             Value::Object(o) if o.contains_key("secs") => {
-                let d: Duration = crate::cli::args::parse_duration(value).map_err(anyhow::Error::msg)?;
+                let d: Duration =
+                    crate::cli::args::parse_duration(value).map_err(anyhow::Error::msg)?;
                 serde_json::to_value(d)?
             }
             Value::Number(_) => Value::Number(
-                serde_json::Number::from_f64(value.parse::<f64>().with_context(|| format!("--set {key}: {value:?} is not a number"))?)
-                    .context("not a finite number")?,
+                serde_json::Number::from_f64(
+                    value
+                        .parse::<f64>()
+                        .with_context(|| format!("--set {key}: {value:?} is not a number"))?,
+                )
+                .context("not a finite number")?,
             ),
             _ => Value::String(value.to_owned()),
         };
         params[key] = new;
     }
     let params: TwinParams = serde_json::from_value(params).context("invalid twin parameters")?;
-    anyhow::ensure!(args.duration > 0.0 && args.duration.is_finite(), "--duration must be a positive number of seconds");
+    anyhow::ensure!(
+        args.duration > 0.0 && args.duration.is_finite(),
+        "--duration must be a positive number of seconds"
+    );
     Ok(SimulationInput {
         params,
         profile: LoadProfile { steps },
