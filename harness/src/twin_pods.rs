@@ -14,13 +14,16 @@ use tokio_util::sync::CancellationToken;
 use crate::storage::{Queue, Storage};
 use crate::workload::{consume, poison_queue_name, ConsumerOptions, ConsumerReport, StopWhen};
 
+/// What one pod's consumer did (or why it stopped).
+pub type PodReport = (ObjectKey, Result<ConsumerReport, String>);
+
 /// Runs the real consumer for each Running consumer pod.
 pub struct ConsumerPods {
     storage: Storage,
     scale: f64,
     runtime: tokio::runtime::Handle,
     running: Mutex<HashMap<ObjectKey, CancellationToken>>,
-    reports: Arc<Mutex<Vec<(ObjectKey, Result<ConsumerReport, String>)>>>,
+    reports: Arc<Mutex<Vec<PodReport>>>,
 }
 
 impl ConsumerPods {
@@ -41,7 +44,7 @@ impl ConsumerPods {
     }
 
     /// What each finished consumer did.
-    pub fn reports(&self) -> Vec<(ObjectKey, Result<ConsumerReport, String>)> {
+    pub fn reports(&self) -> Vec<PodReport> {
         self.reports
             .lock()
             .unwrap_or_else(|p| p.into_inner())
