@@ -4,13 +4,16 @@
 //! Azure Storage SDK ([`storage`]), an embedded real Azurite ([`azurite`]), the sample's
 //! producer and consumer ([`workload`]), secret redaction ([`secrets`]) and the `edw` CLI
 //! ([`cli`]).
-
 pub mod azurite;
 pub mod cli;
 pub mod config;
 pub mod faults;
+pub mod manifests;
 pub mod naming;
+pub mod observe;
+pub mod scenario;
 pub mod secrets;
 pub mod storage;
+pub mod target;
 pub mod twin_pods;
 pub mod workload;

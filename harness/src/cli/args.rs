@@ -61,11 +61,36 @@ pub enum Command {
     Roundtrip(RoundtripArgs),
     /// Show the resolved configuration and where each value came from (secrets hidden).
     Config,
+    /// Run the sample's flow (deploy, validate, load, scale, verify, cleanup) on a target and
+    /// write the reports.
+    Run(RunArgs),
     /// The twin: a simulated AKS control plane (Kubernetes API, KEDA, HPA, Karpenter).
     Twin {
         #[command(subcommand)]
         command: TwinCommand,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Where to run: local (the twin and embedded Azurite), kube or aks (default: $EDW_TARGET, else local).
+    #[arg(long, env = "EDW_TARGET", default_value = "local")]
+    pub target: String,
+    /// Messages in the load burst.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: u64,
+    /// Where the reports go (a folder per scenario and target inside).
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Keep what a failed run created, and say how to remove it later.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Stop the whole run after this long (cleanup still runs).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Print the reports' JSON timeline path and the summary only (no live progress).
+    #[arg(long)]
+    pub plain: bool,
 }
 
 #[derive(Debug, Subcommand)]

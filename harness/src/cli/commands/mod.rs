@@ -6,6 +6,7 @@ mod consume;
 mod produce;
 mod queue;
 mod roundtrip;
+mod run;
 mod twin;
 
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Azurite => azurite::run(cancel).await,
         Command::Roundtrip(args) => roundtrip::run(&cli.global, &args, cancel).await,
         Command::Config => config::run(&cli.global),
+        Command::Run(args) => run::run(&cli.global, &args, cancel).await,
         Command::Twin {
             command: TwinCommand::Simulate(args),
         } => twin::simulate(&args),

@@ -1,0 +1,12 @@
+//! Watching the system under test: the observation recorder (queue depth, replicas, pods,
+//! nodes, NodeClaims, HPA, sampled on every watch event and on a timer), waits written as
+//! predicates over observations ("eventually within T", "consistently for W"), and the
+//! diagnostic bundle captured when something fails.
+
+mod diagnostics;
+mod recorder;
+mod wait;
+
+pub use diagnostics::capture as capture_diagnostics;
+pub use recorder::{sample as sample_once, Recorder, Subject};
+pub use wait::{consistently, eventually, Expect, WaitFailure};

@@ -1,0 +1,258 @@
+//! What a scenario's steps share: the target, the configuration, the run's resource names and
+//! settings, the observation recorder, what was produced, what was created (for cleanup), and
+//! the current step's report properties.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::manifests::Applied;
+use crate::naming::{run_queue_name, run_table_name};
+use crate::observe::{capture_diagnostics, Recorder, Subject};
+use crate::target::Target;
+use crate::workload::{poison_queue_name, ProduceReport};
+
+use super::model::{Observation, Phase, TargetInfo};
+
+/// The names of what a run creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunNames {
+    pub namespace: String,
+    pub deployment: String,
+    pub service_account: String,
+    pub queue: String,
+    pub poison: String,
+    pub table: String,
+    pub scaled_object: String,
+    pub hpa: String,
+    pub nodepool: String,
+}
+
+impl RunNames {
+    /// The sample's names from `config`, with a run-scoped queue and table.
+    pub fn for_run(config: &Config) -> Self {
+        let queue = run_queue_name(config.queue_name());
+        RunNames {
+            namespace: config.get("AQS_TARGET_NAMESPACE").unwrap_or("aqs-demo").to_owned(),
+            deployment: config.get("AQS_TARGET_DEPLOYMENT").unwrap_or("aqs-app").to_owned(),
+            service_account: config.get("SERVICE_ACCOUNT").unwrap_or("aqs-app-service-account").to_owned(),
+            poison: poison_queue_name(&queue),
+            table: run_table_name(config.table_name()),
+            queue,
+            scaled_object: "aws2az-queue-scaleobj".to_owned(),
+            hpa: "keda-hpa-aws2az-queue-scaleobj".to_owned(),
+            nodepool: "default".to_owned(),
+        }
+    }
+}
+
+/// The flow's knobs; the defaults are the walkthrough's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowSettings {
+    /// Messages in the load burst.
+    pub messages: u64,
+    pub producer_concurrency: usize,
+    pub min_replicas: i64,
+    pub max_replicas: i64,
+    pub polling_interval: u64,
+    pub cooldown_period: u64,
+    pub queue_length: u64,
+    pub activation_queue_length: u64,
+}
+
+impl Default for FlowSettings {
+    fn default() -> Self {
+        FlowSettings {
+            messages: 1000,
+            producer_concurrency: 16,
+            min_replicas: 0,
+            max_replicas: 15,
+            polling_interval: 30,
+            cooldown_period: 10,
+            queue_length: 5,
+            activation_queue_length: 20,
+        }
+    }
+}
+
+/// Progress lines for people (the CLI shows them live).
+pub type ProgressSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The state a run's steps share.
+pub struct Context {
+    pub target: Arc<Target>,
+    pub target_info: TargetInfo,
+    pub config: Config,
+    pub names: RunNames,
+    pub settings: FlowSettings,
+    pub recorder: Option<Recorder>,
+    pub produced: Option<ProduceReport>,
+    /// When the load started, on the recorder's clock.
+    pub load_started_at: Option<f64>,
+    /// Karpenter nodes of the run's NodePool when the load started.
+    pub nodes_before_load: u64,
+    /// Kubernetes objects the run applied, in order (cleanup deletes them in reverse).
+    pub applied: Vec<Applied>,
+    /// The run created its queue, poison queue and table.
+    pub created_storage: bool,
+    /// Properties the current step adds to its report.
+    pub current_properties: Vec<(String, String)>,
+    progress: Option<ProgressSink>,
+    timeline: Vec<Observation>,
+}
+
+impl Context {
+    pub fn new(target: Arc<Target>, config: Config, settings: FlowSettings) -> Self {
+        let names = RunNames::for_run(&config);
+        Context {
+            target_info: target.info(),
+            target,
+            config,
+            names,
+            settings,
+            recorder: None,
+            produced: None,
+            load_started_at: None,
+            nodes_before_load: 0,
+            applied: Vec::new(),
+            created_storage: false,
+            current_properties: Vec::new(),
+            progress: None,
+            timeline: Vec::new(),
+        }
+    }
+
+    /// Sends progress lines to `sink`.
+    pub fn with_progress(mut self, sink: ProgressSink) -> Self {
+        self.progress = Some(sink);
+        self
+    }
+
+    pub fn progress(&self, line: &str) {
+        if let Some(sink) = &self.progress {
+            sink(line);
+        }
+    }
+
+    /// Real time for `target_time` (the twin's clock runs faster), at least 100 ms.
+    pub fn real(&self, target_time: Duration) -> Duration {
+        target_time.div_f64(self.target.time_scale()).max(Duration::from_millis(100))
+    }
+
+    /// Adds a property to the current step's report.
+    pub fn property(&mut self, key: &str, value: impl ToString) {
+        self.current_properties.push((key.to_owned(), value.to_string()));
+    }
+
+    /// What the recorder watches.
+    pub fn subject(&self) -> Subject {
+        Subject {
+            namespace: self.names.namespace.clone(),
+            deployment: self.names.deployment.clone(),
+            pod_selector: "app=aqs-reader".to_owned(),
+            hpa: self.names.hpa.clone(),
+            queue: Some(self.target.storage().queue(&self.names.queue)),
+            karpenter: self.target.capabilities().karpenter,
+        }
+    }
+
+    /// The variables the manifests are rendered with: the sample's script variables.
+    pub fn template_vars(&self) -> BTreeMap<String, String> {
+        let c = &self.config;
+        let s = &self.settings;
+        let account = c.get("AZURE_STORAGE_ACCOUNT_NAME").unwrap_or("devstoreaccount1");
+        let client_id = c
+            .get("WORKLOAD_MANAGED_IDENTITY_CLIENT_ID")
+            .or_else(|| c.get("workloadManagedIdentityClientId"))
+            .unwrap_or("00000000-0000-0000-0000-000000000000");
+        [
+            ("AQS_TARGET_NAMESPACE", self.names.namespace.clone()),
+            ("AQS_TARGET_DEPLOYMENT", self.names.deployment.clone()),
+            ("SERVICE_ACCOUNT", self.names.service_account.clone()),
+            ("AZURE_QUEUE_NAME", self.names.queue.clone()),
+            ("AZURE_TABLE_NAME", self.names.table.clone()),
+            ("AZURE_STORAGE_ACCOUNT_NAME", account.to_owned()),
+            ("AZURE_CONTAINER_REGISTRY_NAME", c.get("AZURE_CONTAINER_REGISTRY_NAME").unwrap_or("acraksdemo").to_owned()),
+            ("CONSUMER_IMAGE", self.target.consumer_image(c)),
+            ("workloadManagedIdentityClientId", client_id.to_owned()),
+            ("MIN_REPLICA_COUNT", s.min_replicas.to_string()),
+            ("MAX_REPLICA_COUNT", s.max_replicas.to_string()),
+            ("POLLING_INTERVAL", s.polling_interval.to_string()),
+            ("COOLDOWN_PERIOD", s.cooldown_period.to_string()),
+            ("QUEUE_LENGTH", s.queue_length.to_string()),
+            ("ACTIVATION_QUEUE_LENGTH", s.activation_queue_length.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// The diagnostic bundle.
+    pub async fn diagnostics(&self) -> String {
+        capture_diagnostics(&self.target.client(), &self.subject()).await
+    }
+
+    /// How to remove what a kept run left behind.
+    pub fn cleanup_hint(&self) -> String {
+        format!(
+            "kubectl delete namespace {} && edw queue delete --queue {} (and table {})",
+            self.names.namespace, self.names.queue, self.names.table
+        )
+    }
+
+    /// Stops the recorder and keeps its timeline.
+    pub fn finish(&mut self) {
+        if let Some(recorder) = self.recorder.take() {
+            recorder.stop();
+            self.timeline = recorder.history();
+        }
+    }
+
+    /// The observed timeline.
+    pub fn timeline(&self) -> Vec<Observation> {
+        match &self.recorder {
+            Some(recorder) => recorder.history(),
+            None => self.timeline.clone(),
+        }
+    }
+
+    /// The flow's phase markers, in target seconds after the load started.
+    pub fn phases(&self) -> Vec<Phase> {
+        let timeline = self.timeline();
+        let Some(load) = self.load_started_at else {
+            return Vec::new();
+        };
+        let after = |t: Option<f64>| t.map(|t| ((t - load).max(0.0) * 10.0).round() / 10.0);
+        let first = |from: Option<f64>, p: &dyn Fn(&Observation) -> bool| {
+            let from = from?;
+            timeline.iter().find(|o| o.t >= from && p(o)).map(|o| o.t)
+        };
+        let max = self.settings.max_replicas as u64;
+        let before = self.nodes_before_load;
+        let pool = self.names.nodepool.clone();
+        let nodes = move |o: &Observation| o.nodes.get(&pool).copied().unwrap_or(0);
+        let scale_out = first(Some(load), &|o| o.desired > 0);
+        let at_max = first(Some(load), &|o| o.desired >= max);
+        let new_node = first(Some(load), &|o| nodes(o) > before);
+        let queued = first(Some(load), &|o| o.queue.is_some_and(|q| q > 0));
+        let drained = first(queued, &|o| o.queue == Some(0));
+        let to_zero = first(at_max.or(scale_out), &|o| o.desired == 0 && o.running == 0);
+        let consolidated = first(to_zero.and(new_node).and(to_zero), &|o| nodes(o) <= before);
+        [
+            ("load start", Some(load)),
+            ("first scale-out", scale_out),
+            ("max replicas", at_max),
+            ("first new node", new_node),
+            ("drained", drained),
+            ("scaled to zero", to_zero),
+            ("nodes consolidated", consolidated),
+        ]
+        .into_iter()
+        .map(|(name, t)| Phase {
+            name: name.to_owned(),
+            after_load: after(t),
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,432 @@
+//! The sample's flow as a scenario: deploy, validate, load, scale, verify, and cleanup, with the
+//! walkthrough's checks. Every step works on every target; what a target cannot do (no
+//! Karpenter CRDs) is skipped with the reason.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use tokio_util::sync::CancellationToken;
+
+use super::context::Context;
+use super::runner::{Scenario, Step, StepFuture, StepResult};
+use crate::manifests::{apply, delete, exists, render, Applied};
+use crate::observe::{consistently, eventually, Expect, Recorder};
+use crate::workload::{produce, reconcile, ProducerPlan};
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+/// The sample's burst flow (twin-spec §7 and the walkthrough).
+pub fn burst() -> Scenario {
+    Scenario {
+        name: "flow::burst".to_owned(),
+        steps: vec![
+            Step::new("deploy", S(120), deploy),
+            Step::new("validate: KEDA operator running in kube-system", S(300), validate_keda),
+            Step::new("validate: consumer Deployment has one workload-identity pod", S(300), validate_consumer),
+            Step::new("validate: NodePool default served by karpenter.sh", S(60), validate_nodepool),
+            Step::new("deploy: ScaledObject and TriggerAuthentication", S(300), install_scaled_object),
+            Step::new("load: producer burst", S(600), load),
+            Step::new("scale: replicas reach maxReplicaCount", S(600), scale_out),
+            Step::new("scale: NodePool default grows", S(900), nodes_grow),
+            Step::new("scale: queue drains to 0", S(3600), drained),
+            Step::new("scale: replicas return to 0", S(600), scaled_in),
+            Step::new("scale: new nodes are removed", S(1200), nodes_removed),
+            Step::new("verify: every message processed exactly once", S(120), verify),
+        ],
+        cleanup: vec![
+            Step::new("delete Kubernetes objects", S(600), cleanup_objects),
+            Step::new("delete queue, poison queue and table", S(120), cleanup_storage),
+        ],
+    }
+}
+
+fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// Polls `probe` every 200 ms (real) until it returns `Ok`, or gives its last error.
+async fn poll_until<T, F, Fut>(within: Duration, mut probe: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return Ok(value),
+            Err(last) if tokio::time::Instant::now() >= deadline => return Err(last),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn deploy(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let storage = ctx.target.storage();
+        let names = ctx.names.clone();
+        for (what, result) in [
+            ("queue", storage.queue(&names.queue).create().await),
+            ("poison queue", storage.queue(&names.poison).create().await),
+            ("table", storage.table(&names.table).create().await),
+        ] {
+            if let Err(e) = result {
+                return StepResult::failed(format!("creating the {what}: {e}"), []);
+            }
+        }
+        ctx.created_storage = true;
+        ctx.target.use_queue(&storage.queue(&names.queue));
+        let vars = ctx.template_vars();
+        let karpenter = ctx.target.capabilities().karpenter;
+        let mut templates = vec!["namespace.yaml", "serviceaccount.yaml"];
+        if karpenter {
+            templates.push("default-pool.yaml");
+        }
+        templates.push("consumer-deployment.yaml");
+        let mut details = vec![format!("queue {}, poison queue {}, table {}", names.queue, names.poison, names.table)];
+        for template in templates {
+            let objects = match render(template, &vars) {
+                Ok(objects) => objects,
+                Err(e) => return StepResult::failed(e.to_string(), details),
+            };
+            match apply(&ctx.target.client(), &objects).await {
+                Ok(applied) => {
+                    for a in &applied {
+                        details.push(format!("applied {} {}", a.kind, a.name));
+                    }
+                    // The NodePool `default` may be AKS's own: only a run that applied it into a
+                    // cluster without one removes it (the twin starts without one).
+                    ctx.applied.extend(applied);
+                }
+                Err(e) => return StepResult::failed(e.to_string(), details),
+            }
+        }
+        if !karpenter {
+            details.push("NodePool skipped: the cluster serves no karpenter.sh API".to_owned());
+        }
+        ctx.recorder = Some(Recorder::start(ctx.target.client(), ctx.subject(), Duration::from_millis(100), ctx.target.time_scale()));
+        StepResult::passed(details)
+    })
+}
+
+fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let pods: Api<Pod> = Api::namespaced(ctx.target.client(), "kube-system");
+        let within = ctx.real(S(300));
+        let result = poll_until(within, || async {
+            let list = pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            let running: Vec<String> = list
+                .items
+                .iter()
+                .filter_map(|p| {
+                    let name = p.metadata.name.clone()?;
+                    let operator = name.starts_with("keda-operator-") && !name.starts_with("keda-operator-metrics-apiserver");
+                    let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+                    (operator && phase.as_deref() == Some("Running")).then_some(name)
+                })
+                .collect();
+            if running.is_empty() {
+                Err(format!("{} pods in kube-system, no keda-operator pod Running", list.items.len()))
+            } else {
+                Ok(running)
+            }
+        })
+        .await;
+        match result {
+            Ok(running) => StepResult::passed([format!("expected a Running keda-operator pod; found {}", running.join(", "))]),
+            Err(last) => StepResult::failed(format!("no KEDA operator pod Running in kube-system: {last}"), []),
+        }
+    })
+}
+
+fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
+        let service_account = ctx.names.service_account.clone();
+        let within = ctx.real(S(300));
+        let result = poll_until(within, || async {
+            let list = pods.list(&ListParams::default().labels("app=aqs-reader")).await.map_err(|e| e.to_string())?;
+            let live: Vec<&Pod> = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+            match live.as_slice() {
+                [pod] => Ok((*pod).clone()),
+                other => Err(format!("{} consumer pods", other.len())),
+            }
+        })
+        .await;
+        let pod = match result {
+            Ok(pod) => pod,
+            Err(last) => return StepResult::failed(format!("expected exactly one consumer pod: {last}"), []),
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let label = pod.metadata.labels.as_ref().and_then(|l| l.get("azure.workload.identity/use")).cloned();
+        let account = pod.spec.as_ref().and_then(|s| s.service_account_name.clone());
+        let mut details = vec![format!("one consumer pod: {name}")];
+        if label.as_deref() != Some("true") {
+            return StepResult::failed(format!("pod {name} lacks the label azure.workload.identity/use=true (has {label:?})"), details);
+        }
+        if account.as_deref() != Some(service_account.as_str()) {
+            return StepResult::failed(format!("pod {name} runs as service account {account:?}, expected {service_account}"), details);
+        }
+        details.push(format!("label azure.workload.identity/use=true, service account {service_account}"));
+        StepResult::passed(details)
+    })
+}
+
+fn validate_nodepool(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        if !ctx.target.capabilities().karpenter {
+            return StepResult::skipped("the cluster serves no karpenter.sh API (no Karpenter / Node Autoprovisioning)");
+        }
+        let pools: Api<DynamicObject> = Api::all_with(ctx.target.client(), &dynamic("karpenter.sh", "v1", "NodePool", "nodepools"));
+        match pools.get_opt(&ctx.names.nodepool).await {
+            Ok(Some(pool)) => {
+                let api_version = pool.types.map(|t| t.api_version).unwrap_or_default();
+                if api_version.starts_with("karpenter.sh/") {
+                    StepResult::passed([format!("NodePool {} served as {api_version}", ctx.names.nodepool)])
+                } else {
+                    StepResult::failed(format!("NodePool {} is served as {api_version}, not karpenter.sh", ctx.names.nodepool), [])
+                }
+            }
+            Ok(None) => StepResult::failed(format!("NodePool {} not found", ctx.names.nodepool), []),
+            Err(e) => StepResult::failed(format!("reading NodePool {}: {e}", ctx.names.nodepool), []),
+        }
+    })
+}
+
+fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        if !ctx.target.capabilities().keda {
+            return StepResult::failed("the cluster serves no keda.sh API: install KEDA (on AKS: --enable-keda)", []);
+        }
+        let objects = match render("scaledobject.yaml", &ctx.template_vars()) {
+            Ok(objects) => objects,
+            Err(e) => return StepResult::failed(e.to_string(), []),
+        };
+        let client = ctx.target.client();
+        match apply(&client, &objects).await {
+            Ok(applied) => ctx.applied.extend(applied),
+            Err(e) => return StepResult::failed(e.to_string(), []),
+        }
+        let scaled: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ctx.names.namespace, &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"));
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ctx.names.namespace);
+        let (so_name, hpa_name) = (ctx.names.scaled_object.clone(), ctx.names.hpa.clone());
+        let (min, max) = (ctx.settings.min_replicas.max(1), ctx.settings.max_replicas);
+        let within = ctx.real(S(300));
+        let result = poll_until(within, || async {
+            let so = scaled.get(&so_name).await.map_err(|e| e.to_string())?;
+            let value = serde_json::to_value(&so).unwrap_or_default();
+            let ready = value
+                .pointer("/status/conditions")
+                .and_then(|c| c.as_array())
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| (c["status"].as_str().unwrap_or("?").to_owned(), c["message"].as_str().unwrap_or("").to_owned()));
+            match ready {
+                Some((status, _)) if status == "True" => {}
+                Some((status, message)) => return Err(format!("ScaledObject Ready={status}: {message}")),
+                None => return Err("ScaledObject has no Ready condition yet".to_owned()),
+            }
+            let hpa = hpas.get_opt(&hpa_name).await.map_err(|e| e.to_string())?.ok_or("KEDA's HPA does not exist yet")?;
+            let spec = hpa.spec.ok_or("the HPA has no spec")?;
+            Ok((spec.min_replicas.unwrap_or(1), spec.max_replicas))
+        })
+        .await;
+        match result {
+            Ok((hpa_min, hpa_max)) if i64::from(hpa_min) == min && i64::from(hpa_max) == max => StepResult::passed([
+                format!("ScaledObject {so_name} Ready=True"),
+                format!("HPA {hpa_name}: min {hpa_min} (expected {min}), max {hpa_max} (expected {max})"),
+            ]),
+            Ok((hpa_min, hpa_max)) => StepResult::failed(format!("HPA {hpa_name} has min {hpa_min} / max {hpa_max}, expected min {min} / max {max}"), []),
+            Err(last) => StepResult::failed(format!("the ScaledObject did not become Ready with its HPA: {last}"), []),
+        }
+    })
+}
+
+fn load(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let Some(recorder) = ctx.recorder.as_ref() else {
+            return StepResult::failed("the recorder is not running (deploy did not finish)", []);
+        };
+        let pool = ctx.names.nodepool.clone();
+        ctx.nodes_before_load = recorder.latest().nodes.get(&pool).copied().unwrap_or(0);
+        ctx.load_started_at = Some(recorder.elapsed());
+        let queue = ctx.target.storage().queue(&ctx.names.queue);
+        let plan = ProducerPlan::burst(ctx.settings.messages, ctx.settings.producer_concurrency);
+        match produce(&queue, &plan, &CancellationToken::new()).await {
+            Ok(report) if report.failed.is_empty() => {
+                ctx.property("messages.sent", report.sent_count());
+                ctx.property("producer.per_second", format!("{:.0}", report.rate()));
+                let line = format!("sent {} messages in {:.1} s ({:.0}/s)", report.sent_count(), report.elapsed.as_secs_f64(), report.rate());
+                ctx.produced = Some(report);
+                StepResult::passed([line])
+            }
+            Ok(report) => {
+                let message = format!("{} of {} messages could not be sent", report.failed.len(), ctx.settings.messages);
+                ctx.produced = Some(report);
+                StepResult::failed(message, [])
+            }
+            Err(e) => StepResult::failed(e.to_string(), []),
+        }
+    })
+}
+
+fn wait_for(ctx: &Context, expect: Expect, within: Duration) -> StepFuture<'_> {
+    Box::pin(async move {
+        let Some(recorder) = ctx.recorder.as_ref() else {
+            return StepResult::failed("the recorder is not running", []);
+        };
+        match eventually(recorder, &expect, ctx.real(within)).await {
+            Ok(seen) => StepResult::passed([format!("expected {}; seen at t={:.1}s", expect.description, seen.t)]),
+            Err(failure) => StepResult::failed(format!("expected {} within {:?} (target time)", expect.description, within), failure.lines()),
+        }
+    })
+}
+
+fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
+    let max = ctx.settings.max_replicas as u64;
+    let expect = Expect::new(format!("desired replicas = maxReplicaCount {max}"), move |o| o.desired == max);
+    wait_for(ctx, expect, S(600))
+}
+
+fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
+    if !ctx.target.capabilities().karpenter {
+        return Box::pin(async { StepResult::skipped("the cluster serves no karpenter.sh API: node growth cannot be observed") });
+    }
+    let (pool, before) = (ctx.names.nodepool.clone(), ctx.nodes_before_load);
+    let expect = Expect::new(format!("nodes of NodePool {pool} > {before} (before the load)"), move |o| o.nodes.get(&pool).copied().unwrap_or(0) > before);
+    wait_for(ctx, expect, S(900))
+}
+
+fn drained(ctx: &mut Context) -> StepFuture<'_> {
+    let expect = Expect::new("queue depth = 0", |o| o.queue == Some(0));
+    wait_for(ctx, expect, S(3600))
+}
+
+fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
+    let expect = Expect::new("desired replicas = 0 and no consumer pod running", |o| o.desired == 0 && o.running == 0);
+    wait_for(ctx, expect, S(600))
+}
+
+fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
+    if !ctx.target.capabilities().karpenter {
+        return Box::pin(async { StepResult::skipped("the cluster serves no karpenter.sh API: node removal cannot be observed") });
+    }
+    let (pool, before) = (ctx.names.nodepool.clone(), ctx.nodes_before_load);
+    let expect = Expect::new(format!("nodes of NodePool {pool} <= {before} (before the load)"), move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= before);
+    wait_for(ctx, expect, S(1200))
+}
+
+fn verify(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let Some(produced) = ctx.produced.clone() else {
+            return StepResult::failed("nothing was produced", []);
+        };
+        let storage = ctx.target.storage();
+        let (table, poison) = (storage.table(&ctx.names.table), storage.queue(&ctx.names.poison));
+        let result = match reconcile(&produced, &table, &poison).await {
+            Ok(result) => result,
+            Err(e) => return StepResult::failed(format!("reading the table: {e}"), []),
+        };
+        let max = ctx.settings.max_replicas as u64;
+        let peak = ctx.timeline().iter().map(|o| o.desired).max().unwrap_or(0);
+        ctx.property("messages.processed_once", result.processed_once);
+        ctx.property("messages.duplicated", result.duplicated.len());
+        ctx.property("messages.lost", result.lost.len());
+        ctx.property("replicas.peak", peak);
+        let mut details = vec![result.summary(), format!("peak desired replicas {peak} (maxReplicaCount {max})")];
+        if peak > max {
+            return StepResult::failed(format!("replicas reached {peak}, above maxReplicaCount {max}"), details);
+        }
+        if let Some(recorder) = ctx.recorder.as_ref() {
+            // The ceiling holds now too (consistently, over a short window).
+            let ceiling = Expect::new(format!("desired replicas <= {max}"), move |o| o.desired <= max);
+            if let Err(failure) = consistently(recorder, &ceiling, Duration::from_millis(300)).await {
+                details.extend(failure.lines());
+                return StepResult::failed("the replica ceiling was broken", details);
+            }
+        }
+        if result.is_exact() {
+            StepResult::passed(details)
+        } else {
+            details.push(format!("lost: {:?}", result.lost.iter().take(20).collect::<Vec<_>>()));
+            StepResult::failed(format!("{} lost and {} duplicated messages", result.lost.len(), result.duplicated.len()), details)
+        }
+    })
+}
+
+fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let client = ctx.target.client();
+        let mut details = Vec::new();
+        let mut errors = Vec::new();
+        // In reverse: the ScaledObject first (KEDA stops scaling), the namespace last.
+        let applied: Vec<Applied> = ctx.applied.iter().rev().cloned().collect();
+        for object in &applied {
+            match delete(&client, object).await {
+                Ok(true) => details.push(format!("deleted {} {}", object.kind, object.name)),
+                Ok(false) => details.push(format!("{} {} was already gone", object.kind, object.name)),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let within = ctx.real(S(600));
+        let gone = poll_until(within, || async {
+            let mut left = Vec::new();
+            for object in &applied {
+                match exists(&client, object).await {
+                    Ok(false) => {}
+                    Ok(true) => left.push(format!("{} {}", object.kind, object.name)),
+                    Err(e) => left.push(e.to_string()),
+                }
+            }
+            if left.is_empty() { Ok(()) } else { Err(left.join(", ")) }
+        })
+        .await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        if let Err(left) = gone {
+            errors.push(format!("still present: {left}"));
+        } else if matches!(namespaces.get_opt(&ctx.names.namespace).await, Ok(Some(_))) {
+            errors.push(format!("namespace {} is still there", ctx.names.namespace));
+        } else {
+            details.push("checked: every applied object is gone".to_owned());
+        }
+        let deployments: Api<Deployment> = Api::namespaced(client, &ctx.names.namespace);
+        if let Ok(Some(_)) = deployments.get_opt(&ctx.names.deployment).await {
+            errors.push(format!("Deployment {} is still there", ctx.names.deployment));
+        }
+        if errors.is_empty() {
+            StepResult::passed(details)
+        } else {
+            StepResult::failed(errors.join("; "), details)
+        }
+    })
+}
+
+fn cleanup_storage(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        if !ctx.created_storage {
+            return StepResult::skipped("the run created no queue or table");
+        }
+        let storage = ctx.target.storage();
+        let names = ctx.names.clone();
+        let mut errors = Vec::new();
+        for queue in [&names.queue, &names.poison] {
+            let q = storage.queue(queue);
+            if let Err(e) = q.delete().await {
+                errors.push(e.to_string());
+            } else if matches!(q.exists().await, Ok(true)) {
+                errors.push(format!("queue {queue} still exists"));
+            }
+        }
+        let table = storage.table(&names.table);
+        if let Err(e) = table.delete().await {
+            errors.push(e.to_string());
+        }
+        if errors.is_empty() {
+            StepResult::passed([format!("deleted queue {}, poison queue {} and table {} (checked)", names.queue, names.poison, names.table)])
+        } else {
+            StepResult::failed(errors.join("; "), [])
+        }
+    })
+}

@@ -1,0 +1,12 @@
+//! Scenarios: ordered steps plus always-run cleanup steps ([`runner`]), the state they share
+//! ([`context`]), the sample's flow ([`flow`]), the plain types of a run ([`model`]) and the
+//! report writers ([`report`]).
+
+pub mod context;
+pub mod flow;
+pub mod model;
+pub mod report;
+pub mod runner;
+
+pub use context::{Context, FlowSettings, RunNames};
+pub use runner::{run, RunOptions, Scenario, Step, StepFn, StepFuture, StepResult};

@@ -1,0 +1,111 @@
+//! The plain types of a scenario run: what ran where, each step's outcome, the observed
+//! timeline and its phase latencies. Reports are written from these.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Failed { message: String },
+    Skipped { reason: String },
+}
+
+impl Outcome {
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Outcome::Failed { .. })
+    }
+}
+
+/// One step's result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepReport {
+    pub name: String,
+    pub outcome: Outcome,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    pub duration: Duration,
+    /// What the step checked and saw, one line each (expected next to observed).
+    pub details: Vec<String>,
+    /// Figures for the report (JUnit properties), e.g. phase latencies.
+    pub properties: Vec<(String, String)>,
+}
+
+/// Which system the run was against.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TargetInfo {
+    /// `local`, `kube` or `aks`.
+    pub name: String,
+    /// For people: "local: simulated AKS (the twin, clock x20) + embedded Azurite".
+    pub description: String,
+    /// True for the twin: such a result is never a cluster result.
+    pub simulated: bool,
+}
+
+/// The cluster and queue at one instant, as the observation recorder saw them.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Observation {
+    /// Seconds since the recorder started, in target time: on the twin, simulated seconds
+    /// (real seconds × the clock scale); on a cluster, real seconds.
+    pub t: f64,
+    /// Approximate queue depth (visible + in flight), if it could be read.
+    pub queue: Option<u64>,
+    /// Deployment `spec.replicas`.
+    pub desired: u64,
+    /// Deployment `status.readyReplicas`.
+    pub ready: u64,
+    /// Consumer pods Running (not terminating).
+    pub running: u64,
+    /// Consumer pods Pending.
+    pub pending: u64,
+    /// Nodes per Karpenter NodePool.
+    pub nodes: BTreeMap<String, u64>,
+    /// NodeClaims.
+    pub nodeclaims: u64,
+    /// The HPA's desired replicas, if there is one.
+    pub hpa_desired: Option<u64>,
+}
+
+impl Observation {
+    /// Nodes of every NodePool.
+    pub fn total_nodes(&self) -> u64 {
+        self.nodes.values().sum()
+    }
+}
+
+/// A named moment of the flow (load start, first scale-out, …) and when it happened,
+/// in target seconds after the load started (the timeline's clock: `t` of the load start plus
+/// `after_load`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub after_load: Option<f64>,
+}
+
+/// Everything about one scenario run on one target.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScenarioReport {
+    pub scenario: String,
+    pub target: TargetInfo,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    pub duration: Duration,
+    pub steps: Vec<StepReport>,
+    /// The always-run cleanup steps.
+    pub cleanup: Vec<StepReport>,
+    pub timeline: Vec<Observation>,
+    pub phases: Vec<Phase>,
+    /// The diagnostic bundle captured after a failure, before cleanup.
+    pub diagnostics: Option<String>,
+}
+
+impl ScenarioReport {
+    /// True when no step (cleanup included) failed.
+    pub fn passed(&self) -> bool {
+        !self.steps.iter().chain(&self.cleanup).any(|s| s.outcome.is_failed())
+    }
+}

@@ -1,0 +1,179 @@
+//! A Markdown summary of scenario runs, for a GitHub step summary (`$GITHUB_STEP_SUMMARY`).
+
+use std::fmt::Write as _;
+
+use super::{clean, clean_line, human_duration, phase_value};
+use crate::scenario::model::{Outcome, ScenarioReport, StepReport};
+
+/// The line that marks a simulated run.
+pub const SIMULATED_LINE: &str = "SIMULATED (twin) — not a cluster result";
+
+/// Markdown for `reports`: per run a heading with the scenario, the target and the verdict,
+/// the [`SIMULATED_LINE`] for a simulated target, a table of the steps (cleanup included)
+/// with ✅/❌/⏭, their durations and messages, a table of phase latencies, the peak figures
+/// of the timeline and, when present, the diagnostics in a collapsed `<details>` block.
+/// Everything is redacted.
+pub fn summary_markdown(reports: &[ScenarioReport]) -> String {
+    let mut md = String::new();
+    if reports.is_empty() {
+        md.push_str("_No scenario ran._\n");
+    }
+    for (i, report) in reports.iter().enumerate() {
+        if i > 0 {
+            md.push('\n');
+        }
+        scenario(&mut md, report);
+    }
+    md
+}
+
+fn scenario(md: &mut String, report: &ScenarioReport) {
+    let verdict = if report.passed() {
+        "✅ passed"
+    } else {
+        "❌ failed"
+    };
+    let _ = writeln!(
+        md,
+        "## {} on `{}` — {verdict}\n",
+        inline(&clean_line(&report.scenario)),
+        code(&clean_line(&report.target.name)),
+    );
+    if report.target.simulated {
+        let _ = writeln!(md, "> [!WARNING]\n> **{SIMULATED_LINE}**\n");
+    }
+    let started = report
+        .started_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "?".to_owned());
+    let _ = writeln!(
+        md,
+        "**Target:** `{}` — {}  \n**Started:** {started} · **Duration:** {}\n",
+        code(&clean_line(&report.target.name)),
+        inline(&clean_line(&report.target.description)),
+        human_duration(report.duration),
+    );
+
+    md.push_str("### Steps\n\n| Step | Result | Duration | Message |\n|---|---|---|---|\n");
+    for step in &report.steps {
+        step_row(md, step, "");
+    }
+    for step in &report.cleanup {
+        step_row(md, step, "cleanup: ");
+    }
+    if report.steps.is_empty() && report.cleanup.is_empty() {
+        md.push_str("| _no steps_ | | | |\n");
+    }
+
+    if !report.phases.is_empty() {
+        md.push_str("\n### Phase latencies\n\n| Phase | Seconds after load start |\n|---|---:|\n");
+        for phase in &report.phases {
+            let _ = writeln!(
+                md,
+                "| {} | {} |",
+                cell(&clean_line(&phase.name)),
+                phase_value(phase)
+            );
+        }
+    }
+
+    md.push_str("\n### Peaks\n\n");
+    if report.timeline.is_empty() {
+        md.push_str("_No observations were recorded._\n");
+    } else {
+        let max = |f: fn(&crate::scenario::model::Observation) -> Option<u64>| {
+            report
+                .timeline
+                .iter()
+                .filter_map(f)
+                .max()
+                .map_or_else(|| "n/a".to_owned(), |v| v.to_string())
+        };
+        let _ = writeln!(
+            md,
+            "| Max desired replicas | Max running pods | Max nodes | Max queue depth |\n|---:|---:|---:|---:|\n| {} | {} | {} | {} |",
+            max(|o| Some(o.desired)),
+            max(|o| Some(o.running)),
+            max(|o| Some(o.total_nodes())),
+            max(|o| o.queue),
+        );
+        let _ = writeln!(
+            md,
+            "\n_{} observations over {}._",
+            report.timeline.len(),
+            human_duration(report.duration)
+        );
+    }
+
+    if let Some(diagnostics) = &report.diagnostics {
+        let text = clean(diagnostics);
+        let fence = "`".repeat(longest_backtick_run(&text).max(2) + 1);
+        let _ = writeln!(
+            md,
+            "\n<details>\n<summary>Diagnostics</summary>\n\n{fence}text\n{}\n{fence}\n\n</details>",
+            text.trim_end_matches('\n')
+        );
+    }
+}
+
+fn step_row(md: &mut String, step: &StepReport, prefix: &str) {
+    let (result, message) = match &step.outcome {
+        Outcome::Passed => ("✅ passed", String::new()),
+        Outcome::Failed { message } => ("❌ failed", cell(&clean(message))),
+        Outcome::Skipped { reason } => ("⏭ skipped", cell(&clean(reason))),
+    };
+    let _ = writeln!(
+        md,
+        "| {}{} | {result} | {} | {message} |",
+        prefix,
+        cell(&clean_line(&step.name)),
+        human_duration(step.duration),
+    );
+}
+
+/// Text for a table cell: HTML and the cell separator escaped, lines joined with `<br>`.
+fn cell(text: &str) -> String {
+    text.trim()
+        .lines()
+        .map(inline)
+        .collect::<Vec<_>>()
+        .join("<br>")
+        .replace('|', "\\|")
+}
+
+/// Text for running Markdown: the characters that would become HTML escaped.
+fn inline(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Text for an inline code span: backticks would end it.
+fn code(text: &str) -> String {
+    text.replace('`', "'")
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        if c == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    longest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_stay_in_their_column() {
+        assert_eq!(cell("a | b\n<c>\n"), "a \\| b<br>&lt;c&gt;");
+        assert_eq!(longest_backtick_run("a ``` b ` c"), 3);
+    }
+}

@@ -1,0 +1,85 @@
+//! The `kube` and `aks` targets: a real cluster from a kubeconfig (context `EDW_KUBE_CONTEXT`,
+//! else the current one), with the configured storage (Azurite endpoints, a connection string
+//! or key, or Entra ID for the account in deploy.state).
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use super::{Capabilities, TargetError, TargetKind};
+use crate::config::{Config, StorageChoice};
+use crate::scenario::model::TargetInfo;
+use crate::storage::Storage;
+
+/// A real cluster.
+pub struct ClusterTarget {
+    kind: TargetKind,
+    client: kube::Client,
+    storage: Storage,
+    capabilities: Capabilities,
+    description: String,
+}
+
+impl ClusterTarget {
+    pub async fn open(kind: TargetKind, config: &Config) -> Result<ClusterTarget, TargetError> {
+        let context = std::env::var("EDW_KUBE_CONTEXT").ok().filter(|c| !c.is_empty());
+        let context_text = context.as_ref().map(|c| format!(" (context {c})")).unwrap_or_default();
+        let kubeconfig_error = |reason: String| TargetError::Kubeconfig {
+            context: context_text.clone(),
+            reason,
+        };
+        let kubeconfig = Kubeconfig::read().map_err(|e| kubeconfig_error(e.to_string()))?;
+        let options = KubeConfigOptions {
+            context: context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| kubeconfig_error(e.to_string()))?;
+        let url = client_config.cluster_url.to_string();
+        let client = kube::Client::try_from(client_config).map_err(|e| kubeconfig_error(e.to_string()))?;
+        let capabilities = Capabilities::detect(&client).await.map_err(|e| TargetError::Unreachable {
+            url: url.clone(),
+            reason: crate::secrets::redact(&e.to_string()),
+        })?;
+        let storage_target = match config.storage()? {
+            StorageChoice::Target(target) => target,
+            StorageChoice::EmbeddedAzurite => {
+                return Err(TargetError::Config(crate::config::ConfigError::Missing {
+                    key: "AZURE_STORAGE_ACCOUNT_NAME".to_owned(),
+                    why: format!(
+                        "the {} target needs storage the cluster can reach: an account (deploy.state or AZURE_STORAGE_*) or EDW_AZURITE_* endpoints",
+                        kind.name()
+                    ),
+                }))
+            }
+        };
+        let storage = Storage::connect(&storage_target)?;
+        let description = format!("{}: cluster {url}{context_text} with {}", kind.name(), storage.describe());
+        Ok(ClusterTarget {
+            kind,
+            client,
+            storage,
+            capabilities,
+            description,
+        })
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    pub fn info(&self) -> TargetInfo {
+        TargetInfo {
+            name: self.kind.name().to_owned(),
+            description: self.description.clone(),
+            simulated: false,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The `local` target: embedded Azurite and the twin in this process, on the scaled clock, its
+//! API reached through an in-process kube-rs client, its consumer pods running the real consumer.
+
+use std::sync::{Arc, Mutex};
+
+use edw_twin::api::ApiServer;
+use edw_twin::driver::{drive, scaled_engine, BoxFuture, QueueProbe};
+use edw_twin::engine::Engine;
+use edw_twin::params::TwinParams;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Capabilities, TargetError};
+use crate::azurite::{Azurite, AzuriteOptions};
+use crate::config::{Config, StorageChoice};
+use crate::scenario::model::TargetInfo;
+use crate::storage::{Queue, Storage};
+use crate::twin_pods::ConsumerPods;
+
+/// The default clock scale of the local target: the sample's 30 s polling every 1.5 s.
+pub const DEFAULT_SCALE: f64 = 20.0;
+
+/// The queue the twin's KEDA reads, set once the run's queue exists.
+#[derive(Default)]
+struct WorkloadQueue(Mutex<Option<Queue>>);
+
+impl QueueProbe for WorkloadQueue {
+    fn approximate_count(&self) -> BoxFuture<'_, Result<u64, String>> {
+        let queue = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Box::pin(async move {
+            match queue {
+                Some(queue) => queue.approximate_count().await.map_err(|e| e.to_string()),
+                None => Ok(0),
+            }
+        })
+    }
+}
+
+/// Azurite plus the twin.
+pub struct LocalTarget {
+    azurite: Option<Azurite>,
+    storage: Storage,
+    engine: Arc<Mutex<Engine>>,
+    client: kube::Client,
+    scale: f64,
+    queue: Arc<WorkloadQueue>,
+    stop: CancellationToken,
+    driver: Option<JoinHandle<()>>,
+    storage_description: String,
+}
+
+impl LocalTarget {
+    /// Starts Azurite (unless storage is configured) and the twin. `EDW_TWIN_SCALE` sets the
+    /// clock scale (default 20).
+    pub async fn start(config: &Config) -> Result<LocalTarget, TargetError> {
+        let scale = std::env::var("EDW_TWIN_SCALE")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .unwrap_or(DEFAULT_SCALE);
+        let (target, azurite) = match config.storage()? {
+            StorageChoice::Target(target) => (target, None),
+            StorageChoice::EmbeddedAzurite => {
+                let azurite = Azurite::start_with(&AzuriteOptions::default()).await?;
+                (azurite.storage_target(), Some(azurite))
+            }
+        };
+        let storage = Storage::connect(&target)?;
+        let (engine, clock) = scaled_engine(TwinParams::default(), scale).map_err(|e| TargetError::Twin(e.to_string()))?;
+        let api = ApiServer::new(engine.store.clone(), engine.registry.clone());
+        let client = api.kube_client();
+        let engine = Arc::new(Mutex::new(engine));
+        let queue = Arc::new(WorkloadQueue::default());
+        let pods = Arc::new(ConsumerPods::new(storage.clone(), scale));
+        let stop = CancellationToken::new();
+        let driver = tokio::spawn(drive(engine.clone(), clock, queue.clone(), pods, stop.clone()));
+        Ok(LocalTarget {
+            storage_description: storage.describe(),
+            azurite,
+            storage,
+            engine,
+            client,
+            scale,
+            queue,
+            stop,
+            driver: Some(driver),
+        })
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// The twin serves Karpenter and KEDA.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            karpenter: true,
+            keda: true,
+        }
+    }
+
+    pub fn info(&self) -> TargetInfo {
+        TargetInfo {
+            name: "local".to_owned(),
+            description: format!(
+                "local: SIMULATED AKS (the twin, clock x{}) with {}",
+                self.scale, self.storage_description
+            ),
+            simulated: true,
+        }
+    }
+
+    pub fn use_queue(&self, queue: Queue) {
+        *self.queue.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue);
+    }
+
+    /// The twin's engine, for tests that look inside.
+    pub fn engine(&self) -> Arc<Mutex<Engine>> {
+        self.engine.clone()
+    }
+
+    /// Stops the twin (its pods' consumers first) and Azurite.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.await;
+        }
+        if let Some(azurite) = self.azurite.take() {
+            azurite.stop().await;
+        }
+    }
+}
+
+impl Drop for LocalTarget {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,163 @@
+//! Where a scenario runs, behind one type: `local` (embedded Azurite and the in-process twin,
+//! the default), `kube` (any kubeconfig cluster, e.g. kind with KEDA, with Azurite or a real
+//! account) and `aks` (a live subscription's cluster, from deploy.state). What a target can do
+//! (Karpenter, KEDA) is detected from its API, not assumed.
+
+mod cluster;
+mod local;
+
+use std::sync::Arc;
+
+pub use cluster::ClusterTarget;
+pub use local::LocalTarget;
+
+use crate::config::Config;
+use crate::scenario::model::TargetInfo;
+use crate::storage::{Queue, Storage};
+
+/// Which kind of target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Local,
+    Kube,
+    Aks,
+}
+
+impl TargetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Local => "local",
+            TargetKind::Kube => "kube",
+            TargetKind::Aks => "aks",
+        }
+    }
+
+    /// Parses `local`, `kube` or `aks`.
+    pub fn parse(text: &str) -> Result<Self, TargetError> {
+        match text.trim() {
+            "local" | "" => Ok(TargetKind::Local),
+            "kube" => Ok(TargetKind::Kube),
+            "aks" => Ok(TargetKind::Aks),
+            other => Err(TargetError::Unknown(other.to_owned())),
+        }
+    }
+}
+
+/// Why a target could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("unknown target {0:?}: use local, kube or aks")]
+    Unknown(String),
+    #[error("cannot start embedded Azurite: {0}")]
+    Azurite(#[from] crate::azurite::AzuriteError),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot start the twin: {0}")]
+    Twin(String),
+    #[error("no usable kubeconfig{context}: {reason}")]
+    Kubeconfig { context: String, reason: String },
+    #[error("the cluster at {url} does not answer: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// What the target's API serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// karpenter.sh NodePools and NodeClaims.
+    pub karpenter: bool,
+    /// keda.sh ScaledObjects.
+    pub keda: bool,
+}
+
+impl Capabilities {
+    /// Reads the API groups the cluster serves.
+    pub async fn detect(client: &kube::Client) -> Result<Capabilities, kube::Error> {
+        let groups = client.list_api_groups().await?;
+        let has = |name: &str| groups.groups.iter().any(|g| g.name == name);
+        Ok(Capabilities {
+            karpenter: has("karpenter.sh"),
+            keda: has("keda.sh"),
+        })
+    }
+}
+
+/// A place to run scenarios.
+pub enum Target {
+    Local(Box<LocalTarget>),
+    Cluster(Box<ClusterTarget>),
+}
+
+impl Target {
+    /// Opens the target `kind` for `config`.
+    pub async fn open(kind: TargetKind, config: &Config) -> Result<Target, TargetError> {
+        match kind {
+            TargetKind::Local => Ok(Target::Local(Box::new(LocalTarget::start(config).await?))),
+            TargetKind::Kube | TargetKind::Aks => Ok(Target::Cluster(Box::new(ClusterTarget::open(kind, config).await?))),
+        }
+    }
+
+    pub fn client(&self) -> kube::Client {
+        match self {
+            Target::Local(t) => t.client(),
+            Target::Cluster(t) => t.client(),
+        }
+    }
+
+    pub fn storage(&self) -> &Storage {
+        match self {
+            Target::Local(t) => t.storage(),
+            Target::Cluster(t) => t.storage(),
+        }
+    }
+
+    pub fn info(&self) -> TargetInfo {
+        match self {
+            Target::Local(t) => t.info(),
+            Target::Cluster(t) => t.info(),
+        }
+    }
+
+    /// Target seconds per real second (the twin's clock scale; 1 for clusters).
+    pub fn time_scale(&self) -> f64 {
+        match self {
+            Target::Local(t) => t.scale(),
+            Target::Cluster(_) => 1.0,
+        }
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        match self {
+            Target::Local(t) => t.capabilities(),
+            Target::Cluster(t) => t.capabilities(),
+        }
+    }
+
+    /// Tells the target which queue the workload uses (the twin's KEDA reads it).
+    pub fn use_queue(&self, queue: &Queue) {
+        if let Target::Local(t) = self {
+            t.use_queue(queue.clone());
+        }
+    }
+
+    /// The image the consumer Deployment uses on this target.
+    pub fn consumer_image(&self, config: &Config) -> String {
+        let registry = config.get("AZURE_CONTAINER_REGISTRY_NAME").unwrap_or("acraksdemo");
+        std::env::var("EDW_CONSUMER_IMAGE")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| format!("{registry}.azurecr.io/aws2azure/aqs-consumer"))
+    }
+
+    /// Stops what the target started (the twin, embedded Azurite).
+    pub async fn shutdown(self) {
+        match self {
+            Target::Local(t) => t.shutdown().await,
+            Target::Cluster(_) => {}
+        }
+    }
+}
+
+/// A shared handle, for recorders and steps.
+pub type SharedTarget = Arc<Target>;

@@ -1,0 +1,83 @@
+//! The scenario catalogue as trials: each scenario on each target, named
+//! `<scenario>::<target>` (`flow::burst::local`). Targets other than `local` run only when
+//! `EDW_TARGET` selects them; otherwise their trials are listed as ignored, with the reason.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use harness::config::{Config, ConfigInputs};
+use harness::scenario::{flow, report, run, Context, FlowSettings, RunOptions, Scenario};
+use harness::target::{Target, TargetKind};
+use tokio_util::sync::CancellationToken;
+
+/// Every scenario of the catalogue.
+pub fn catalogue() -> Vec<Scenario> {
+    vec![flow::burst()]
+}
+
+/// Why a target's trials do not run here, or `None` when they do.
+pub fn skip_reason(target: TargetKind) -> Option<String> {
+    if target == TargetKind::Local {
+        return None;
+    }
+    let selected = std::env::var("EDW_TARGET").unwrap_or_default();
+    (selected != target.name()).then(|| {
+        format!(
+            "the {} target runs only with EDW_TARGET={} (and a kubeconfig{}); EDW_TARGET is {:?}",
+            target.name(),
+            target.name(),
+            if target == TargetKind::Aks { " and deploy.state for a live subscription" } else { " with KEDA" },
+            selected
+        )
+    })
+}
+
+/// Where reports go: `<workspace>/reports` unless `EDW_REPORT_DIR` says otherwise.
+pub fn report_dir() -> PathBuf {
+    std::env::var_os("EDW_REPORT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("reports"))
+}
+
+/// Runs `scenario` on `target`, writes its reports and returns the failure text, if any.
+pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let config = Config::load(&ConfigInputs::from_process()).map_err(|e| e.to_string())?;
+        let opened = Target::open(target, &config).await.map_err(|e| format!("cannot open the {} target: {e}", target.name()))?;
+        let opened = Arc::new(opened);
+        let mut context = Context::new(opened.clone(), config, FlowSettings::default()).with_progress(Arc::new(|line: &str| eprintln!("{line}")));
+        let result = run(scenario, &mut context, &RunOptions::default(), &CancellationToken::new()).await;
+        drop(context);
+        if let Ok(opened) = Arc::try_unwrap(opened) {
+            opened.shutdown().await;
+        }
+        let dir = report_dir().join(format!("{}-{}", scenario.name.replace("::", "-"), target.name()));
+        report::write_all(&result, &dir).map_err(|e| e.to_string())?;
+        eprintln!("reports in {}", dir.display());
+        if result.passed() {
+            Ok(())
+        } else {
+            let failures: Vec<String> = result
+                .steps
+                .iter()
+                .chain(&result.cleanup)
+                .filter_map(|s| match &s.outcome {
+                    harness::scenario::model::Outcome::Failed { message } => Some(format!("{}: {message}\n  {}", s.name, s.details.join("\n  "))),
+                    _ => None,
+                })
+                .collect();
+            Err(format!(
+                "{} failed on {}:\n{}\n{}",
+                result.scenario,
+                result.target.description,
+                failures.join("\n"),
+                result.diagnostics.unwrap_or_default()
+            ))
+        }
+    })
+}
