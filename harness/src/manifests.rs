@@ -11,11 +11,26 @@ use serde_json::Value;
 
 /// The embedded templates: (file name, text).
 pub const TEMPLATES: &[(&str, &str)] = &[
-    ("namespace.yaml", include_str!("../../fixtures/manifests/namespace.yaml")),
-    ("serviceaccount.yaml", include_str!("../../fixtures/manifests/serviceaccount.yaml")),
-    ("default-pool.yaml", include_str!("../../fixtures/manifests/default-pool.yaml")),
-    ("consumer-deployment.yaml", include_str!("../../fixtures/manifests/consumer-deployment.yaml")),
-    ("scaledobject.yaml", include_str!("../../fixtures/manifests/scaledobject.yaml")),
+    (
+        "namespace.yaml",
+        include_str!("../../fixtures/manifests/namespace.yaml"),
+    ),
+    (
+        "serviceaccount.yaml",
+        include_str!("../../fixtures/manifests/serviceaccount.yaml"),
+    ),
+    (
+        "default-pool.yaml",
+        include_str!("../../fixtures/manifests/default-pool.yaml"),
+    ),
+    (
+        "consumer-deployment.yaml",
+        include_str!("../../fixtures/manifests/consumer-deployment.yaml"),
+    ),
+    (
+        "scaledobject.yaml",
+        include_str!("../../fixtures/manifests/scaledobject.yaml"),
+    ),
 ];
 
 /// Why a manifest could not be rendered or applied.
@@ -45,7 +60,11 @@ pub enum ManifestError {
 }
 
 /// Replaces every `${NAME}` in `text` with its value.
-pub fn render_text(template: &str, text: &str, vars: &BTreeMap<String, String>) -> Result<String, ManifestError> {
+pub fn render_text(
+    template: &str,
+    text: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<String, ManifestError> {
     let mut out = String::with_capacity(text.len());
     for (index, line) in text.lines().enumerate() {
         let mut rest = line;
@@ -57,11 +76,13 @@ pub fn render_text(template: &str, text: &str, vars: &BTreeMap<String, String>) 
                 line: index + 1,
             })?;
             let name = &after[..end];
-            let value = vars.get(name).ok_or_else(|| ManifestError::MissingVariable {
-                template: template.to_owned(),
-                variable: name.to_owned(),
-                line: index + 1,
-            })?;
+            let value = vars
+                .get(name)
+                .ok_or_else(|| ManifestError::MissingVariable {
+                    template: template.to_owned(),
+                    variable: name.to_owned(),
+                    line: index + 1,
+                })?;
             out.push_str(value);
             rest = &after[end + 1..];
         }
@@ -79,17 +100,28 @@ pub fn render(name: &str, vars: &BTreeMap<String, String>) -> Result<Vec<Value>,
         .map(|(_, text)| *text)
         .ok_or_else(|| ManifestError::UnknownTemplate(name.to_owned()))?;
     let rendered = render_text(name, text, vars)?;
-    let documents: Vec<Value> = serde_saphyr::from_multiple(&rendered).map_err(|e| ManifestError::Yaml {
-        template: name.to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(documents.into_iter().filter(|d| !d.is_null()).map(strip_server_fields).collect())
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&rendered).map_err(|e| ManifestError::Yaml {
+            template: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+    Ok(documents
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .map(strip_server_fields)
+        .collect())
 }
 
 /// Drops fields a server sets (the captured default-pool.yaml carries them).
 fn strip_server_fields(mut object: Value) -> Value {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        for field in ["creationTimestamp", "resourceVersion", "uid", "generation", "managedFields"] {
+        for field in [
+            "creationTimestamp",
+            "resourceVersion",
+            "uid",
+            "generation",
+            "managedFields",
+        ] {
             meta.remove(field);
         }
     }
@@ -125,7 +157,11 @@ pub struct Applied {
     pub name: String,
 }
 
-fn api_for(client: &kube::Client, resource: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+fn api_for(
+    client: &kube::Client,
+    resource: &ApiResource,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
     match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
         None => Api::all_with(client.clone(), resource),
@@ -133,15 +169,36 @@ fn api_for(client: &kube::Client, resource: &ApiResource, namespace: Option<&str
 }
 
 /// Server-side applies `objects` (field manager `edw`), in order.
-pub async fn apply(client: &kube::Client, objects: &[Value]) -> Result<Vec<Applied>, ManifestError> {
+pub async fn apply(
+    client: &kube::Client,
+    objects: &[Value],
+) -> Result<Vec<Applied>, ManifestError> {
     let mut applied = Vec::new();
     for object in objects {
-        let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let (resource, namespaced) = resource_of(&api_version, &kind).ok_or_else(|| ManifestError::UnknownKind { kind: kind.clone() })?;
-        let namespace = namespaced
-            .then(|| object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned());
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let (resource, namespaced) = resource_of(&api_version, &kind)
+            .ok_or_else(|| ManifestError::UnknownKind { kind: kind.clone() })?;
+        let namespace = namespaced.then(|| {
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_owned()
+        });
         let api = api_for(client, &resource, namespace.as_deref());
         let params = PatchParams::apply("edw").force();
         api.patch(&name, &params, &Patch::Apply(object))
@@ -163,7 +220,11 @@ pub async fn apply(client: &kube::Client, objects: &[Value]) -> Result<Vec<Appli
 
 /// Deletes an applied object; a missing one is fine. Returns whether it existed.
 pub async fn delete(client: &kube::Client, object: &Applied) -> Result<bool, ManifestError> {
-    let (resource, _) = resource_of(&object.api_version, &object.kind).ok_or_else(|| ManifestError::UnknownKind { kind: object.kind.clone() })?;
+    let (resource, _) = resource_of(&object.api_version, &object.kind).ok_or_else(|| {
+        ManifestError::UnknownKind {
+            kind: object.kind.clone(),
+        }
+    })?;
     let api = api_for(client, &resource, object.namespace.as_deref());
     match api.delete(&object.name, &DeleteParams::background()).await {
         Ok(_) => Ok(true),
@@ -178,7 +239,11 @@ pub async fn delete(client: &kube::Client, object: &Applied) -> Result<bool, Man
 
 /// True while the object exists.
 pub async fn exists(client: &kube::Client, object: &Applied) -> Result<bool, ManifestError> {
-    let (resource, _) = resource_of(&object.api_version, &object.kind).ok_or_else(|| ManifestError::UnknownKind { kind: object.kind.clone() })?;
+    let (resource, _) = resource_of(&object.api_version, &object.kind).ok_or_else(|| {
+        ManifestError::UnknownKind {
+            kind: object.kind.clone(),
+        }
+    })?;
     let api = api_for(client, &resource, object.namespace.as_deref());
     match api.get_opt(&object.name).await {
         Ok(found) => Ok(found.is_some()),
@@ -195,13 +260,21 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn a_missing_variable_names_template_line_and_variable() {
-        let error = render("namespace.yaml", &vars(&[])).unwrap_err().to_string();
-        assert_eq!(error, "template namespace.yaml line 4 uses ${AQS_TARGET_NAMESPACE}, which is not set");
+        let error = render("namespace.yaml", &vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "template namespace.yaml line 4 uses ${AQS_TARGET_NAMESPACE}, which is not set"
+        );
     }
 
     #[test]
@@ -222,7 +295,10 @@ mod tests {
         let objects = render("scaledobject.yaml", &v).unwrap();
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[0]["spec"]["maxReplicaCount"], 15);
-        assert_eq!(objects[0]["spec"]["triggers"][0]["metadata"]["activationQueueLength"], "20");
+        assert_eq!(
+            objects[0]["spec"]["triggers"][0]["metadata"]["activationQueueLength"],
+            "20"
+        );
         assert_eq!(objects[1]["spec"]["podIdentity"]["identityId"], "abc");
         let pool = render("default-pool.yaml", &v).unwrap();
         assert!(pool[0]["metadata"].get("uid").is_none());

@@ -21,12 +21,23 @@ use time::OffsetDateTime;
 // Fixtures
 
 const T0: OffsetDateTime = datetime!(2026-03-02 09:30:00 UTC);
+const T1: OffsetDateTime = datetime!(2026-03-02 10:00:00 +01:00);
 
 fn step(name: &str, outcome: Outcome, start: u64, millis: u64) -> StepReport {
+    step_at(T0, name, outcome, start, millis)
+}
+
+fn step_at(
+    base: OffsetDateTime,
+    name: &str,
+    outcome: Outcome,
+    start: u64,
+    millis: u64,
+) -> StepReport {
     StepReport {
         name: name.to_owned(),
         outcome,
-        started_at: T0 + Duration::from_secs(start),
+        started_at: base + Duration::from_secs(start),
         duration: Duration::from_millis(millis),
         details: Vec::new(),
         properties: Vec::new(),
@@ -98,8 +109,7 @@ fn passing_simulated() -> ScenarioReport {
         scenario: "burst::scale-out-and-drain".to_owned(),
         target: TargetInfo {
             name: "local".to_owned(),
-            description: "local: simulated AKS (the twin, clock x20) + embedded Azurite"
-                .to_owned(),
+            description: "local: simulated AKS (the twin, clock x20) + embedded Azurite".to_owned(),
             simulated: true,
         },
         started_at: T0,
@@ -168,12 +178,13 @@ fn failing_cluster() -> ScenarioReport {
             description: "aks: cluster edw-aks (westeurope), storage account edwstore".to_owned(),
             simulated: false,
         },
-        started_at: datetime!(2026-03-02 10:00:00 +01:00),
+        started_at: T1,
         duration: Duration::from_secs(331),
         steps: vec![
-            step("deploy workload", Outcome::Passed, 0, 4_100),
+            step_at(T1, "deploy workload", Outcome::Passed, 0, 4_100),
             with_details(
-                step(
+                step_at(
+                    T1,
                     "scale out",
                     Outcome::Failed {
                         message: "desired replicas stayed at 0 for 300 s\nexpected: > 0 within 300 s\nobserved: 0 (KEDA reported \"no metrics\" & <nothing> else)".to_owned(),
@@ -186,7 +197,8 @@ fn failing_cluster() -> ScenarioReport {
                     "queue depth stayed at 1000",
                 ],
             ),
-            step(
+            step_at(
+                    T1,
                 "drain queue",
                 Outcome::Skipped {
                     reason: "an earlier step failed".to_owned(),
@@ -196,7 +208,7 @@ fn failing_cluster() -> ScenarioReport {
             ),
         ],
         cleanup: vec![with_details(
-            step("delete workload", Outcome::Passed, 306, 20_000),
+            step_at(T1, "delete workload", Outcome::Passed, 306, 20_000),
             &["deleted 4 objects"],
         )],
         timeline,
@@ -320,7 +332,10 @@ fn junit_passing_simulated_run_matches_snapshot_and_schema() {
         Some("burst::scale-out-and-drain [local] [simulated]")
     );
     assert_eq!(suite.attribute("tests"), Some("8"));
-    assert_eq!(suite.attribute("timestamp"), Some("2026-03-02T09:30:00.000+00:00"));
+    assert_eq!(
+        suite.attribute("timestamp"),
+        Some("2026-03-02T09:30:00.000+00:00")
+    );
     assert_eq!(property(suite, "target"), Some("local"));
     assert_eq!(property(suite, "simulated"), Some("true"));
     assert_eq!(property(suite, "phase.first scale-out"), Some("12.000"));
@@ -350,21 +365,33 @@ fn junit_two_runs_match_snapshot_and_schema() {
 
     let suite = doc
         .descendants()
-        .find(|n| n.has_tag_name("testsuite") && n.attribute("name") == Some("burst::scale-out-and-drain [aks]"))
+        .find(|n| {
+            n.has_tag_name("testsuite")
+                && n.attribute("name") == Some("burst::scale-out-and-drain [aks]")
+        })
         .expect("the aks suite, without [simulated]");
     assert_eq!(property(suite, "target"), Some("aks"));
     assert_eq!(property(suite, "simulated"), Some("false"));
     assert_eq!(property(suite, "phase.drained"), Some("n/a"));
-    assert_eq!(suite.attribute("timestamp"), Some("2026-03-02T10:00:00.000+01:00"));
+    assert_eq!(
+        suite.attribute("timestamp"),
+        Some("2026-03-02T10:00:00.000+01:00")
+    );
 
     let failure = suite
         .descendants()
         .find(|n| n.has_tag_name("failure"))
         .expect("failure");
     let message = failure.attribute("message").expect("message");
-    assert!(message.starts_with("desired replicas stayed at 0 for 300 s"), "{message}");
+    assert!(
+        message.starts_with("desired replicas stayed at 0 for 300 s"),
+        "{message}"
+    );
     let text = failure.text().unwrap_or_default();
-    assert!(text.contains("observed: 0 (KEDA reported \"no metrics\" & <nothing> else)"), "{text}");
+    assert!(
+        text.contains("observed: 0 (KEDA reported \"no metrics\" & <nothing> else)"),
+        "{text}"
+    );
     assert!(text.contains("ScaledObject aqs-app: Ready=False"), "{text}");
     let skipped = suite
         .descendants()
@@ -376,7 +403,10 @@ fn junit_two_runs_match_snapshot_and_schema() {
         .find(|n| n.has_tag_name("system-out"))
         .and_then(|n| n.text())
         .unwrap_or_default();
-    assert!(out.contains("kubectl -n aqs-demo get scaledobject"), "{out}");
+    assert!(
+        out.contains("kubectl -n aqs-demo get scaledobject"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -408,7 +438,10 @@ fn timeline_json_has_scenario_target_phases_and_observations() {
     let failing: serde_json::Value =
         serde_json::from_str(&timeline_json(&failing_cluster())).expect("valid JSON");
     assert_eq!(failing["passed"], false);
-    assert_eq!(failing["phases"][1]["after_load_seconds"], serde_json::Value::Null);
+    assert_eq!(
+        failing["phases"][1]["after_load_seconds"],
+        serde_json::Value::Null
+    );
     assert_eq!(failing["timeline"][2]["queue"], serde_json::Value::Null);
 }
 
@@ -449,7 +482,12 @@ fn svg_plots_every_series_and_phase_and_says_simulated() {
         .filter(|n| n.has_tag_name("polyline"))
         .collect();
     assert_eq!(polylines.len(), 4);
-    for id in ["series-queue", "series-desired", "series-running", "series-nodes"] {
+    for id in [
+        "series-queue",
+        "series-desired",
+        "series-running",
+        "series-nodes",
+    ] {
         let line = polylines
             .iter()
             .find(|n| n.attribute("id") == Some(id))
@@ -466,8 +504,14 @@ fn svg_plots_every_series_and_phase_and_says_simulated() {
         .iter()
         .all(|m| m.attribute("stroke-dasharray").is_some()));
     // The drained marker sits at 80 s of a 0–190 s axis.
-    let drained_x: f64 = markers[4].attribute("x1").and_then(|x| x.parse().ok()).expect("x1");
-    assert!((drained_x - (80.0 + 80.0 / 190.0 * 840.0)).abs() < 0.2, "{drained_x}");
+    let drained_x: f64 = markers[4]
+        .attribute("x1")
+        .and_then(|x| x.parse().ok())
+        .expect("x1");
+    assert!(
+        (drained_x - (80.0 + 80.0 / 190.0 * 840.0)).abs() < 0.2,
+        "{drained_x}"
+    );
     for text in ["queue depth", "desired replicas", "running pods", "nodes"] {
         assert!(svg.contains(text), "legend lacks {text}");
     }
@@ -483,7 +527,10 @@ fn svg_of_a_cluster_run_does_not_say_simulated_and_survives_odd_input() {
         .find(|n| n.has_tag_name("title"))
         .and_then(|n| n.text())
         .expect("title");
-    assert!(title.contains("aks") && !title.contains("SIMULATED"), "{title}");
+    assert!(
+        title.contains("aks") && !title.contains("SIMULATED"),
+        "{title}"
+    );
     // Only the load start happened.
     assert_eq!(
         doc.descendants()
@@ -547,9 +594,20 @@ fn svg_clock_scales_phase_markers() {
 #[test]
 fn summary_names_target_steps_phases_peaks_and_diagnostics() {
     let md = summary_markdown(&[passing_simulated(), failing_cluster()]);
-    assert!(md.contains("## burst::scale-out-and-drain on `local` — ✅ passed"), "{md}");
-    assert!(md.contains("## burst::scale-out-and-drain on `aks` — ❌ failed"), "{md}");
-    assert_eq!(md.matches("SIMULATED (twin) — not a cluster result").count(), 1, "{md}");
+    assert!(
+        md.contains("## burst::scale-out-and-drain on `local` — ✅ passed"),
+        "{md}"
+    );
+    assert!(
+        md.contains("## burst::scale-out-and-drain on `aks` — ❌ failed"),
+        "{md}"
+    );
+    assert_eq!(
+        md.matches("SIMULATED (twin) — not a cluster result")
+            .count(),
+        1,
+        "{md}"
+    );
     assert!(md.contains("local: simulated AKS (the twin, clock x20) + embedded Azurite"));
     assert!(md.contains("aks: cluster edw-aks (westeurope)"));
     for name in [
@@ -562,11 +620,20 @@ fn summary_names_target_steps_phases_peaks_and_diagnostics() {
         "cleanup: delete workload",
         "cleanup: delete queue and table",
     ] {
-        assert!(md.contains(&format!("| {name} | ")), "no row for {name}:\n{md}");
+        assert!(
+            md.contains(&format!("| {name} | ")),
+            "no row for {name}:\n{md}"
+        );
     }
-    assert!(md.contains("| deploy workload | ✅ passed | 1.2 s |"), "{md}");
+    assert!(
+        md.contains("| deploy workload | ✅ passed | 1.2 s |"),
+        "{md}"
+    );
     assert!(md.contains("| scale out | ❌ failed | 5m 00s | desired replicas stayed at 0 for 300 s<br>expected: &gt; 0 within 300 s<br>observed: 0 (KEDA reported \"no metrics\" &amp; &lt;nothing&gt; else) |"), "{md}");
-    assert!(md.contains("| drain queue | ⏭ skipped | 0.000 s | an earlier step failed |"), "{md}");
+    assert!(
+        md.contains("| drain queue | ⏭ skipped | 0.000 s | an earlier step failed |"),
+        "{md}"
+    );
     assert!(md.contains("| first scale-out | 12.000 |"), "{md}");
     assert!(md.contains("| drained | n/a |"), "{md}");
     // Peaks of the passing run: 10 desired, 10 running, 4 nodes (3 + system), 1000 queued.
@@ -574,7 +641,10 @@ fn summary_names_target_steps_phases_peaks_and_diagnostics() {
     // The failing run's diagnostics, collapsed, fenced past the backticks they contain.
     assert_eq!(md.matches("<details>").count(), 1);
     assert!(md.contains("<summary>Diagnostics</summary>"));
-    assert!(md.contains("````text\n$ kubectl -n aqs-demo get scaledobject"), "{md}");
+    assert!(
+        md.contains("````text\n$ kubectl -n aqs-demo get scaledobject"),
+        "{md}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -624,7 +694,8 @@ fn plant(mut report: ScenarioReport, text: &str) -> ScenarioReport {
     report.target.description = format!("aks: {text}");
     for s in report.steps.iter_mut().chain(report.cleanup.iter_mut()) {
         s.details.push(format!("saw {text} here"));
-        s.properties.push((format!("key {text}"), format!("value {text}")));
+        s.properties
+            .push((format!("key {text}"), format!("value {text}")));
         match &mut s.outcome {
             Outcome::Failed { message } => message.push_str(&format!("\nconnection: {text}")),
             Outcome::Skipped { reason } => reason.push_str(&format!(" ({text})")),
@@ -692,4 +763,17 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+#[ignore = "writes the charts to $EDW_DUMP_DIR for looking at them"]
+fn dump_charts() {
+    let dir = PathBuf::from(std::env::var("EDW_DUMP_DIR").unwrap_or_else(|_| "/tmp".into()));
+    std::fs::write(dir.join("pass.svg"), svg_chart(&passing_simulated())).expect("write");
+    std::fs::write(dir.join("fail.svg"), svg_chart(&failing_cluster())).expect("write");
+    std::fs::write(
+        dir.join("summary.md"),
+        summary_markdown(&[passing_simulated(), failing_cluster()]),
+    )
+    .expect("write");
 }

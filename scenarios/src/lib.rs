@@ -26,7 +26,11 @@ pub fn skip_reason(target: TargetKind) -> Option<String> {
             "the {} target runs only with EDW_TARGET={} (and a kubeconfig{}); EDW_TARGET is {:?}",
             target.name(),
             target.name(),
-            if target == TargetKind::Aks { " and deploy.state for a live subscription" } else { " with KEDA" },
+            if target == TargetKind::Aks {
+                " and deploy.state for a live subscription"
+            } else {
+                " with KEDA"
+            },
             selected
         )
     })
@@ -36,7 +40,11 @@ pub fn skip_reason(target: TargetKind) -> Option<String> {
 pub fn report_dir() -> PathBuf {
     std::env::var_os("EDW_REPORT_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("reports"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("reports")
+        })
 }
 
 /// Runs `scenario` on `target`, writes its reports and returns the failure text, if any.
@@ -48,15 +56,28 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
         let config = Config::load(&ConfigInputs::from_process()).map_err(|e| e.to_string())?;
-        let opened = Target::open(target, &config).await.map_err(|e| format!("cannot open the {} target: {e}", target.name()))?;
+        let opened = Target::open(target, &config)
+            .await
+            .map_err(|e| format!("cannot open the {} target: {e}", target.name()))?;
         let opened = Arc::new(opened);
-        let mut context = Context::new(opened.clone(), config, FlowSettings::default()).with_progress(Arc::new(|line: &str| eprintln!("{line}")));
-        let result = run(scenario, &mut context, &RunOptions::default(), &CancellationToken::new()).await;
+        let mut context = Context::new(opened.clone(), config, FlowSettings::default())
+            .with_progress(Arc::new(|line: &str| eprintln!("{line}")));
+        let result = run(
+            scenario,
+            &mut context,
+            &RunOptions::default(),
+            &CancellationToken::new(),
+        )
+        .await;
         drop(context);
         if let Ok(opened) = Arc::try_unwrap(opened) {
             opened.shutdown().await;
         }
-        let dir = report_dir().join(format!("{}-{}", scenario.name.replace("::", "-"), target.name()));
+        let dir = report_dir().join(format!(
+            "{}-{}",
+            scenario.name.replace("::", "-"),
+            target.name()
+        ));
         report::write_all(&result, &dir).map_err(|e| e.to_string())?;
         eprintln!("reports in {}", dir.display());
         if result.passed() {
@@ -67,7 +88,11 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
                 .iter()
                 .chain(&result.cleanup)
                 .filter_map(|s| match &s.outcome {
-                    harness::scenario::model::Outcome::Failed { message } => Some(format!("{}: {message}\n  {}", s.name, s.details.join("\n  "))),
+                    harness::scenario::model::Outcome::Failed { message } => Some(format!(
+                        "{}: {message}\n  {}",
+                        s.name,
+                        s.details.join("\n  ")
+                    )),
                     _ => None,
                 })
                 .collect();

@@ -3,7 +3,7 @@
 
 use edw_scenarios::{catalogue, run_trial, skip_reason};
 use harness::target::TargetKind;
-use libtest_mimic::{Arguments, Completion, Trial};
+use libtest_mimic::{Arguments, Trial};
 
 fn main() {
     let args = Arguments::from_args();
@@ -21,7 +21,9 @@ fn main() {
             // the reason: it never passes.
             let trial = Trial::ignorable_test(name, move || match skip {
                 Some(reason) => Ok(Completion::ignored_with(reason)),
-                None => run_trial(&scenario, target).map(|()| Completion::Completed).map_err(Into::into),
+                None => run_trial(&scenario, target)
+                    .map(|()| Completion::Completed)
+                    .map_err(Into::into),
             });
             trials.push(trial.with_ignored_flag(ignored));
         }

@@ -28,7 +28,10 @@ fn conditions(object: &Value) -> String {
                         c["type"].as_str().unwrap_or("?"),
                         c["status"].as_str().unwrap_or("?"),
                         c["reason"].as_str().unwrap_or(""),
-                        c["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default()
+                        c["message"]
+                            .as_str()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect::<Vec<_>>()
@@ -41,7 +44,10 @@ fn conditions(object: &Value) -> String {
 pub async fn capture(client: &kube::Client, subject: &Subject) -> String {
     let mut out = String::new();
     if let Some(queue) = &subject.queue {
-        let depth = queue.approximate_count().await.map_or_else(|e| format!("unreadable ({e})"), |d| d.to_string());
+        let depth = queue
+            .approximate_count()
+            .await
+            .map_or_else(|e| format!("unreadable ({e})"), |d| d.to_string());
         let _ = writeln!(out, "queue {}: approximate depth {depth}", queue.name());
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &subject.namespace);
@@ -52,27 +58,52 @@ pub async fn capture(client: &kube::Client, subject: &Subject) -> String {
                 .iter()
                 .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
                 .collect();
-            let _ = writeln!(out, "pods in {}: {} ({} pending)", subject.namespace, list.items.len(), pending.len());
+            let _ = writeln!(
+                out,
+                "pods in {}: {} ({} pending)",
+                subject.namespace,
+                list.items.len(),
+                pending.len()
+            );
             for pod in pending.iter().take(10) {
                 let reason = pod
                     .status
                     .as_ref()
                     .and_then(|s| s.conditions.as_ref())
                     .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
-                    .map(|c| format!("{} {}", c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+                    .map(|c| {
+                        format!(
+                            "{} {}",
+                            c.reason.clone().unwrap_or_default(),
+                            c.message.clone().unwrap_or_default()
+                        )
+                    })
                     .unwrap_or_else(|| "not yet considered by the scheduler".to_owned());
-                let _ = writeln!(out, "  pending {}: {reason}", pod.metadata.name.clone().unwrap_or_default());
+                let _ = writeln!(
+                    out,
+                    "  pending {}: {reason}",
+                    pod.metadata.name.clone().unwrap_or_default()
+                );
             }
         }
         Err(e) => {
             let _ = writeln!(out, "pods: cannot list ({e})");
         }
     }
-    let scaled: Api<DynamicObject> = Api::namespaced_with(client.clone(), &subject.namespace, &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"));
+    let scaled: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &subject.namespace,
+        &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"),
+    );
     if let Ok(list) = scaled.list(&ListParams::default()).await {
         for so in list.items {
             let value = serde_json::to_value(&so).unwrap_or_default();
-            let _ = writeln!(out, "ScaledObject {}: {}", so.metadata.name.unwrap_or_default(), conditions(&value));
+            let _ = writeln!(
+                out,
+                "ScaledObject {}: {}",
+                so.metadata.name.unwrap_or_default(),
+                conditions(&value)
+            );
         }
     }
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &subject.namespace);
@@ -83,19 +114,29 @@ pub async fn capture(client: &kube::Client, subject: &Subject) -> String {
                 out,
                 "HPA {}: current {} desired {}; {}",
                 hpa.metadata.name.clone().unwrap_or_default(),
-                value.pointer("/status/currentReplicas").unwrap_or(&Value::Null),
-                value.pointer("/status/desiredReplicas").unwrap_or(&Value::Null),
+                value
+                    .pointer("/status/currentReplicas")
+                    .unwrap_or(&Value::Null),
+                value
+                    .pointer("/status/desiredReplicas")
+                    .unwrap_or(&Value::Null),
                 conditions(&value)
             );
         }
     }
     if subject.karpenter {
         for (kind, plural) in [("NodePool", "nodepools"), ("NodeClaim", "nodeclaims")] {
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &dynamic("karpenter.sh", "v1", kind, plural));
+            let api: Api<DynamicObject> =
+                Api::all_with(client.clone(), &dynamic("karpenter.sh", "v1", kind, plural));
             if let Ok(list) = api.list(&ListParams::default()).await {
                 for item in list.items {
                     let value = serde_json::to_value(&item).unwrap_or_default();
-                    let _ = writeln!(out, "{kind} {}: {}", item.metadata.name.unwrap_or_default(), conditions(&value));
+                    let _ = writeln!(
+                        out,
+                        "{kind} {}: {}",
+                        item.metadata.name.unwrap_or_default(),
+                        conditions(&value)
+                    );
                 }
             }
         }

@@ -45,13 +45,29 @@ impl Recorder {
     /// Starts sampling `subject` every `interval` (real time) and on pod watch events. The
     /// timeline's clock is target time: real seconds × `scale` (the twin's clock scale, 1 for
     /// a cluster), so that it reads in the same seconds as the system's own intervals.
-    pub fn start(client: kube::Client, subject: Subject, interval: Duration, scale: f64) -> Recorder {
+    pub fn start(
+        client: kube::Client,
+        subject: Subject,
+        interval: Duration,
+        scale: f64,
+    ) -> Recorder {
         let (sender, latest) = watch::channel(Observation::default());
         let history = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
         let started = Instant::now();
-        let scale = if scale.is_finite() && scale > 0.0 { scale } else { 1.0 };
-        tokio::spawn(run(client, subject, interval, sender, history.clone(), stop.clone(), started, scale));
+        let scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        let sink = Sink {
+            sender,
+            history: history.clone(),
+            stop: stop.clone(),
+            started,
+            scale,
+        };
+        tokio::spawn(run(client, subject, interval, sink));
         Recorder {
             latest,
             history,
@@ -73,7 +89,10 @@ impl Recorder {
 
     /// Every observation so far (consecutive duplicates folded).
     pub fn history(&self) -> Vec<Observation> {
-        self.history.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Target seconds since the recorder started (the timeline's clock).
@@ -92,18 +111,28 @@ impl Drop for Recorder {
     }
 }
 
-async fn run(
-    client: kube::Client,
-    subject: Subject,
-    interval: Duration,
+/// The recorder task's outputs and clock.
+struct Sink {
     sender: watch::Sender<Observation>,
     history: Arc<Mutex<Vec<Observation>>>,
     stop: CancellationToken,
     started: Instant,
     scale: f64,
-) {
+}
+
+async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: Sink) {
+    let Sink {
+        sender,
+        history,
+        stop,
+        started,
+        scale,
+    } = sink;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &subject.namespace);
-    let mut changes = match pods.watch(&WatchParams::default().labels(&subject.pod_selector), "0").await {
+    let mut changes = match pods
+        .watch(&WatchParams::default().labels(&subject.pod_selector), "0")
+        .await
+    {
         Ok(stream) => Some(stream.boxed()),
         Err(error) => {
             tracing::debug!(%error, "pod watch unavailable; the recorder polls");
@@ -154,10 +183,17 @@ pub async fn sample(client: &kube::Client, subject: &Subject) -> Observation {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &subject.namespace);
     if let Ok(Some(deployment)) = deployments.get_opt(&subject.deployment).await {
         observation.desired = deployment.spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as u64;
-        observation.ready = deployment.status.and_then(|s| s.ready_replicas).unwrap_or(0).max(0) as u64;
+        observation.ready = deployment
+            .status
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+            .max(0) as u64;
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &subject.namespace);
-    if let Ok(list) = pods.list(&ListParams::default().labels(&subject.pod_selector)).await {
+    if let Ok(list) = pods
+        .list(&ListParams::default().labels(&subject.pod_selector))
+        .await
+    {
         for pod in list.items {
             if pod.metadata.deletion_timestamp.is_some() {
                 continue;
@@ -170,17 +206,28 @@ pub async fn sample(client: &kube::Client, subject: &Subject) -> Observation {
         }
     }
     let nodes: Api<Node> = Api::all(client.clone());
-    if let Ok(list) = nodes.list(&ListParams::default().labels("karpenter.sh/nodepool")).await {
+    if let Ok(list) = nodes
+        .list(&ListParams::default().labels("karpenter.sh/nodepool"))
+        .await
+    {
         let mut per_pool: BTreeMap<String, u64> = BTreeMap::new();
         for node in list.items {
-            if let Some(pool) = node.metadata.labels.as_ref().and_then(|l| l.get("karpenter.sh/nodepool")) {
+            if let Some(pool) = node
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("karpenter.sh/nodepool"))
+            {
                 *per_pool.entry(pool.clone()).or_default() += 1;
             }
         }
         observation.nodes = per_pool;
     }
     if subject.karpenter {
-        let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"), "nodeclaims");
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
+            "nodeclaims",
+        );
         let claims: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         if let Ok(list) = claims.list(&ListParams::default()).await {
             observation.nodeclaims = list.items.len() as u64;

@@ -25,7 +25,10 @@ impl fmt::Debug for Expect {
 }
 
 impl Expect {
-    pub fn new(description: impl Into<String>, predicate: impl Fn(&Observation) -> bool + Send + Sync + 'static) -> Self {
+    pub fn new(
+        description: impl Into<String>,
+        predicate: impl Fn(&Observation) -> bool + Send + Sync + 'static,
+    ) -> Self {
         Expect {
             description: description.into(),
             predicate: Arc::new(predicate),
@@ -94,7 +97,13 @@ fn line(o: &Observation) -> String {
 impl fmt::Display for WaitFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.broken_by {
-            Some(broken) => writeln!(f, "expected {} {}, but it broke: {}", self.expected, self.window, line(broken))?,
+            Some(broken) => writeln!(
+                f,
+                "expected {} {}, but it broke: {}",
+                self.expected,
+                self.window,
+                line(broken)
+            )?,
             None => writeln!(f, "expected {} {}", self.expected, self.window)?,
         }
         match &self.last {
@@ -125,7 +134,11 @@ fn recent(recorder: &Recorder) -> Vec<Observation> {
 }
 
 /// Waits until `expect` holds, for at most `within` (real time).
-pub async fn eventually(recorder: &Recorder, expect: &Expect, within: Duration) -> Result<Observation, WaitFailure> {
+pub async fn eventually(
+    recorder: &Recorder,
+    expect: &Expect,
+    within: Duration,
+) -> Result<Observation, WaitFailure> {
     let mut updates = recorder.subscribe();
     let deadline = tokio::time::Instant::now() + within;
     loop {
@@ -150,7 +163,11 @@ pub async fn eventually(recorder: &Recorder, expect: &Expect, within: Duration) 
 }
 
 /// Checks that `expect` holds for every observation during `window` (real time).
-pub async fn consistently(recorder: &Recorder, expect: &Expect, window: Duration) -> Result<(), WaitFailure> {
+pub async fn consistently(
+    recorder: &Recorder,
+    expect: &Expect,
+    window: Duration,
+) -> Result<(), WaitFailure> {
     let mut updates = recorder.subscribe();
     let deadline = tokio::time::Instant::now() + window;
     loop {

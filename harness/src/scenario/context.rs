@@ -34,9 +34,18 @@ impl RunNames {
     pub fn for_run(config: &Config) -> Self {
         let queue = run_queue_name(config.queue_name());
         RunNames {
-            namespace: config.get("AQS_TARGET_NAMESPACE").unwrap_or("aqs-demo").to_owned(),
-            deployment: config.get("AQS_TARGET_DEPLOYMENT").unwrap_or("aqs-app").to_owned(),
-            service_account: config.get("SERVICE_ACCOUNT").unwrap_or("aqs-app-service-account").to_owned(),
+            namespace: config
+                .get("AQS_TARGET_NAMESPACE")
+                .unwrap_or("aqs-demo")
+                .to_owned(),
+            deployment: config
+                .get("AQS_TARGET_DEPLOYMENT")
+                .unwrap_or("aqs-app")
+                .to_owned(),
+            service_account: config
+                .get("SERVICE_ACCOUNT")
+                .unwrap_or("aqs-app-service-account")
+                .to_owned(),
             poison: poison_queue_name(&queue),
             table: run_table_name(config.table_name()),
             queue,
@@ -137,12 +146,15 @@ impl Context {
 
     /// Real time for `target_time` (the twin's clock runs faster), at least 100 ms.
     pub fn real(&self, target_time: Duration) -> Duration {
-        target_time.div_f64(self.target.time_scale()).max(Duration::from_millis(100))
+        target_time
+            .div_f64(self.target.time_scale())
+            .max(Duration::from_millis(100))
     }
 
     /// Adds a property to the current step's report.
     pub fn property(&mut self, key: &str, value: impl ToString) {
-        self.current_properties.push((key.to_owned(), value.to_string()));
+        self.current_properties
+            .push((key.to_owned(), value.to_string()));
     }
 
     /// What the recorder watches.
@@ -161,7 +173,9 @@ impl Context {
     pub fn template_vars(&self) -> BTreeMap<String, String> {
         let c = &self.config;
         let s = &self.settings;
-        let account = c.get("AZURE_STORAGE_ACCOUNT_NAME").unwrap_or("devstoreaccount1");
+        let account = c
+            .get("AZURE_STORAGE_ACCOUNT_NAME")
+            .unwrap_or("devstoreaccount1");
         let client_id = c
             .get("WORKLOAD_MANAGED_IDENTITY_CLIENT_ID")
             .or_else(|| c.get("workloadManagedIdentityClientId"))
@@ -173,7 +187,12 @@ impl Context {
             ("AZURE_QUEUE_NAME", self.names.queue.clone()),
             ("AZURE_TABLE_NAME", self.names.table.clone()),
             ("AZURE_STORAGE_ACCOUNT_NAME", account.to_owned()),
-            ("AZURE_CONTAINER_REGISTRY_NAME", c.get("AZURE_CONTAINER_REGISTRY_NAME").unwrap_or("acraksdemo").to_owned()),
+            (
+                "AZURE_CONTAINER_REGISTRY_NAME",
+                c.get("AZURE_CONTAINER_REGISTRY_NAME")
+                    .unwrap_or("acraksdemo")
+                    .to_owned(),
+            ),
             ("CONSUMER_IMAGE", self.target.consumer_image(c)),
             ("workloadManagedIdentityClientId", client_id.to_owned()),
             ("MIN_REPLICA_COUNT", s.min_replicas.to_string()),
@@ -181,7 +200,10 @@ impl Context {
             ("POLLING_INTERVAL", s.polling_interval.to_string()),
             ("COOLDOWN_PERIOD", s.cooldown_period.to_string()),
             ("QUEUE_LENGTH", s.queue_length.to_string()),
-            ("ACTIVATION_QUEUE_LENGTH", s.activation_queue_length.to_string()),
+            (
+                "ACTIVATION_QUEUE_LENGTH",
+                s.activation_queue_length.to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -25,21 +25,45 @@ pub fn burst() -> Scenario {
         name: "flow::burst".to_owned(),
         steps: vec![
             Step::new("deploy", S(120), deploy),
-            Step::new("validate: KEDA operator running in kube-system", S(300), validate_keda),
-            Step::new("validate: consumer Deployment has one workload-identity pod", S(300), validate_consumer),
-            Step::new("validate: NodePool default served by karpenter.sh", S(60), validate_nodepool),
-            Step::new("deploy: ScaledObject and TriggerAuthentication", S(300), install_scaled_object),
+            Step::new(
+                "validate: KEDA operator running in kube-system",
+                S(300),
+                validate_keda,
+            ),
+            Step::new(
+                "validate: consumer Deployment has one workload-identity pod",
+                S(300),
+                validate_consumer,
+            ),
+            Step::new(
+                "validate: NodePool default served by karpenter.sh",
+                S(60),
+                validate_nodepool,
+            ),
+            Step::new(
+                "deploy: ScaledObject and TriggerAuthentication",
+                S(300),
+                install_scaled_object,
+            ),
             Step::new("load: producer burst", S(600), load),
             Step::new("scale: replicas reach maxReplicaCount", S(600), scale_out),
             Step::new("scale: NodePool default grows", S(900), nodes_grow),
             Step::new("scale: queue drains to 0", S(3600), drained),
             Step::new("scale: replicas return to 0", S(600), scaled_in),
             Step::new("scale: new nodes are removed", S(1200), nodes_removed),
-            Step::new("verify: every message processed exactly once", S(120), verify),
+            Step::new(
+                "verify: every message processed exactly once",
+                S(120),
+                verify,
+            ),
         ],
         cleanup: vec![
             Step::new("delete Kubernetes objects", S(600), cleanup_objects),
-            Step::new("delete queue, poison queue and table", S(120), cleanup_storage),
+            Step::new(
+                "delete queue, poison queue and table",
+                S(120),
+                cleanup_storage,
+            ),
         ],
     }
 }
@@ -78,6 +102,10 @@ fn deploy(ctx: &mut Context) -> StepFuture<'_> {
             }
         }
         ctx.created_storage = true;
+        ctx.progress(&format!(
+            "run resources: namespace {} queue {} poison {} table {}",
+            names.namespace, names.queue, names.poison, names.table
+        ));
         ctx.target.use_queue(&storage.queue(&names.queue));
         let vars = ctx.template_vars();
         let karpenter = ctx.target.capabilities().karpenter;
@@ -86,7 +114,10 @@ fn deploy(ctx: &mut Context) -> StepFuture<'_> {
             templates.push("default-pool.yaml");
         }
         templates.push("consumer-deployment.yaml");
-        let mut details = vec![format!("queue {}, poison queue {}, table {}", names.queue, names.poison, names.table)];
+        let mut details = vec![format!(
+            "queue {}, poison queue {}, table {}",
+            names.queue, names.poison, names.table
+        )];
         for template in templates {
             let objects = match render(template, &vars) {
                 Ok(objects) => objects,
@@ -107,7 +138,12 @@ fn deploy(ctx: &mut Context) -> StepFuture<'_> {
         if !karpenter {
             details.push("NodePool skipped: the cluster serves no karpenter.sh API".to_owned());
         }
-        ctx.recorder = Some(Recorder::start(ctx.target.client(), ctx.subject(), Duration::from_millis(100), ctx.target.time_scale()));
+        ctx.recorder = Some(Recorder::start(
+            ctx.target.client(),
+            ctx.subject(),
+            Duration::from_millis(100),
+            ctx.target.time_scale(),
+        ));
         StepResult::passed(details)
     })
 }
@@ -117,27 +153,40 @@ fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
         let pods: Api<Pod> = Api::namespaced(ctx.target.client(), "kube-system");
         let within = ctx.real(S(300));
         let result = poll_until(within, || async {
-            let list = pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            let list = pods
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
             let running: Vec<String> = list
                 .items
                 .iter()
                 .filter_map(|p| {
                     let name = p.metadata.name.clone()?;
-                    let operator = name.starts_with("keda-operator-") && !name.starts_with("keda-operator-metrics-apiserver");
+                    let operator = name.starts_with("keda-operator-")
+                        && !name.starts_with("keda-operator-metrics-apiserver");
                     let phase = p.status.as_ref().and_then(|s| s.phase.clone());
                     (operator && phase.as_deref() == Some("Running")).then_some(name)
                 })
                 .collect();
             if running.is_empty() {
-                Err(format!("{} pods in kube-system, no keda-operator pod Running", list.items.len()))
+                Err(format!(
+                    "{} pods in kube-system, no keda-operator pod Running",
+                    list.items.len()
+                ))
             } else {
                 Ok(running)
             }
         })
         .await;
         match result {
-            Ok(running) => StepResult::passed([format!("expected a Running keda-operator pod; found {}", running.join(", "))]),
-            Err(last) => StepResult::failed(format!("no KEDA operator pod Running in kube-system: {last}"), []),
+            Ok(running) => StepResult::passed([format!(
+                "expected a Running keda-operator pod; found {}",
+                running.join(", ")
+            )]),
+            Err(last) => StepResult::failed(
+                format!("no KEDA operator pod Running in kube-system: {last}"),
+                [],
+            ),
         }
     })
 }
@@ -148,8 +197,15 @@ fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
         let service_account = ctx.names.service_account.clone();
         let within = ctx.real(S(300));
         let result = poll_until(within, || async {
-            let list = pods.list(&ListParams::default().labels("app=aqs-reader")).await.map_err(|e| e.to_string())?;
-            let live: Vec<&Pod> = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+            let list = pods
+                .list(&ListParams::default().labels("app=aqs-reader"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let live: Vec<&Pod> = list
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
             match live.as_slice() {
                 [pod] => Ok((*pod).clone()),
                 other => Err(format!("{} consumer pods", other.len())),
@@ -158,19 +214,41 @@ fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
         .await;
         let pod = match result {
             Ok(pod) => pod,
-            Err(last) => return StepResult::failed(format!("expected exactly one consumer pod: {last}"), []),
+            Err(last) => {
+                return StepResult::failed(format!("expected exactly one consumer pod: {last}"), [])
+            }
         };
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let label = pod.metadata.labels.as_ref().and_then(|l| l.get("azure.workload.identity/use")).cloned();
-        let account = pod.spec.as_ref().and_then(|s| s.service_account_name.clone());
+        let label = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("azure.workload.identity/use"))
+            .cloned();
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone());
         let mut details = vec![format!("one consumer pod: {name}")];
         if label.as_deref() != Some("true") {
-            return StepResult::failed(format!("pod {name} lacks the label azure.workload.identity/use=true (has {label:?})"), details);
+            return StepResult::failed(
+                format!(
+                    "pod {name} lacks the label azure.workload.identity/use=true (has {label:?})"
+                ),
+                details,
+            );
         }
         if account.as_deref() != Some(service_account.as_str()) {
-            return StepResult::failed(format!("pod {name} runs as service account {account:?}, expected {service_account}"), details);
+            return StepResult::failed(
+                format!(
+                    "pod {name} runs as service account {account:?}, expected {service_account}"
+                ),
+                details,
+            );
         }
-        details.push(format!("label azure.workload.identity/use=true, service account {service_account}"));
+        details.push(format!(
+            "label azure.workload.identity/use=true, service account {service_account}"
+        ));
         StepResult::passed(details)
     })
 }
@@ -178,20 +256,38 @@ fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
 fn validate_nodepool(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if !ctx.target.capabilities().karpenter {
-            return StepResult::skipped("the cluster serves no karpenter.sh API (no Karpenter / Node Autoprovisioning)");
+            return StepResult::skipped(
+                "the cluster serves no karpenter.sh API (no Karpenter / Node Autoprovisioning)",
+            );
         }
-        let pools: Api<DynamicObject> = Api::all_with(ctx.target.client(), &dynamic("karpenter.sh", "v1", "NodePool", "nodepools"));
+        let pools: Api<DynamicObject> = Api::all_with(
+            ctx.target.client(),
+            &dynamic("karpenter.sh", "v1", "NodePool", "nodepools"),
+        );
         match pools.get_opt(&ctx.names.nodepool).await {
             Ok(Some(pool)) => {
                 let api_version = pool.types.map(|t| t.api_version).unwrap_or_default();
                 if api_version.starts_with("karpenter.sh/") {
-                    StepResult::passed([format!("NodePool {} served as {api_version}", ctx.names.nodepool)])
+                    StepResult::passed([format!(
+                        "NodePool {} served as {api_version}",
+                        ctx.names.nodepool
+                    )])
                 } else {
-                    StepResult::failed(format!("NodePool {} is served as {api_version}, not karpenter.sh", ctx.names.nodepool), [])
+                    StepResult::failed(
+                        format!(
+                            "NodePool {} is served as {api_version}, not karpenter.sh",
+                            ctx.names.nodepool
+                        ),
+                        [],
+                    )
                 }
             }
-            Ok(None) => StepResult::failed(format!("NodePool {} not found", ctx.names.nodepool), []),
-            Err(e) => StepResult::failed(format!("reading NodePool {}: {e}", ctx.names.nodepool), []),
+            Ok(None) => {
+                StepResult::failed(format!("NodePool {} not found", ctx.names.nodepool), [])
+            }
+            Err(e) => {
+                StepResult::failed(format!("reading NodePool {}: {e}", ctx.names.nodepool), [])
+            }
         }
     })
 }
@@ -199,7 +295,10 @@ fn validate_nodepool(ctx: &mut Context) -> StepFuture<'_> {
 fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if !ctx.target.capabilities().keda {
-            return StepResult::failed("the cluster serves no keda.sh API: install KEDA (on AKS: --enable-keda)", []);
+            return StepResult::failed(
+                "the cluster serves no keda.sh API: install KEDA (on AKS: --enable-keda)",
+                [],
+            );
         }
         let objects = match render("scaledobject.yaml", &ctx.template_vars()) {
             Ok(objects) => objects,
@@ -210,8 +309,13 @@ fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
             Ok(applied) => ctx.applied.extend(applied),
             Err(e) => return StepResult::failed(e.to_string(), []),
         }
-        let scaled: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ctx.names.namespace, &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"));
-        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ctx.names.namespace);
+        let scaled: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ctx.names.namespace,
+            &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"),
+        );
+        let hpas: Api<HorizontalPodAutoscaler> =
+            Api::namespaced(client.clone(), &ctx.names.namespace);
         let (so_name, hpa_name) = (ctx.names.scaled_object.clone(), ctx.names.hpa.clone());
         let (min, max) = (ctx.settings.min_replicas.max(1), ctx.settings.max_replicas);
         let within = ctx.real(S(300));
@@ -222,13 +326,24 @@ fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
                 .pointer("/status/conditions")
                 .and_then(|c| c.as_array())
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| (c["status"].as_str().unwrap_or("?").to_owned(), c["message"].as_str().unwrap_or("").to_owned()));
+                .map(|c| {
+                    (
+                        c["status"].as_str().unwrap_or("?").to_owned(),
+                        c["message"].as_str().unwrap_or("").to_owned(),
+                    )
+                });
             match ready {
                 Some((status, _)) if status == "True" => {}
-                Some((status, message)) => return Err(format!("ScaledObject Ready={status}: {message}")),
+                Some((status, message)) => {
+                    return Err(format!("ScaledObject Ready={status}: {message}"))
+                }
                 None => return Err("ScaledObject has no Ready condition yet".to_owned()),
             }
-            let hpa = hpas.get_opt(&hpa_name).await.map_err(|e| e.to_string())?.ok_or("KEDA's HPA does not exist yet")?;
+            let hpa = hpas
+                .get_opt(&hpa_name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("KEDA's HPA does not exist yet")?;
             let spec = hpa.spec.ok_or("the HPA has no spec")?;
             Ok((spec.min_replicas.unwrap_or(1), spec.max_replicas))
         })
@@ -258,12 +373,21 @@ fn load(ctx: &mut Context) -> StepFuture<'_> {
             Ok(report) if report.failed.is_empty() => {
                 ctx.property("messages.sent", report.sent_count());
                 ctx.property("producer.per_second", format!("{:.0}", report.rate()));
-                let line = format!("sent {} messages in {:.1} s ({:.0}/s)", report.sent_count(), report.elapsed.as_secs_f64(), report.rate());
+                let line = format!(
+                    "sent {} messages in {:.1} s ({:.0}/s)",
+                    report.sent_count(),
+                    report.elapsed.as_secs_f64(),
+                    report.rate()
+                );
                 ctx.produced = Some(report);
                 StepResult::passed([line])
             }
             Ok(report) => {
-                let message = format!("{} of {} messages could not be sent", report.failed.len(), ctx.settings.messages);
+                let message = format!(
+                    "{} of {} messages could not be sent",
+                    report.failed.len(),
+                    ctx.settings.messages
+                );
                 ctx.produced = Some(report);
                 StepResult::failed(message, [])
             }
@@ -278,24 +402,43 @@ fn wait_for(ctx: &Context, expect: Expect, within: Duration) -> StepFuture<'_> {
             return StepResult::failed("the recorder is not running", []);
         };
         match eventually(recorder, &expect, ctx.real(within)).await {
-            Ok(seen) => StepResult::passed([format!("expected {}; seen at t={:.1}s", expect.description, seen.t)]),
-            Err(failure) => StepResult::failed(format!("expected {} within {:?} (target time)", expect.description, within), failure.lines()),
+            Ok(seen) => StepResult::passed([format!(
+                "expected {}; seen at t={:.1}s",
+                expect.description, seen.t
+            )]),
+            Err(failure) => StepResult::failed(
+                format!(
+                    "expected {} within {:?} (target time)",
+                    expect.description, within
+                ),
+                failure.lines(),
+            ),
         }
     })
 }
 
 fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
     let max = ctx.settings.max_replicas as u64;
-    let expect = Expect::new(format!("desired replicas = maxReplicaCount {max}"), move |o| o.desired == max);
+    let expect = Expect::new(
+        format!("desired replicas = maxReplicaCount {max}"),
+        move |o| o.desired == max,
+    );
     wait_for(ctx, expect, S(600))
 }
 
 fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
-        return Box::pin(async { StepResult::skipped("the cluster serves no karpenter.sh API: node growth cannot be observed") });
+        return Box::pin(async {
+            StepResult::skipped(
+                "the cluster serves no karpenter.sh API: node growth cannot be observed",
+            )
+        });
     }
     let (pool, before) = (ctx.names.nodepool.clone(), ctx.nodes_before_load);
-    let expect = Expect::new(format!("nodes of NodePool {pool} > {before} (before the load)"), move |o| o.nodes.get(&pool).copied().unwrap_or(0) > before);
+    let expect = Expect::new(
+        format!("nodes of NodePool {pool} > {before} (before the load)"),
+        move |o| o.nodes.get(&pool).copied().unwrap_or(0) > before,
+    );
     wait_for(ctx, expect, S(900))
 }
 
@@ -305,16 +448,25 @@ fn drained(ctx: &mut Context) -> StepFuture<'_> {
 }
 
 fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
-    let expect = Expect::new("desired replicas = 0 and no consumer pod running", |o| o.desired == 0 && o.running == 0);
+    let expect = Expect::new("desired replicas = 0 and no consumer pod running", |o| {
+        o.desired == 0 && o.running == 0
+    });
     wait_for(ctx, expect, S(600))
 }
 
 fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
-        return Box::pin(async { StepResult::skipped("the cluster serves no karpenter.sh API: node removal cannot be observed") });
+        return Box::pin(async {
+            StepResult::skipped(
+                "the cluster serves no karpenter.sh API: node removal cannot be observed",
+            )
+        });
     }
     let (pool, before) = (ctx.names.nodepool.clone(), ctx.nodes_before_load);
-    let expect = Expect::new(format!("nodes of NodePool {pool} <= {before} (before the load)"), move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= before);
+    let expect = Expect::new(
+        format!("nodes of NodePool {pool} <= {before} (before the load)"),
+        move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= before,
+    );
     wait_for(ctx, expect, S(1200))
 }
 
@@ -324,7 +476,10 @@ fn verify(ctx: &mut Context) -> StepFuture<'_> {
             return StepResult::failed("nothing was produced", []);
         };
         let storage = ctx.target.storage();
-        let (table, poison) = (storage.table(&ctx.names.table), storage.queue(&ctx.names.poison));
+        let (table, poison) = (
+            storage.table(&ctx.names.table),
+            storage.queue(&ctx.names.poison),
+        );
         let result = match reconcile(&produced, &table, &poison).await {
             Ok(result) => result,
             Err(e) => return StepResult::failed(format!("reading the table: {e}"), []),
@@ -335,14 +490,23 @@ fn verify(ctx: &mut Context) -> StepFuture<'_> {
         ctx.property("messages.duplicated", result.duplicated.len());
         ctx.property("messages.lost", result.lost.len());
         ctx.property("replicas.peak", peak);
-        let mut details = vec![result.summary(), format!("peak desired replicas {peak} (maxReplicaCount {max})")];
+        let mut details = vec![
+            result.summary(),
+            format!("peak desired replicas {peak} (maxReplicaCount {max})"),
+        ];
         if peak > max {
-            return StepResult::failed(format!("replicas reached {peak}, above maxReplicaCount {max}"), details);
+            return StepResult::failed(
+                format!("replicas reached {peak}, above maxReplicaCount {max}"),
+                details,
+            );
         }
         if let Some(recorder) = ctx.recorder.as_ref() {
             // The ceiling holds now too (consistently, over a short window).
-            let ceiling = Expect::new(format!("desired replicas <= {max}"), move |o| o.desired <= max);
-            if let Err(failure) = consistently(recorder, &ceiling, Duration::from_millis(300)).await {
+            let ceiling = Expect::new(format!("desired replicas <= {max}"), move |o| {
+                o.desired <= max
+            });
+            if let Err(failure) = consistently(recorder, &ceiling, Duration::from_millis(300)).await
+            {
                 details.extend(failure.lines());
                 return StepResult::failed("the replica ceiling was broken", details);
             }
@@ -350,8 +514,18 @@ fn verify(ctx: &mut Context) -> StepFuture<'_> {
         if result.is_exact() {
             StepResult::passed(details)
         } else {
-            details.push(format!("lost: {:?}", result.lost.iter().take(20).collect::<Vec<_>>()));
-            StepResult::failed(format!("{} lost and {} duplicated messages", result.lost.len(), result.duplicated.len()), details)
+            details.push(format!(
+                "lost: {:?}",
+                result.lost.iter().take(20).collect::<Vec<_>>()
+            ));
+            StepResult::failed(
+                format!(
+                    "{} lost and {} duplicated messages",
+                    result.lost.len(),
+                    result.duplicated.len()
+                ),
+                details,
+            )
         }
     })
 }
@@ -366,7 +540,9 @@ fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
         for object in &applied {
             match delete(&client, object).await {
                 Ok(true) => details.push(format!("deleted {} {}", object.kind, object.name)),
-                Ok(false) => details.push(format!("{} {} was already gone", object.kind, object.name)),
+                Ok(false) => {
+                    details.push(format!("{} {} was already gone", object.kind, object.name))
+                }
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -380,7 +556,11 @@ fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
                     Err(e) => left.push(e.to_string()),
                 }
             }
-            if left.is_empty() { Ok(()) } else { Err(left.join(", ")) }
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(left.join(", "))
+            }
         })
         .await;
         let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -393,7 +573,10 @@ fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
         }
         let deployments: Api<Deployment> = Api::namespaced(client, &ctx.names.namespace);
         if let Ok(Some(_)) = deployments.get_opt(&ctx.names.deployment).await {
-            errors.push(format!("Deployment {} is still there", ctx.names.deployment));
+            errors.push(format!(
+                "Deployment {} is still there",
+                ctx.names.deployment
+            ));
         }
         if errors.is_empty() {
             StepResult::passed(details)
@@ -424,7 +607,10 @@ fn cleanup_storage(ctx: &mut Context) -> StepFuture<'_> {
             errors.push(e.to_string());
         }
         if errors.is_empty() {
-            StepResult::passed([format!("deleted queue {}, poison queue {} and table {} (checked)", names.queue, names.poison, names.table)])
+            StepResult::passed([format!(
+                "deleted queue {}, poison queue {} and table {} (checked)",
+                names.queue, names.poison, names.table
+            )])
         } else {
             StepResult::failed(errors.join("; "), [])
         }

@@ -106,6 +106,10 @@ pub struct ScenarioReport {
 impl ScenarioReport {
     /// True when no step (cleanup included) failed.
     pub fn passed(&self) -> bool {
-        !self.steps.iter().chain(&self.cleanup).any(|s| s.outcome.is_failed())
+        !self
+            .steps
+            .iter()
+            .chain(&self.cleanup)
+            .any(|s| s.outcome.is_failed())
     }
 }

@@ -23,9 +23,16 @@ pub type StepFn = for<'a> fn(&'a mut Context) -> StepFuture<'a>;
 /// A step's verdict, with what it checked and saw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepResult {
-    Passed { details: Vec<String> },
-    Failed { message: String, details: Vec<String> },
-    Skipped { reason: String },
+    Passed {
+        details: Vec<String>,
+    },
+    Failed {
+        message: String,
+        details: Vec<String>,
+    },
+    Skipped {
+        reason: String,
+    },
 }
 
 impl StepResult {
@@ -43,7 +50,9 @@ impl StepResult {
     }
 
     pub fn skipped(reason: impl Into<String>) -> Self {
-        StepResult::Skipped { reason: reason.into() }
+        StepResult::Skipped {
+            reason: reason.into(),
+        }
     }
 }
 
@@ -88,7 +97,11 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Runs one step under its timeout, catching panics; `cancel` interrupts it.
-async fn run_step(step: &Step, context: &mut Context, cancel: Option<&CancellationToken>) -> StepReport {
+async fn run_step(
+    step: &Step,
+    context: &mut Context,
+    cancel: Option<&CancellationToken>,
+) -> StepReport {
     let started_at = OffsetDateTime::now_utc();
     let started = tokio::time::Instant::now();
     let limit = context.real(step.timeout);
@@ -109,7 +122,12 @@ async fn run_step(step: &Step, context: &mut Context, cancel: Option<&Cancellati
     };
     let (outcome, details) = match result {
         StepResult::Passed { details } => (Outcome::Passed, details),
-        StepResult::Failed { message, details } => (Outcome::Failed { message: crate::secrets::redact(&message) }, details),
+        StepResult::Failed { message, details } => (
+            Outcome::Failed {
+                message: crate::secrets::redact(&message),
+            },
+            details,
+        ),
         StepResult::Skipped { reason } => (Outcome::Skipped { reason }, Vec::new()),
     };
     StepReport {
@@ -123,7 +141,12 @@ async fn run_step(step: &Step, context: &mut Context, cancel: Option<&Cancellati
 }
 
 /// Runs `scenario`: its steps until one fails, then (after diagnostics) its cleanup steps.
-pub async fn run(scenario: &Scenario, context: &mut Context, options: &RunOptions, cancel: &CancellationToken) -> ScenarioReport {
+pub async fn run(
+    scenario: &Scenario,
+    context: &mut Context,
+    options: &RunOptions,
+    cancel: &CancellationToken,
+) -> ScenarioReport {
     let started_at = OffsetDateTime::now_utc();
     let started = tokio::time::Instant::now();
     let interrupt = cancel.child_token();
@@ -152,7 +175,11 @@ pub async fn run(scenario: &Scenario, context: &mut Context, options: &RunOption
         }
         context.progress(&format!("step {}", step.name));
         let report = run_step(step, context, Some(&interrupt)).await;
-        context.progress(&format!("step {}: {}", step.name, outcome_word(&report.outcome)));
+        context.progress(&format!(
+            "step {}: {}",
+            step.name,
+            outcome_word(&report.outcome)
+        ));
         failed = report.outcome.is_failed();
         steps.push(report);
     }
@@ -168,7 +195,10 @@ pub async fn run(scenario: &Scenario, context: &mut Context, options: &RunOption
             cleanup.push(StepReport {
                 name: step.name.to_owned(),
                 outcome: Outcome::Skipped {
-                    reason: format!("kept for inspection (--keep-on-failure); remove it later with `{}`", context.cleanup_hint()),
+                    reason: format!(
+                        "kept for inspection (--keep-on-failure); remove it later with `{}`",
+                        context.cleanup_hint()
+                    ),
                 },
                 started_at: OffsetDateTime::now_utc(),
                 duration: Duration::ZERO,
@@ -180,7 +210,11 @@ pub async fn run(scenario: &Scenario, context: &mut Context, options: &RunOption
         context.progress(&format!("cleanup {}", step.name));
         // Cleanup is not interruptible: a second Ctrl-C while cleaning would leak resources.
         let report = run_step(step, context, None).await;
-        context.progress(&format!("cleanup {}: {}", step.name, outcome_word(&report.outcome)));
+        context.progress(&format!(
+            "cleanup {}: {}",
+            step.name,
+            outcome_word(&report.outcome)
+        ));
         cleanup.push(report);
     }
     context.finish();

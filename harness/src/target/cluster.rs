@@ -20,8 +20,13 @@ pub struct ClusterTarget {
 
 impl ClusterTarget {
     pub async fn open(kind: TargetKind, config: &Config) -> Result<ClusterTarget, TargetError> {
-        let context = std::env::var("EDW_KUBE_CONTEXT").ok().filter(|c| !c.is_empty());
-        let context_text = context.as_ref().map(|c| format!(" (context {c})")).unwrap_or_default();
+        let context = std::env::var("EDW_KUBE_CONTEXT")
+            .ok()
+            .filter(|c| !c.is_empty());
+        let context_text = context
+            .as_ref()
+            .map(|c| format!(" (context {c})"))
+            .unwrap_or_default();
         let kubeconfig_error = |reason: String| TargetError::Kubeconfig {
             context: context_text.clone(),
             reason,
@@ -35,11 +40,15 @@ impl ClusterTarget {
             .await
             .map_err(|e| kubeconfig_error(e.to_string()))?;
         let url = client_config.cluster_url.to_string();
-        let client = kube::Client::try_from(client_config).map_err(|e| kubeconfig_error(e.to_string()))?;
-        let capabilities = Capabilities::detect(&client).await.map_err(|e| TargetError::Unreachable {
-            url: url.clone(),
-            reason: crate::secrets::redact(&e.to_string()),
-        })?;
+        let client =
+            kube::Client::try_from(client_config).map_err(|e| kubeconfig_error(e.to_string()))?;
+        let capabilities =
+            Capabilities::detect(&client)
+                .await
+                .map_err(|e| TargetError::Unreachable {
+                    url: url.clone(),
+                    reason: crate::secrets::redact(&e.to_string()),
+                })?;
         let storage_target = match config.storage()? {
             StorageChoice::Target(target) => target,
             StorageChoice::EmbeddedAzurite => {
@@ -53,7 +62,11 @@ impl ClusterTarget {
             }
         };
         let storage = Storage::connect(&storage_target)?;
-        let description = format!("{}: cluster {url}{context_text} with {}", kind.name(), storage.describe());
+        let description = format!(
+            "{}: cluster {url}{context_text} with {}",
+            kind.name(),
+            storage.describe()
+        );
         Ok(ClusterTarget {
             kind,
             client,

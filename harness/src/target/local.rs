@@ -66,14 +66,21 @@ impl LocalTarget {
             }
         };
         let storage = Storage::connect(&target)?;
-        let (engine, clock) = scaled_engine(TwinParams::default(), scale).map_err(|e| TargetError::Twin(e.to_string()))?;
+        let (engine, clock) = scaled_engine(TwinParams::default(), scale)
+            .map_err(|e| TargetError::Twin(e.to_string()))?;
         let api = ApiServer::new(engine.store.clone(), engine.registry.clone());
         let client = api.kube_client();
         let engine = Arc::new(Mutex::new(engine));
         let queue = Arc::new(WorkloadQueue::default());
         let pods = Arc::new(ConsumerPods::new(storage.clone(), scale));
         let stop = CancellationToken::new();
-        let driver = tokio::spawn(drive(engine.clone(), clock, queue.clone(), pods, stop.clone()));
+        let driver = tokio::spawn(drive(
+            engine.clone(),
+            clock,
+            queue.clone(),
+            pods,
+            stop.clone(),
+        ));
         Ok(LocalTarget {
             storage_description: storage.describe(),
             azurite,

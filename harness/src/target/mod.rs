@@ -94,7 +94,9 @@ impl Target {
     pub async fn open(kind: TargetKind, config: &Config) -> Result<Target, TargetError> {
         match kind {
             TargetKind::Local => Ok(Target::Local(Box::new(LocalTarget::start(config).await?))),
-            TargetKind::Kube | TargetKind::Aks => Ok(Target::Cluster(Box::new(ClusterTarget::open(kind, config).await?))),
+            TargetKind::Kube | TargetKind::Aks => Ok(Target::Cluster(Box::new(
+                ClusterTarget::open(kind, config).await?,
+            ))),
         }
     }
 
@@ -143,7 +145,9 @@ impl Target {
 
     /// The image the consumer Deployment uses on this target.
     pub fn consumer_image(&self, config: &Config) -> String {
-        let registry = config.get("AZURE_CONTAINER_REGISTRY_NAME").unwrap_or("acraksdemo");
+        let registry = config
+            .get("AZURE_CONTAINER_REGISTRY_NAME")
+            .unwrap_or("acraksdemo");
         std::env::var("EDW_CONSUMER_IMAGE")
             .ok()
             .filter(|v| !v.is_empty())

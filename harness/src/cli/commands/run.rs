@@ -12,12 +12,18 @@ use crate::scenario::model::Outcome;
 use crate::scenario::{flow, report, run as run_scenario, Context, FlowSettings, RunOptions};
 use crate::target::{Target, TargetKind};
 
-pub async fn run(global: &GlobalArgs, args: &RunArgs, cancel: &CancellationToken) -> Result<u8, Failure> {
+pub async fn run(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    cancel: &CancellationToken,
+) -> Result<u8, Failure> {
     let kind = TargetKind::parse(&args.target).map_err(Failure::usage)?;
     let config = session::load_config(global)?;
     let live = !args.plain && std::io::stderr().is_terminal();
     eprintln!("opening the {} target…", kind.name());
-    let target = Target::open(kind, &config).await.map_err(Failure::environment)?;
+    let target = Target::open(kind, &config)
+        .await
+        .map_err(Failure::environment)?;
     let target = Arc::new(target);
     let info = target.info();
     eprintln!("target: {}", info.description);
@@ -27,7 +33,8 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs, cancel: &CancellationToken
     };
     let progress = Progress::new(live);
     let sink = progress.clone();
-    let mut context = Context::new(target.clone(), config, settings).with_progress(Arc::new(move |line: &str| sink.line(line)));
+    let mut context = Context::new(target.clone(), config, settings)
+        .with_progress(Arc::new(move |line: &str| sink.line(line)));
     let scenario = flow::burst();
     let ticker = progress.watch_recorder_of(&context);
     let options = RunOptions {
@@ -41,25 +48,48 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs, cancel: &CancellationToken
     if let Ok(target) = Arc::try_unwrap(target) {
         target.shutdown().await;
     }
-    let dir = args.report_dir.join(format!("{}-{}", scenario.name.replace("::", "-"), info.name));
+    let dir = args.report_dir.join(format!(
+        "{}-{}",
+        scenario.name.replace("::", "-"),
+        info.name
+    ));
     report::write_all(&report, &dir).map_err(Failure::environment)?;
     println!();
-    println!("{} on {}{}", report.scenario, info.description, if info.simulated { "  [SIMULATED: not a cluster result]" } else { "" });
+    println!(
+        "{} on {}{}",
+        report.scenario,
+        info.description,
+        if info.simulated {
+            "  [SIMULATED: not a cluster result]"
+        } else {
+            ""
+        }
+    );
     for step in report.steps.iter().chain(&report.cleanup) {
         let (mark, text) = match &step.outcome {
             Outcome::Passed => ("ok  ", String::new()),
             Outcome::Failed { message } => ("FAIL", format!(": {message}")),
             Outcome::Skipped { reason } => ("skip", format!(": {reason}")),
         };
-        println!("  {mark} {} ({:.1} s){text}", step.name, step.duration.as_secs_f64());
+        println!(
+            "  {mark} {} ({:.1} s){text}",
+            step.name,
+            step.duration.as_secs_f64()
+        );
     }
     let unit = if info.simulated { "simulated s" } else { "s" };
     for phase in &report.phases {
         if let Some(after) = phase.after_load {
-            println!("  phase {:<20} {after:>8.1} {unit} after the load started", phase.name);
+            println!(
+                "  phase {:<20} {after:>8.1} {unit} after the load started",
+                phase.name
+            );
         }
     }
-    println!("reports: {} (junit.xml, timeline.json, timeline.svg, summary.md)", dir.display());
+    println!(
+        "reports: {} (junit.xml, timeline.json, timeline.svg, summary.md)",
+        dir.display()
+    );
     Ok(if cancel.is_cancelled() {
         exit::INTERRUPTED
     } else if report.passed() {
@@ -79,7 +109,10 @@ impl Progress {
     fn new(live: bool) -> Self {
         let bar = live.then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
@@ -96,7 +129,9 @@ impl Progress {
     /// Shows queue depth, replicas and nodes as they change, until the token is cancelled.
     fn watch_recorder_of(&self, context: &Context) -> CancellationToken {
         let stop = CancellationToken::new();
-        let Some(bar) = self.bar.clone() else { return stop };
+        let Some(bar) = self.bar.clone() else {
+            return stop;
+        };
         let target = context.target.clone();
         let subject = context.subject();
         let token = stop.clone();

@@ -5,7 +5,7 @@ use chrono::{DateTime, FixedOffset};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use time::OffsetDateTime;
 
-use super::{clean, clean_line, phase_value, target_label, ReportError};
+use super::{clean, clean_line, phase_value, ReportError};
 use crate::scenario::model::{Outcome, ScenarioReport, StepReport};
 
 /// The name of the `<testsuites>` element.
@@ -33,7 +33,16 @@ pub fn junit(reports: &[ScenarioReport]) -> Result<String, ReportError> {
 }
 
 fn suite(report: &ScenarioReport) -> TestSuite {
-    let name = format!("{} [{}]", clean_line(&report.scenario), target_label(report));
+    let name = format!(
+        "{} [{}]{}",
+        clean_line(&report.scenario),
+        clean_line(&report.target.name),
+        if report.target.simulated {
+            " [simulated]"
+        } else {
+            ""
+        }
+    );
     let mut suite = TestSuite::new(name);
     if let Some(ts) = chrono_timestamp(report.started_at) {
         suite.set_timestamp(ts);

@@ -185,7 +185,11 @@ fn is_load_start(phase: &Phase) -> bool {
 /// `load_start`, every other phase at `load_start + after_load / time_scale` (phases are
 /// measured in target seconds, the timeline in run seconds; on the twin one run second is
 /// `time_scale` target seconds).
-pub fn phase_times(report: &ScenarioReport, load_start: f64, time_scale: f64) -> Vec<(&Phase, f64)> {
+pub fn phase_times(
+    report: &ScenarioReport,
+    load_start: f64,
+    time_scale: f64,
+) -> Vec<(&Phase, f64)> {
     let scale = if time_scale.is_finite() && time_scale > 0.0 {
         time_scale
     } else {
@@ -221,16 +225,6 @@ pub(crate) fn human_duration(d: std::time::Duration) -> String {
         } else {
             format!("{m}m {s:02}s")
         }
-    }
-}
-
-/// The display name of a report's target: `local`, `local [simulated]`.
-pub(crate) fn target_label(report: &ScenarioReport) -> String {
-    let name = clean_line(&report.target.name);
-    if report.target.simulated {
-        format!("{name} [simulated]")
-    } else {
-        name
     }
 }
 

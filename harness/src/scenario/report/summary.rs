@@ -66,7 +66,15 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
     }
 
     if !report.phases.is_empty() {
-        md.push_str("\n### Phase latencies\n\n| Phase | Seconds after load start |\n|---|---:|\n");
+        let unit = if report.target.simulated {
+            "Seconds after load start (simulated clock)"
+        } else {
+            "Seconds after load start"
+        };
+        let _ = writeln!(
+            md,
+            "\n### Phase latencies\n\n| Phase | {unit} |\n|---|---:|"
+        );
         for phase in &report.phases {
             let _ = writeln!(
                 md,
@@ -97,12 +105,22 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
             max(|o| Some(o.total_nodes())),
             max(|o| o.queue),
         );
-        let _ = writeln!(
-            md,
-            "\n_{} observations over {}._",
-            report.timeline.len(),
-            human_duration(report.duration)
-        );
+        let times = report
+            .timeline
+            .iter()
+            .map(|o| o.t)
+            .filter(|t| t.is_finite());
+        let first = times.clone().fold(f64::INFINITY, f64::min);
+        let last = times.fold(f64::NEG_INFINITY, f64::max);
+        if first <= last {
+            let _ = writeln!(
+                md,
+                "\n_{} observations, from {first:.0} s to {last:.0} s after the run started._",
+                report.timeline.len()
+            );
+        } else {
+            let _ = writeln!(md, "\n_{} observations._", report.timeline.len());
+        }
     }
 
     if let Some(diagnostics) = &report.diagnostics {
@@ -141,11 +159,23 @@ fn cell(text: &str) -> String {
         .replace('|', "\\|")
 }
 
-/// Text for running Markdown: the characters that would become HTML escaped.
+/// Text for running Markdown: the characters that would become HTML or emphasis, links or
+/// code escaped.
 fn inline(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '*' | '_' | '[' | ']' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Text for an inline code span: backticks would end it.
@@ -174,6 +204,7 @@ mod tests {
     #[test]
     fn cells_stay_in_their_column() {
         assert_eq!(cell("a | b\n<c>\n"), "a \\| b<br>&lt;c&gt;");
+        assert_eq!(inline("*a_b* [c](d) `e`"), "\\*a\\_b\\* \\[c\\](d) \\`e\\`");
         assert_eq!(longest_backtick_run("a ``` b ` c"), 3);
     }
 }

@@ -12,6 +12,8 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = WIDTH - 80.0;
 const TOP: f64 = 80.0;
 const BOTTOM: f64 = 450.0;
+/// Where the top value tick sits: below the frame, so a series at its maximum stays visible.
+const PLOT_TOP: f64 = TOP + 14.0;
 /// Horizontal grid divisions, shared by both value axes so their ticks line up.
 const DIVISIONS: u32 = 5;
 /// Names longer than this are shortened in the title.
@@ -44,7 +46,7 @@ const SERIES: [Series; 4] = [
     },
     Series {
         id: "series-desired",
-        label: "desired replicas (right)",
+        label: "desired replicas",
         color: "#ff7f0e",
         dash: Some("7 4"),
         width: 2.5,
@@ -54,7 +56,7 @@ const SERIES: [Series; 4] = [
     },
     Series {
         id: "series-running",
-        label: "running pods (right)",
+        label: "running pods",
         color: "#2ca02c",
         dash: None,
         width: 1.75,
@@ -64,7 +66,7 @@ const SERIES: [Series; 4] = [
     },
     Series {
         id: "series-nodes",
-        label: "nodes, all NodePools (right)",
+        label: "nodes (all NodePools)",
         color: "#9467bd",
         dash: None,
         width: 2.0,
@@ -125,7 +127,7 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
     if !x_min.is_finite() || !x_max.is_finite() {
         (x_min, x_max) = (0.0, 1.0);
     }
-    x_min = x_min.min(0.0).max(-1e12);
+    x_min = x_min.clamp(-1e12, 0.0);
     x_max = x_max.min(1e12);
     if x_max - x_min < 1e-9 {
         x_max = x_min + 1.0;
@@ -143,7 +145,7 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
     let right_step = nice_step(max_right as f64 / f64::from(DIVISIONS), true);
     let left_max = left_step * f64::from(DIVISIONS);
     let right_max = right_step * f64::from(DIVISIONS);
-    let y_of = |v: f64, axis_max: f64| BOTTOM - v / axis_max * (BOTTOM - TOP);
+    let y_of = |v: f64, axis_max: f64| BOTTOM - v / axis_max * (BOTTOM - PLOT_TOP);
 
     let _ = writeln!(
         svg,
@@ -245,7 +247,8 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
     let mut last_label_x = f64::NEG_INFINITY;
     for (phase, t) in &sorted {
         let x = x_of(*t);
-        let mut label_x = x - 4.0;
+        // Rotated text extends to the left of its anchor: keep it off the left axis.
+        let mut label_x = if x - 16.0 < LEFT { x + 13.0 } else { x - 4.0 };
         if label_x - last_label_x < 14.0 {
             label_x = last_label_x + 14.0;
         }
@@ -309,7 +312,11 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
 
     // Legend.
     let _ = writeln!(svg, r##"<g id="legend">"##);
-    let mut x = LEFT - 40.0;
+    const PHASE_LABEL: &str = "phase (after load start)";
+    let item_width = |label: &str| 32.0 + label.chars().count() as f64 * 6.6 + 22.0;
+    let legend_width: f64 =
+        SERIES.iter().map(|s| item_width(s.label)).sum::<f64>() + item_width(PHASE_LABEL) - 22.0;
+    let mut x = ((WIDTH - legend_width) / 2.0).max(4.0);
     let y = BOTTOM + 75.0;
     for series in &SERIES {
         let dash = series
@@ -327,11 +334,11 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
             x + 32.0,
             series.label
         );
-        x += 32.0 + series.label.len() as f64 * 6.6 + 22.0;
+        x += item_width(series.label);
     }
     let _ = writeln!(
         svg,
-        r##"<line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="#555555" stroke-width="1" stroke-dasharray="5 4"/><text x="{}" y="{y}" fill="#222222">phase (after load start)</text>"##,
+        r##"<line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="#555555" stroke-width="1" stroke-dasharray="5 4"/><text x="{}" y="{y}" fill="#222222">{PHASE_LABEL}</text>"##,
         y - 4.0,
         x + 26.0,
         y - 4.0,
@@ -360,8 +367,8 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
 
 /// `<scenario> on <target>`, with the simulation stated.
 fn title(report: &ScenarioReport) -> String {
-    let scenario = shorten(&clean_line(&report.scenario));
-    let target = shorten(&clean_line(&report.target.name));
+    let scenario = shorten(&clean_line(&report.scenario), MAX_NAME);
+    let target = shorten(&clean_line(&report.target.name), MAX_NAME);
     if report.target.simulated {
         format!("{scenario} on {target} — SIMULATED (twin), not a cluster result")
     } else {
@@ -377,16 +384,16 @@ fn subtitle(report: &ScenarioReport) -> String {
     let verdict = if report.passed() { "passed" } else { "FAILED" };
     format!(
         "{} · started {started} · {} · {verdict}",
-        shorten(&clean_line(&report.target.description)),
+        shorten(&clean_line(&report.target.description), 2 * MAX_NAME),
         human_duration(report.duration)
     )
 }
 
-fn shorten(text: &str) -> String {
-    if text.chars().count() <= MAX_NAME {
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
         text.to_owned()
     } else {
-        let cut: String = text.chars().take(MAX_NAME - 1).collect();
+        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
     }
 }
@@ -394,7 +401,11 @@ fn shorten(text: &str) -> String {
 /// The smallest of 1, 2, 5 × 10^k that is at least `raw` (at least 1 for counts).
 fn nice_step(raw: f64, integer: bool) -> f64 {
     let floor = if integer { 1.0 } else { 1e-3 };
-    let raw = if raw.is_finite() { raw.max(floor) } else { floor };
+    let raw = if raw.is_finite() {
+        raw.max(floor)
+    } else {
+        floor
+    };
     let mut magnitude = 10f64.powf(raw.log10().floor());
     if !magnitude.is_finite() || magnitude <= 0.0 {
         magnitude = floor;

@@ -1,0 +1,127 @@
+//! `edw run` through the binary on the local target: a full run writes reports labelled
+//! SIMULATED; SIGINT during a run still cleans up (the queue and table on a shared Azurite are
+//! gone); a secret planted in the configuration appears in no report or output.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use support::Env;
+
+fn edw(env: &Env, report_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    command
+        .args(["run", "--plain", "--report-dir"])
+        .arg(report_dir)
+        .env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
+        .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
+        .env_remove("EDW_TARGET")
+        .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .current_dir(std::env::temp_dir());
+    command
+}
+
+fn read_reports(dir: &std::path::Path) -> String {
+    let run_dir = dir.join("flow-burst-local");
+    ["junit.xml", "timeline.json", "timeline.svg", "summary.md"]
+        .iter()
+        .map(|f| std::fs::read_to_string(run_dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "cGxhbnRlZC1zZWNyZXQta2V5LW5ldmVyLXByaW50ZWQ=";
+    let output = edw(&env, dir.path())
+        .args(["--messages", "200"])
+        .env("AZURE_STORAGE_KEY", secret)
+        .env("EDW_STORAGE_AUTH", "azurite")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("[SIMULATED: not a cluster result]"),
+        "{stdout}"
+    );
+    let reports = read_reports(dir.path());
+    assert!(
+        reports.contains("[simulated]") && reports.contains("SIMULATED"),
+        "reports name the target as simulated"
+    );
+    assert!(reports.contains("every message processed exactly once"));
+    for text in [&reports, &stdout.to_string(), &stderr.to_string()] {
+        assert!(!text.contains(secret), "the planted secret leaked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_during_a_run_still_cleans_up() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = edw(&env, dir.path())
+        .args(["--messages", "1500"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut names = None;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("run resources: ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            names = Some((
+                words[3].to_owned(),
+                words[5].to_owned(),
+                words[7].to_owned(),
+            ));
+        }
+        if line.starts_with("step scale: replicas reach maxReplicaCount") {
+            // Mid-flow: pods are scaling out and the queue is full.
+            assert!(Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success());
+        }
+        if line.starts_with("cleanup delete queue") && line.ends_with("passed") {
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted");
+    let (queue, poison, table) = names.expect("the run printed its resource names");
+    assert!(
+        !env.storage.queue(&queue).exists().await.unwrap(),
+        "queue {queue} left behind"
+    );
+    assert!(
+        !env.storage.queue(&poison).exists().await.unwrap(),
+        "poison queue left behind"
+    );
+    assert!(
+        env.storage
+            .table(&table)
+            .count(None)
+            .await
+            .unwrap_err()
+            .is_not_found(),
+        "table left behind"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("flow-burst-local/junit.xml")).unwrap();
+    assert!(
+        junit.contains("interrupted"),
+        "the interrupted step is reported"
+    );
+}

@@ -1,0 +1,270 @@
+//! The scenario machinery against the twin (local target): the observation recorder and waits,
+//! and cleanup after a failing step, a panic, a step timeout, and with --keep-on-failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::config::{Config, ConfigInputs};
+use harness::manifests::{apply, render};
+use harness::observe::{consistently, eventually, Expect, Recorder};
+use harness::scenario::model::Outcome;
+use harness::scenario::{
+    flow, run, Context, FlowSettings, RunOptions, Scenario, Step, StepFuture, StepResult,
+};
+use harness::target::{Target, TargetKind};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams};
+use tokio_util::sync::CancellationToken;
+
+async fn local_target() -> (Arc<Target>, Config) {
+    let inputs = ConfigInputs {
+        env: std::env::vars()
+            .filter(|(k, _)| k.starts_with("EDW_AZURITE"))
+            .collect(),
+        working_dir: Some(std::env::temp_dir()),
+        ..ConfigInputs::default()
+    };
+    let config = Config::load(&inputs).expect("config");
+    let target = Target::open(TargetKind::Local, &config)
+        .await
+        .expect("local target");
+    (Arc::new(target), config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorder_sees_changes_and_waits_report_what_they_saw() {
+    let (target, config) = local_target().await;
+    let context = Context::new(target.clone(), config, FlowSettings::default());
+    let client = target.client();
+    for template in [
+        "namespace.yaml",
+        "serviceaccount.yaml",
+        "consumer-deployment.yaml",
+    ] {
+        apply(
+            &client,
+            &render(template, &context.template_vars()).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let recorder = Recorder::start(
+        client.clone(),
+        context.subject(),
+        Duration::from_millis(50),
+        target.time_scale(),
+    );
+    let one = Expect::new("desired replicas = 1", |o| o.desired == 1);
+    eventually(&recorder, &one, Duration::from_secs(10))
+        .await
+        .expect("the Deployment is seen");
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "aqs-demo");
+    let patch = serde_json::json!({"spec": {"replicas": 3}});
+    deployments
+        .patch("aqs-app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let three = Expect::new("desired replicas = 3", |o| o.desired == 3);
+    let seen = eventually(&recorder, &three, Duration::from_secs(10))
+        .await
+        .expect("the scale is seen");
+    assert_eq!(seen.desired, 3);
+    let pods = Expect::new("3 consumer pods exist", |o| o.running + o.pending == 3);
+    eventually(&recorder, &pods, Duration::from_secs(10))
+        .await
+        .expect("the ReplicaSet made pods");
+
+    let never = Expect::new("desired replicas = 7", |o| o.desired == 7);
+    let failure = eventually(&recorder, &never, Duration::from_millis(400))
+        .await
+        .unwrap_err();
+    let text = failure.to_string();
+    assert!(
+        text.contains("expected desired replicas = 7 within 400ms"),
+        "{text}"
+    );
+    assert!(
+        text.contains("last observed: ") && text.contains("desired=3"),
+        "{text}"
+    );
+    assert!(text.contains("history:"), "{text}");
+
+    let ceiling = Expect::new("desired replicas <= 3", |o| o.desired <= 3);
+    consistently(&recorder, &ceiling, Duration::from_millis(300))
+        .await
+        .expect("holds");
+    let broken = consistently(
+        &recorder,
+        &ceiling.clone().not(),
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap_err();
+    assert!(broken.to_string().contains("but it broke"), "{broken}");
+}
+
+fn failing(_ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async { StepResult::failed("this step fails on purpose", ["detail line".to_owned()]) })
+}
+
+fn panicking(_ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async { panic!("a step panicked on purpose") })
+}
+
+fn hanging(_ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async {
+        std::future::pending::<()>().await;
+        StepResult::passed([])
+    })
+}
+
+/// The sample's deploy, then `bad`, then the rest (which must be skipped), then cleanup.
+fn scenario_with(bad: Step) -> Scenario {
+    let burst = flow::burst();
+    let mut steps = vec![burst.steps[0].clone(), bad];
+    steps.extend(burst.steps[1..3].iter().cloned());
+    Scenario {
+        name: "test::broken".to_owned(),
+        steps,
+        cleanup: burst.cleanup,
+    }
+}
+
+async fn run_broken(
+    bad: Step,
+    keep: bool,
+) -> (
+    harness::scenario::model::ScenarioReport,
+    Arc<Target>,
+    Context,
+) {
+    let (target, config) = local_target().await;
+    let mut context = Context::new(target.clone(), config, FlowSettings::default());
+    let options = RunOptions {
+        keep_on_failure: keep,
+        deadline: None,
+    };
+    let report = run(
+        &scenario_with(bad),
+        &mut context,
+        &options,
+        &CancellationToken::new(),
+    )
+    .await;
+    (report, target, context)
+}
+
+async fn assert_cleaned(target: &Target, context: &Context) {
+    let namespaces: Api<Namespace> = Api::all(target.client());
+    assert!(
+        namespaces
+            .get_opt(&context.names.namespace)
+            .await
+            .unwrap()
+            .is_none(),
+        "namespace left behind"
+    );
+    let storage = target.storage();
+    assert!(
+        !storage.queue(&context.names.queue).exists().await.unwrap(),
+        "queue left behind"
+    );
+    assert!(
+        !storage.queue(&context.names.poison).exists().await.unwrap(),
+        "poison queue left behind"
+    );
+    assert!(
+        storage
+            .table(&context.names.table)
+            .count(None)
+            .await
+            .unwrap_err()
+            .is_not_found(),
+        "table left behind"
+    );
+}
+
+fn check_failed_run(report: &harness::scenario::model::ScenarioReport, message: &str) {
+    assert!(!report.passed());
+    assert_eq!(report.steps[0].outcome, Outcome::Passed, "deploy ran");
+    match &report.steps[1].outcome {
+        Outcome::Failed { message: m } => assert!(m.contains(message), "{m}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(report.steps[2..].iter().all(
+        |s| matches!(&s.outcome, Outcome::Skipped { reason } if reason == "an earlier step failed")
+    ));
+    let diagnostics = report.diagnostics.as_deref().expect("diagnostics captured");
+    assert!(
+        diagnostics.contains("pods in aqs-demo") && diagnostics.contains("recent events"),
+        "{diagnostics}"
+    );
+    assert!(
+        report.cleanup.iter().all(|s| s.outcome == Outcome::Passed),
+        "{:?}",
+        report.cleanup
+    );
+    assert!(report.target.simulated && report.target.name == "local");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_step_stops_the_flow_and_cleanup_still_runs() {
+    let (report, target, context) =
+        run_broken(Step::new("fails", Duration::from_secs(60), failing), false).await;
+    check_failed_run(&report, "this step fails on purpose");
+    assert_eq!(report.steps[1].details, ["detail line"]);
+    assert_cleaned(&target, &context).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_step_is_a_failure_and_cleanup_still_runs() {
+    let (report, target, context) = run_broken(
+        Step::new("panics", Duration::from_secs(60), panicking),
+        false,
+    )
+    .await;
+    check_failed_run(&report, "the step panicked: a step panicked on purpose");
+    assert_cleaned(&target, &context).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_times_out_is_a_failure_and_cleanup_still_runs() {
+    // 20 target seconds: 1 s of real time on the twin's x20 clock.
+    let (report, target, context) =
+        run_broken(Step::new("hangs", Duration::from_secs(20), hanging), false).await;
+    check_failed_run(&report, "did not finish within its timeout of 20s");
+    assert_cleaned(&target, &context).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_on_failure_keeps_the_resources_and_says_how_to_remove_them() {
+    let (report, target, context) =
+        run_broken(Step::new("fails", Duration::from_secs(60), failing), true).await;
+    assert!(!report.passed());
+    for step in &report.cleanup {
+        match &step.outcome {
+            Outcome::Skipped { reason } => assert!(
+                reason.contains("--keep-on-failure")
+                    && reason.contains("kubectl delete namespace aqs-demo"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    let namespaces: Api<Namespace> = Api::all(target.client());
+    assert!(
+        namespaces.get_opt("aqs-demo").await.unwrap().is_some(),
+        "kept"
+    );
+    assert!(
+        target
+            .storage()
+            .queue(&context.names.queue)
+            .exists()
+            .await
+            .unwrap(),
+        "kept"
+    );
+}
