@@ -11,7 +11,7 @@ use edw_twin::driver::{BoxFuture, PodRuntime, QueueProbe};
 use edw_twin::store::ObjectKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::storage::{Queue, Storage};
+use crate::storage::Storage;
 use crate::workload::{consume, poison_queue_name, ConsumerOptions, ConsumerReport, StopWhen};
 
 /// What one pod's consumer did (or why it stopped).
@@ -118,11 +118,19 @@ impl PodRuntime for ConsumerPods {
     }
 }
 
-/// The real queue's approximate count, for the twin's KEDA and HPA.
-pub struct StorageQueueProbe(pub Queue);
+/// The real queues' approximate counts, for the twin's KEDA and HPA (the queue the
+/// ScaledObject names, on this storage).
+pub struct StorageQueueProbe(pub Storage);
 
 impl QueueProbe for StorageQueueProbe {
-    fn approximate_count(&self) -> BoxFuture<'_, Result<u64, String>> {
-        Box::pin(async move { self.0.approximate_count().await.map_err(|e| e.to_string()) })
+    fn approximate_count<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            match self.0.queue(queue).approximate_count().await {
+                Ok(count) => Ok(count),
+                // The ScaledObject names a queue that does not exist (yet): an empty queue.
+                Err(e) if e.is_not_found() => Ok(0),
+                Err(e) => Err(e.to_string()),
+            }
+        })
     }
 }

@@ -106,6 +106,7 @@ fn passing_simulated() -> ScenarioReport {
         after_load: after,
     };
     ScenarioReport {
+        load_started_at: None,
         scenario: "burst::scale-out-and-drain".to_owned(),
         target: TargetInfo {
             name: "local".to_owned(),
@@ -172,6 +173,7 @@ fn failing_cluster() -> ScenarioReport {
         })
         .collect();
     ScenarioReport {
+        load_started_at: None,
         scenario: "burst::scale-out-and-drain".to_owned(),
         target: TargetInfo {
             name: "aks".to_owned(),
@@ -765,15 +767,3 @@ proptest! {
     }
 }
 
-#[test]
-#[ignore = "writes the charts to $EDW_DUMP_DIR for looking at them"]
-fn dump_charts() {
-    let dir = PathBuf::from(std::env::var("EDW_DUMP_DIR").unwrap_or_else(|_| "/tmp".into()));
-    std::fs::write(dir.join("pass.svg"), svg_chart(&passing_simulated())).expect("write");
-    std::fs::write(dir.join("fail.svg"), svg_chart(&failing_cluster())).expect("write");
-    std::fs::write(
-        dir.join("summary.md"),
-        summary_markdown(&[passing_simulated(), failing_cluster()]),
-    )
-    .expect("write");
-}

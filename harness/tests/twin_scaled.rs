@@ -34,7 +34,7 @@ async fn two_hundred_messages_drain_through_real_consumer_pods() {
     let driver = tokio::spawn(drive(
         engine.clone(),
         clock,
-        Arc::new(StorageQueueProbe(queue.clone())),
+        Arc::new(StorageQueueProbe(env.storage.clone())),
         pods.clone(),
         cancel.clone(),
     ));

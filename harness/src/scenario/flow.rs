@@ -106,7 +106,6 @@ fn deploy(ctx: &mut Context) -> StepFuture<'_> {
             "run resources: namespace {} queue {} poison {} table {}",
             names.namespace, names.queue, names.poison, names.table
         ));
-        ctx.target.use_queue(&storage.queue(&names.queue));
         let vars = ctx.template_vars();
         let karpenter = ctx.target.capabilities().karpenter;
         let mut templates = vec!["namespace.yaml", "serviceaccount.yaml"];

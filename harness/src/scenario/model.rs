@@ -98,6 +98,8 @@ pub struct ScenarioReport {
     /// The always-run cleanup steps.
     pub cleanup: Vec<StepReport>,
     pub timeline: Vec<Observation>,
+    /// When the load started, on the timeline's clock (`t`).
+    pub load_started_at: Option<f64>,
     pub phases: Vec<Phase>,
     /// The diagnostic bundle captured after a failure, before cleanup.
     pub diagnostics: Option<String>,

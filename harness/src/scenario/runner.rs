@@ -226,6 +226,7 @@ pub async fn run(
         steps,
         cleanup,
         timeline: context.timeline(),
+        load_started_at: context.load_started_at,
         phases: context.phases(),
         diagnostics,
     }

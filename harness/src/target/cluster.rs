@@ -16,6 +16,7 @@ pub struct ClusterTarget {
     storage: Storage,
     capabilities: Capabilities,
     description: String,
+    simulated: bool,
 }
 
 impl ClusterTarget {
@@ -62,17 +63,24 @@ impl ClusterTarget {
             }
         };
         let storage = Storage::connect(&storage_target)?;
-        let description = format!(
-            "{}: cluster {url}{context_text} with {}",
-            kind.name(),
-            storage.describe()
-        );
+        // A served twin says so in /version: its results stay labelled simulated.
+        let simulated = client
+            .apiserver_version()
+            .await
+            .is_ok_and(|v| v.git_commit == edw_twin::api::TWIN_MARKER);
+        let what = if simulated {
+            "SIMULATED cluster (an edw twin)"
+        } else {
+            "cluster"
+        };
+        let description = format!("{}: {what} {url}{context_text} with {}", kind.name(), storage.describe());
         Ok(ClusterTarget {
             kind,
             client,
             storage,
             capabilities,
             description,
+            simulated,
         })
     }
 
@@ -92,7 +100,7 @@ impl ClusterTarget {
         TargetInfo {
             name: self.kind.name().to_owned(),
             description: self.description.clone(),
-            simulated: false,
+            simulated: self.simulated,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use edw_twin::api::ApiServer;
-use edw_twin::driver::{drive, scaled_engine, BoxFuture, QueueProbe};
+use edw_twin::driver::{drive, scaled_engine};
 use edw_twin::engine::Engine;
 use edw_twin::params::TwinParams;
 use tokio::task::JoinHandle;
@@ -14,27 +14,11 @@ use super::{Capabilities, TargetError};
 use crate::azurite::{Azurite, AzuriteOptions};
 use crate::config::{Config, StorageChoice};
 use crate::scenario::model::TargetInfo;
-use crate::storage::{Queue, Storage};
-use crate::twin_pods::ConsumerPods;
+use crate::storage::Storage;
+use crate::twin_pods::{ConsumerPods, StorageQueueProbe};
 
 /// The default clock scale of the local target: the sample's 30 s polling every 1.5 s.
 pub const DEFAULT_SCALE: f64 = 20.0;
-
-/// The queue the twin's KEDA reads, set once the run's queue exists.
-#[derive(Default)]
-struct WorkloadQueue(Mutex<Option<Queue>>);
-
-impl QueueProbe for WorkloadQueue {
-    fn approximate_count(&self) -> BoxFuture<'_, Result<u64, String>> {
-        let queue = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Box::pin(async move {
-            match queue {
-                Some(queue) => queue.approximate_count().await.map_err(|e| e.to_string()),
-                None => Ok(0),
-            }
-        })
-    }
-}
 
 /// Azurite plus the twin.
 pub struct LocalTarget {
@@ -43,7 +27,7 @@ pub struct LocalTarget {
     engine: Arc<Mutex<Engine>>,
     client: kube::Client,
     scale: f64,
-    queue: Arc<WorkloadQueue>,
+    capabilities: Capabilities,
     stop: CancellationToken,
     driver: Option<JoinHandle<()>>,
     storage_description: String,
@@ -70,17 +54,12 @@ impl LocalTarget {
             .map_err(|e| TargetError::Twin(e.to_string()))?;
         let api = ApiServer::new(engine.store.clone(), engine.registry.clone());
         let client = api.kube_client();
+        let capabilities = Capabilities::detect(&client).await.map_err(|e| TargetError::Twin(e.to_string()))?;
         let engine = Arc::new(Mutex::new(engine));
-        let queue = Arc::new(WorkloadQueue::default());
         let pods = Arc::new(ConsumerPods::new(storage.clone(), scale));
         let stop = CancellationToken::new();
-        let driver = tokio::spawn(drive(
-            engine.clone(),
-            clock,
-            queue.clone(),
-            pods,
-            stop.clone(),
-        ));
+        let probe = Arc::new(StorageQueueProbe(storage.clone()));
+        let driver = tokio::spawn(drive(engine.clone(), clock, probe, pods, stop.clone()));
         Ok(LocalTarget {
             storage_description: storage.describe(),
             azurite,
@@ -88,7 +67,7 @@ impl LocalTarget {
             engine,
             client,
             scale,
-            queue,
+            capabilities,
             stop,
             driver: Some(driver),
         })
@@ -106,12 +85,9 @@ impl LocalTarget {
         self.scale
     }
 
-    /// The twin serves Karpenter and KEDA.
+    /// What the twin's API serves (detected like any cluster's).
     pub fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            karpenter: true,
-            keda: true,
-        }
+        self.capabilities
     }
 
     pub fn info(&self) -> TargetInfo {
@@ -123,10 +99,6 @@ impl LocalTarget {
             ),
             simulated: true,
         }
-    }
-
-    pub fn use_queue(&self, queue: Queue) {
-        *self.queue.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue);
     }
 
     /// The twin's engine, for tests that look inside.

@@ -13,7 +13,7 @@ pub use local::LocalTarget;
 
 use crate::config::Config;
 use crate::scenario::model::TargetInfo;
-use crate::storage::{Queue, Storage};
+use crate::storage::Storage;
 
 /// Which kind of target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,13 +133,6 @@ impl Target {
         match self {
             Target::Local(t) => t.capabilities(),
             Target::Cluster(t) => t.capabilities(),
-        }
-    }
-
-    /// Tells the target which queue the workload uses (the twin's KEDA reads it).
-    pub fn use_queue(&self, queue: &Queue) {
-        if let Target::Local(t) = self {
-            t.use_queue(queue.clone());
         }
     }
 

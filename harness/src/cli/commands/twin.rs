@@ -83,7 +83,7 @@ pub async fn serve(
     drive(
         engine,
         clock,
-        Arc::new(StorageQueueProbe(queue)),
+        Arc::new(StorageQueueProbe(session.storage.clone())),
         pods,
         cancel.clone(),
     )

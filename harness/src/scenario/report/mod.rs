@@ -169,11 +169,16 @@ pub(crate) fn phase_value(phase: &Phase) -> String {
 /// to start with the run, at 0.
 pub fn load_start_offset(report: &ScenarioReport) -> f64 {
     report
-        .phases
-        .iter()
-        .find(|p| is_load_start(p))
-        .and_then(|p| p.after_load)
-        .filter(|s| s.is_finite())
+        .load_started_at
+        .filter(|t| t.is_finite())
+        .or_else(|| {
+            report
+                .phases
+                .iter()
+                .find(|p| is_load_start(p))
+                .and_then(|p| p.after_load)
+                .filter(|s| s.is_finite())
+        })
         .unwrap_or(0.0)
 }
 
