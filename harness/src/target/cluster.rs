@@ -73,7 +73,11 @@ impl ClusterTarget {
         } else {
             "cluster"
         };
-        let description = format!("{}: {what} {url}{context_text} with {}", kind.name(), storage.describe());
+        let description = format!(
+            "{}: {what} {url}{context_text} with {}",
+            kind.name(),
+            storage.describe()
+        );
         Ok(ClusterTarget {
             kind,
             client,

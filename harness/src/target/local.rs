@@ -54,7 +54,9 @@ impl LocalTarget {
             .map_err(|e| TargetError::Twin(e.to_string()))?;
         let api = ApiServer::new(engine.store.clone(), engine.registry.clone());
         let client = api.kube_client();
-        let capabilities = Capabilities::detect(&client).await.map_err(|e| TargetError::Twin(e.to_string()))?;
+        let capabilities = Capabilities::detect(&client)
+            .await
+            .map_err(|e| TargetError::Twin(e.to_string()))?;
         let engine = Arc::new(Mutex::new(engine));
         let pods = Arc::new(ConsumerPods::new(storage.clone(), scale));
         let stop = CancellationToken::new();
