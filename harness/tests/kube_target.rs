@@ -82,3 +82,109 @@ async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
         "{junit}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phases_run_one_at_a_time_sharing_the_run_state() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let state = dir.path().join("edw-run.state");
+    let azurite = |c: &mut Command| {
+        c.env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
+            .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
+            .env_remove("EDW_TARGET")
+            .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
+            .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+            .current_dir(std::env::temp_dir());
+    };
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
+    // x10: slow enough that `edw scale`, a new process after `edw load`, sees the scale-out.
+    serve
+        .args(["twin", "serve", "--scale", "10", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped());
+    azurite(&mut serve);
+    let mut served = KillOnDrop(serve.spawn().unwrap());
+    for line in BufReader::new(served.0.stdout.take().unwrap()).lines() {
+        if line.unwrap().starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    for (phase, expect) in [
+        (
+            "deploy",
+            "ok   deploy: ScaledObject and TriggerAuthentication",
+        ),
+        ("validate", "ok   validate: ScaledObject Ready with its HPA"),
+        ("load", "ok   load: producer burst"),
+        ("scale", "ok   verify: every message processed exactly once"),
+        ("cleanup", "ok   delete queue, poison queue and table"),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+        command
+            .args([
+                phase,
+                "--target",
+                "kube",
+                "--messages",
+                "1000",
+                "--run-state",
+            ])
+            .arg(&state)
+            .env("KUBECONFIG", &kubeconfig);
+        azurite(&mut command);
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "edw {phase}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(expect), "edw {phase}:\n{stdout}");
+    }
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        text.contains("EDW_RUN_TARGET=kube") && text.contains("EDW_RUN_SENT=1000"),
+        "{text}"
+    );
+
+    // The local twin cannot be split into phases, and says what to do instead.
+    let mut local = Command::new(env!("CARGO_BIN_EXE_edw"));
+    local.args(["deploy", "--target", "local"]);
+    azurite(&mut local);
+    let output = local.output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("edw twin serve"));
+}
+
+#[tokio::test]
+async fn capabilities_are_detected_from_the_served_api_groups() {
+    use edw_twin::api::ApiServer;
+    use edw_twin::resources::Registry;
+    use harness::target::Capabilities;
+    let clock = std::sync::Arc::new(edw_twin::clock::VirtualClock::new(
+        time::OffsetDateTime::UNIX_EPOCH,
+    ));
+    let store = edw_twin::store::Store::new(clock, 1);
+    let full = Registry::standard().unwrap();
+    let client = ApiServer::new(store.clone(), std::sync::Arc::new(full.clone())).kube_client();
+    assert_eq!(
+        Capabilities::detect(&client).await.unwrap(),
+        Capabilities {
+            karpenter: true,
+            keda: true
+        }
+    );
+    // A cluster with KEDA but no Karpenter (kind with KEDA): the node steps will be skipped.
+    let mut no_karpenter = full;
+    no_karpenter.types.retain(|t| t.group != "karpenter.sh");
+    let client = ApiServer::new(store, std::sync::Arc::new(no_karpenter)).kube_client();
+    assert_eq!(
+        Capabilities::detect(&client).await.unwrap(),
+        Capabilities {
+            karpenter: false,
+            keda: true
+        }
+    );
+}

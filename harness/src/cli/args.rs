@@ -64,6 +64,16 @@ pub enum Command {
     /// Run the sample's flow (deploy, validate, load, scale, verify, cleanup) on a target and
     /// write the reports.
     Run(RunArgs),
+    /// Phase 1 of the flow alone: queue, table and manifests, then the walkthrough's checks.
+    Deploy(PhaseArgs),
+    /// Re-check what the walkthrough validates (KEDA pods, NodePool, ScaledObject and HPA).
+    Validate(PhaseArgs),
+    /// Send the load burst.
+    Load(PhaseArgs),
+    /// Watch the scale-out, the drain and the scale-in, then verify the table.
+    Scale(PhaseArgs),
+    /// Delete what the run created (checked).
+    Cleanup(PhaseArgs),
     /// The twin: a simulated AKS control plane (Kubernetes API, KEDA, HPA, Karpenter).
     Twin {
         #[command(subcommand)]
@@ -91,6 +101,19 @@ pub struct RunArgs {
     /// Print the reports' JSON timeline path and the summary only (no live progress).
     #[arg(long)]
     pub plain: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PhaseArgs {
+    /// kube or aks (the local twin lives inside one `edw run`); default: $EDW_TARGET.
+    #[arg(long, env = "EDW_TARGET", default_value = "local")]
+    pub target: String,
+    /// Where the phases keep the run's names and progress.
+    #[arg(long, default_value = "reports/edw-run.state")]
+    pub run_state: PathBuf,
+    /// Messages in the load burst (`edw load`).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -68,6 +68,69 @@ pub fn burst() -> Scenario {
     }
 }
 
+/// The phases `edw deploy|validate|load|scale|cleanup` run one at a time: the burst flow's
+/// steps, grouped as the walkthrough does them.
+pub fn phase(name: &str) -> Option<Scenario> {
+    let all = burst();
+    let pick = |names: &[&str]| -> Vec<Step> {
+        all.steps
+            .iter()
+            .filter(|s| names.contains(&s.name))
+            .cloned()
+            .collect()
+    };
+    let (steps, cleanup) = match name {
+        "deploy" => (all.steps[..5].to_vec(), Vec::new()),
+        "validate" => (
+            vec![
+                all.steps[1].clone(),
+                all.steps[3].clone(),
+                Step::new(
+                    "validate: ScaledObject Ready with its HPA",
+                    S(300),
+                    validate_scaled_object,
+                ),
+            ],
+            Vec::new(),
+        ),
+        "load" => (pick(&["load: producer burst"]), Vec::new()),
+        "scale" => {
+            let mut steps = vec![Step::new("observe", S(10), observe)];
+            steps.extend(all.steps[6..].iter().cloned());
+            (steps, Vec::new())
+        }
+        "cleanup" => (Vec::new(), all.cleanup.clone()),
+        _ => return None,
+    };
+    Some(Scenario {
+        name: format!("flow::burst::{name}"),
+        steps,
+        cleanup,
+    })
+}
+
+/// Starts the observation recorder (a phase run in a new process has none yet).
+fn observe(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        if ctx.recorder.is_none() {
+            ctx.recorder = Some(Recorder::start(
+                ctx.target.client(),
+                ctx.subject(),
+                Duration::from_millis(100),
+                ctx.target.time_scale(),
+            ));
+        }
+        ctx.load_started_at.get_or_insert(0.0);
+        StepResult::passed([
+            "observing queue depth, replicas, pods, nodes and NodeClaims".to_owned(),
+        ])
+    })
+}
+
+fn validate_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move { check_scaled_object(ctx).await })
+}
+
 fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
@@ -308,64 +371,72 @@ fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
             Ok(applied) => ctx.applied.extend(applied),
             Err(e) => return StepResult::failed(e.to_string(), []),
         }
-        let scaled: Api<DynamicObject> = Api::namespaced_with(
-            client.clone(),
-            &ctx.names.namespace,
-            &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"),
-        );
-        let hpas: Api<HorizontalPodAutoscaler> =
-            Api::namespaced(client.clone(), &ctx.names.namespace);
-        let (so_name, hpa_name) = (ctx.names.scaled_object.clone(), ctx.names.hpa.clone());
-        let (min, max) = (ctx.settings.min_replicas.max(1), ctx.settings.max_replicas);
-        let within = ctx.real(S(300));
-        let result = poll_until(within, || async {
-            let so = scaled.get(&so_name).await.map_err(|e| e.to_string())?;
-            let value = serde_json::to_value(&so).unwrap_or_default();
-            let ready = value
-                .pointer("/status/conditions")
-                .and_then(|c| c.as_array())
-                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| {
-                    (
-                        c["status"].as_str().unwrap_or("?").to_owned(),
-                        c["message"].as_str().unwrap_or("").to_owned(),
-                    )
-                });
-            match ready {
-                Some((status, _)) if status == "True" => {}
-                Some((status, message)) => {
-                    return Err(format!("ScaledObject Ready={status}: {message}"))
-                }
-                None => return Err("ScaledObject has no Ready condition yet".to_owned()),
-            }
-            let hpa = hpas
-                .get_opt(&hpa_name)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("KEDA's HPA does not exist yet")?;
-            let spec = hpa.spec.ok_or("the HPA has no spec")?;
-            Ok((spec.min_replicas.unwrap_or(1), spec.max_replicas))
-        })
-        .await;
-        match result {
-            Ok((hpa_min, hpa_max)) if i64::from(hpa_min) == min && i64::from(hpa_max) == max => StepResult::passed([
-                format!("ScaledObject {so_name} Ready=True"),
-                format!("HPA {hpa_name}: min {hpa_min} (expected {min}), max {hpa_max} (expected {max})"),
-            ]),
-            Ok((hpa_min, hpa_max)) => StepResult::failed(format!("HPA {hpa_name} has min {hpa_min} / max {hpa_max}, expected min {min} / max {max}"), []),
-            Err(last) => StepResult::failed(format!("the ScaledObject did not become Ready with its HPA: {last}"), []),
-        }
+        check_scaled_object(ctx).await
     })
+}
+
+/// The ScaledObject is Ready and KEDA's HPA has the expected min and max.
+async fn check_scaled_object(ctx: &mut Context) -> StepResult {
+    let client = ctx.target.client();
+    let scaled: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ctx.names.namespace,
+        &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"),
+    );
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ctx.names.namespace);
+    let (so_name, hpa_name) = (ctx.names.scaled_object.clone(), ctx.names.hpa.clone());
+    let (min, max) = (ctx.settings.min_replicas.max(1), ctx.settings.max_replicas);
+    let within = ctx.real(S(300));
+    let result = poll_until(within, || async {
+        let so = scaled.get(&so_name).await.map_err(|e| e.to_string())?;
+        let value = serde_json::to_value(&so).unwrap_or_default();
+        let ready = value
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap_or("?").to_owned(),
+                    c["message"].as_str().unwrap_or("").to_owned(),
+                )
+            });
+        match ready {
+            Some((status, _)) if status == "True" => {}
+            Some((status, message)) => {
+                return Err(format!("ScaledObject Ready={status}: {message}"))
+            }
+            None => return Err("ScaledObject has no Ready condition yet".to_owned()),
+        }
+        let hpa = hpas
+            .get_opt(&hpa_name)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("KEDA's HPA does not exist yet")?;
+        let spec = hpa.spec.ok_or("the HPA has no spec")?;
+        Ok((spec.min_replicas.unwrap_or(1), spec.max_replicas))
+    })
+    .await;
+    match result {
+        Ok((hpa_min, hpa_max)) if i64::from(hpa_min) == min && i64::from(hpa_max) == max => StepResult::passed([
+            format!("ScaledObject {so_name} Ready=True"),
+            format!("HPA {hpa_name}: min {hpa_min} (expected {min}), max {hpa_max} (expected {max})"),
+        ]),
+        Ok((hpa_min, hpa_max)) => StepResult::failed(format!("HPA {hpa_name} has min {hpa_min} / max {hpa_max}, expected min {min} / max {max}"), []),
+        Err(last) => StepResult::failed(format!("the ScaledObject did not become Ready with its HPA: {last}"), []),
+    }
 }
 
 fn load(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let Some(recorder) = ctx.recorder.as_ref() else {
-            return StepResult::failed("the recorder is not running (deploy did not finish)", []);
-        };
         let pool = ctx.names.nodepool.clone();
-        ctx.nodes_before_load = recorder.latest().nodes.get(&pool).copied().unwrap_or(0);
-        ctx.load_started_at = Some(recorder.elapsed());
+        let before = match ctx.recorder.as_ref() {
+            Some(recorder) => {
+                ctx.load_started_at = Some(recorder.elapsed());
+                recorder.latest()
+            }
+            None => crate::observe::sample_once(&ctx.target.client(), &ctx.subject()).await,
+        };
+        ctx.nodes_before_load = before.nodes.get(&pool).copied().unwrap_or(0);
         let queue = ctx.target.storage().queue(&ctx.names.queue);
         let plan = ProducerPlan::burst(ctx.settings.messages, ctx.settings.producer_concurrency);
         match produce(&queue, &plan, &CancellationToken::new()).await {

@@ -6,6 +6,7 @@ pub mod context;
 pub mod flow;
 pub mod model;
 pub mod report;
+pub mod run_state;
 pub mod runner;
 
 pub use context::{Context, FlowSettings, RunNames};

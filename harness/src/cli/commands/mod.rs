@@ -3,6 +3,7 @@
 mod azurite;
 mod config;
 mod consume;
+mod phase;
 mod produce;
 mod queue;
 mod roundtrip;
@@ -26,6 +27,11 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Roundtrip(args) => roundtrip::run(&cli.global, &args, cancel).await,
         Command::Config => config::run(&cli.global),
         Command::Run(args) => run::run(&cli.global, &args, cancel).await,
+        Command::Deploy(args) => phase::run("deploy", &cli.global, &args, cancel).await,
+        Command::Validate(args) => phase::run("validate", &cli.global, &args, cancel).await,
+        Command::Load(args) => phase::run("load", &cli.global, &args, cancel).await,
+        Command::Scale(args) => phase::run("scale", &cli.global, &args, cancel).await,
+        Command::Cleanup(args) => phase::run("cleanup", &cli.global, &args, cancel).await,
         Command::Twin {
             command: TwinCommand::Simulate(args),
         } => twin::simulate(&args),

@@ -1,0 +1,74 @@
+//! `edw deploy|validate|load|scale|cleanup`: one phase of the flow at a time, sharing the run's
+//! names and progress through a run-state file, as the sample's scripts share deploy.state.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::args::{GlobalArgs, PhaseArgs};
+use crate::cli::{exit, session, Failure};
+use crate::scenario::model::Outcome;
+use crate::scenario::{flow, run as run_scenario, run_state, Context, FlowSettings, RunOptions};
+use crate::target::{Target, TargetKind};
+
+pub async fn run(
+    phase: &str,
+    global: &GlobalArgs,
+    args: &PhaseArgs,
+    cancel: &CancellationToken,
+) -> Result<u8, Failure> {
+    let kind = TargetKind::parse(&args.target).map_err(Failure::usage)?;
+    if kind == TargetKind::Local {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "the local target (the twin) lives inside one process, so its phases cannot be run one at a time: \
+             use `edw run`, or run `edw twin serve` in another terminal and `edw {phase} --target kube` with the KUBECONFIG it prints"
+        )));
+    }
+    let scenario = flow::phase(phase)
+        .ok_or_else(|| Failure::usage(anyhow::anyhow!("unknown phase {phase}")))?;
+    let config = session::load_config(global)?;
+    let target = Arc::new(
+        Target::open(kind, &config)
+            .await
+            .map_err(Failure::environment)?,
+    );
+    let settings = FlowSettings {
+        messages: args.messages,
+        ..FlowSettings::default()
+    };
+    let mut context = Context::new(target.clone(), config, settings)
+        .with_progress(Arc::new(|line: &str| eprintln!("{line}")));
+    if phase != "deploy" {
+        let recorded_for =
+            run_state::restore(&mut context, &args.run_state).map_err(Failure::usage)?;
+        if recorded_for != kind.name() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "{} belongs to a run on the {recorded_for} target, not {}",
+                args.run_state.display(),
+                kind.name()
+            )));
+        }
+    }
+    let report = run_scenario(&scenario, &mut context, &RunOptions::default(), cancel).await;
+    run_state::save(&context, &args.run_state).map_err(Failure::environment)?;
+    println!("{} on {}", report.scenario, report.target.description);
+    for step in report.steps.iter().chain(&report.cleanup) {
+        let (mark, text) = match &step.outcome {
+            Outcome::Passed => ("ok  ", String::new()),
+            Outcome::Failed { message } => ("FAIL", format!(": {message}")),
+            Outcome::Skipped { reason } => ("skip", format!(": {reason}")),
+        };
+        println!("  {mark} {}{text}", step.name);
+        if step.outcome.is_failed() {
+            for detail in &step.details {
+                println!("       {detail}");
+            }
+        }
+    }
+    println!("run state: {}", args.run_state.display());
+    Ok(if report.passed() {
+        exit::OK
+    } else {
+        exit::CHECK_FAILED
+    })
+}

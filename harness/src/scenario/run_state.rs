@@ -1,0 +1,139 @@
+//! The state a run shares between phase commands (`edw deploy`, `edw load`, …), in a
+//! `KEY=value` file like the sample's deploy.state: the run's resource names, what it applied,
+//! what it sent, and the node count before the load.
+
+use std::path::Path;
+
+use super::context::Context;
+use crate::manifests::Applied;
+use crate::workload::ProduceReport;
+
+/// Why the run state could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RunStateError {
+    #[error("cannot read the run state {path}: {reason} (run `edw deploy` first)")]
+    Read { path: String, reason: String },
+    #[error("{path}:{line}: {reason}")]
+    Invalid {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("cannot write the run state {path}: {reason}")]
+    Write { path: String, reason: String },
+}
+
+/// Writes what later phases need.
+pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
+    let n = &context.names;
+    let applied: Vec<String> = context
+        .applied
+        .iter()
+        .map(|a| {
+            format!(
+                "{}|{}|{}|{}",
+                a.api_version,
+                a.kind,
+                a.namespace.clone().unwrap_or_default(),
+                a.name
+            )
+        })
+        .collect();
+    let sent = context
+        .produced
+        .as_ref()
+        .map(|p| format!("{}", p.sent_count()))
+        .unwrap_or_default();
+    let text = format!(
+        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n",
+        context.target_info.name,
+        n.namespace,
+        n.queue,
+        n.poison,
+        n.table,
+        context.created_storage,
+        sent,
+        context.nodes_before_load,
+        applied.join(";")
+    );
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| RunStateError::Write {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    std::fs::write(path, text).map_err(|e| RunStateError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Restores a run's names and progress into `context`. Returns the target name it was for.
+pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| RunStateError::Read {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut target = String::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let invalid = |reason: String| RunStateError::Invalid {
+            path: shown.clone(),
+            line: index + 1,
+            reason,
+        };
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| invalid("expected KEY=value".into()))?;
+        match key {
+            "EDW_RUN_TARGET" => target = value.to_owned(),
+            "EDW_RUN_NAMESPACE" => context.names.namespace = value.to_owned(),
+            "EDW_RUN_QUEUE" => context.names.queue = value.to_owned(),
+            "EDW_RUN_POISON" => context.names.poison = value.to_owned(),
+            "EDW_RUN_TABLE" => context.names.table = value.to_owned(),
+            "EDW_RUN_CREATED_STORAGE" => context.created_storage = value == "true",
+            "EDW_RUN_SENT" if value.is_empty() => {}
+            "EDW_RUN_SENT" => {
+                let count: u64 = value
+                    .parse()
+                    .map_err(|_| invalid(format!("{value:?} is not a message count")))?;
+                context.produced = Some(ProduceReport {
+                    sent: (1..=count).collect(),
+                    failed: Vec::new(),
+                    elapsed: std::time::Duration::ZERO,
+                });
+            }
+            "EDW_RUN_NODES_BEFORE_LOAD" => {
+                context.nodes_before_load = value
+                    .parse()
+                    .map_err(|_| invalid(format!("{value:?} is not a count")))?;
+            }
+            "EDW_RUN_APPLIED" => {
+                context.applied = value
+                    .split(';')
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        let parts: Vec<&str> = a.split('|').collect();
+                        match parts.as_slice() {
+                            [api_version, kind, namespace, name] => Ok(Applied {
+                                api_version: (*api_version).to_owned(),
+                                kind: (*kind).to_owned(),
+                                namespace: (!namespace.is_empty()).then(|| (*namespace).to_owned()),
+                                name: (*name).to_owned(),
+                            }),
+                            _ => Err(invalid(format!(
+                                "{a:?} is not apiVersion|kind|namespace|name"
+                            ))),
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            other => return Err(invalid(format!("unknown key {other}"))),
+        }
+    }
+    Ok(target)
+}
