@@ -273,7 +273,7 @@ mod tests {
             .to_string();
         assert_eq!(
             error,
-            "template namespace.yaml line 4 uses ${AQS_TARGET_NAMESPACE}, which is not set"
+            "template namespace.yaml line 5 uses ${AQS_TARGET_NAMESPACE}, which is not set"
         );
     }
 

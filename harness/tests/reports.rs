@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use harness::findings::{Finding, Severity};
 use harness::scenario::model::{
     Observation, Outcome, Phase, ScenarioReport, StepReport, TargetInfo,
 };
@@ -55,6 +56,35 @@ fn with_properties(mut s: StepReport, properties: &[(&str, &str)]) -> StepReport
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     s
+}
+
+fn finding(id: &str, severity: Severity, subject: &str, message: &str) -> Finding {
+    Finding {
+        id: id.to_owned(),
+        severity,
+        subject: subject.to_owned(),
+        message: message.to_owned(),
+        consequence: format!("the consequence of {id}"),
+        fix: format!("the fix for {id}"),
+    }
+}
+
+/// The walkthrough's findings: a risk and an info (with text that needs escaping).
+fn walkthrough_findings() -> Vec<Finding> {
+    vec![
+        finding(
+            "stranded-tail",
+            Severity::Risk,
+            "ScaledObject aws2az-queue-scaleobj: spec.triggers[0].metadata.activationQueueLength",
+            "minReplicaCount is 0 and activationQueueLength is 20: a queue of 20 or fewer is never read",
+        ),
+        finding(
+            "legacy-hpa-ramp",
+            Severity::Info,
+            "ScaledObject aws2az-queue-scaleobj: spec.advanced.horizontalPodAutoscalerConfig.behavior",
+            "no HPA behavior | ramp 1 → 4 → 8 → 15 <per 15 s>",
+        ),
+    ]
 }
 
 fn nodes(pool: u64) -> BTreeMap<String, u64> {
@@ -153,6 +183,7 @@ fn passing_simulated() -> ScenarioReport {
             phase("nodes consolidated", Some(160.0)),
         ],
         diagnostics: None,
+        findings: walkthrough_findings(),
     }
 }
 
@@ -232,6 +263,7 @@ fn failing_cluster() -> ScenarioReport {
             "$ kubectl -n aqs-demo get scaledobject aqs-app -o yaml\nstatus:\n  conditions:\n  - type: Ready\n    status: \"False\"\n```\nevents: <none>\n"
                 .to_owned(),
         ),
+        findings: Vec::new(),
     }
 }
 
@@ -342,6 +374,14 @@ fn junit_passing_simulated_run_matches_snapshot_and_schema() {
     assert_eq!(property(suite, "simulated"), Some("true"));
     assert_eq!(property(suite, "phase.first scale-out"), Some("12.000"));
     assert_eq!(property(suite, "scale out.max_replicas"), Some("10"));
+    assert_eq!(
+        property(suite, "finding.stranded-tail"),
+        Some("risk: minReplicaCount is 0 and activationQueueLength is 20: a queue of 20 or fewer is never read")
+    );
+    assert_eq!(
+        property(suite, "finding.legacy-hpa-ramp"),
+        Some("info: no HPA behavior | ramp 1 → 4 → 8 → 15 <per 15 s>")
+    );
     let names: Vec<_> = doc
         .descendants()
         .filter(|n| n.has_tag_name("testcase"))
@@ -375,6 +415,12 @@ fn junit_two_runs_match_snapshot_and_schema() {
     assert_eq!(property(suite, "target"), Some("aks"));
     assert_eq!(property(suite, "simulated"), Some("false"));
     assert_eq!(property(suite, "phase.drained"), Some("n/a"));
+    assert!(
+        !suite.descendants().any(|n| n.has_tag_name("property")
+            && n.attribute("name")
+                .is_some_and(|a| a.starts_with("finding."))),
+        "no findings, no finding properties"
+    );
     assert_eq!(
         suite.attribute("timestamp"),
         Some("2026-03-02T10:00:00.000+01:00")
@@ -640,6 +686,18 @@ fn summary_names_target_steps_phases_peaks_and_diagnostics() {
     assert!(md.contains("| drained | n/a |"), "{md}");
     // Peaks of the passing run: 10 desired, 10 running, 4 nodes (3 + system), 1000 queued.
     assert!(md.contains("| 10 | 10 | 4 | 1000 |"), "{md}");
+    // The passing run's findings, in a table, escaped; the failing run has none.
+    assert_eq!(md.matches("### Findings").count(), 1, "{md}");
+    assert!(
+        md.contains("| Severity | Finding | Subject | Message | Consequence | Fix |"),
+        "{md}"
+    );
+    assert!(md.contains("| ❗ risk | `stranded-tail` | ScaledObject aws2az-queue-scaleobj: spec.triggers\\[0\\].metadata.activationQueueLength | minReplicaCount is 0 and activationQueueLength is 20: a queue of 20 or fewer is never read | the consequence of stranded-tail | the fix for stranded-tail |"), "{md}");
+    assert!(
+        md.contains("| ℹ️ info | `legacy-hpa-ramp` |")
+            && md.contains("no HPA behavior \\| ramp 1 → 4 → 8 → 15 &lt;per 15 s&gt;"),
+        "{md}"
+    );
     // The failing run's diagnostics, collapsed, fenced past the backticks they contain.
     assert_eq!(md.matches("<details>").count(), 1);
     assert!(md.contains("<summary>Diagnostics</summary>"));
@@ -715,6 +773,14 @@ fn plant(mut report: ScenarioReport, text: &str) -> ScenarioReport {
         "{}\nenv: {text}\n",
         report.diagnostics.unwrap_or_default()
     ));
+    report.findings.push(Finding {
+        id: format!("planted {text}"),
+        severity: Severity::Warning,
+        subject: format!("subject {text}"),
+        message: format!("message {text}"),
+        consequence: format!("consequence {text}"),
+        fix: format!("fix {text}"),
+    });
     report
 }
 

@@ -87,7 +87,7 @@ async fn sigint_during_a_run_still_cleans_up() {
                 words[7].to_owned(),
             ));
         }
-        if line.starts_with("step scale: replicas reach maxReplicaCount") {
+        if line.starts_with("step scale: replicas reach the modelled peak") {
             // Mid-flow: pods are scaling out and the queue is full.
             assert!(Command::new("kill")
                 .args(["-INT", &child.id().to_string()])

@@ -127,6 +127,7 @@ fn scenario_with(bad: Step) -> Scenario {
     steps.extend(burst.steps[1..3].iter().cloned());
     Scenario {
         name: "test::broken".to_owned(),
+        settings: burst.settings.clone(),
         steps,
         cleanup: burst.cleanup,
     }

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use harness::config::{Config, ConfigInputs};
-use harness::scenario::{flow, report, run, Context, FlowSettings, RunOptions, Scenario};
+use harness::scenario::{report, run, Context, RunOptions, Scenario};
 use harness::target::{Target, TargetKind};
 use tokio_util::sync::CancellationToken;
 
 /// Every scenario of the catalogue.
 pub fn catalogue() -> Vec<Scenario> {
-    vec![flow::burst()]
+    harness::scenario::catalogue::all()
 }
 
 /// Why a target's trials do not run here, or `None` when they do.
@@ -60,7 +60,7 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
             .await
             .map_err(|e| format!("cannot open the {} target: {e}", target.name()))?;
         let opened = Arc::new(opened);
-        let mut context = Context::new(opened.clone(), config, FlowSettings::default())
+        let mut context = Context::new(opened.clone(), config, scenario.settings.clone())
             .with_progress(Arc::new(|line: &str| eprintln!("{line}")));
         let result = run(
             scenario,

@@ -61,6 +61,8 @@ pub enum Command {
     Roundtrip(RoundtripArgs),
     /// Show the resolved configuration and where each value came from (secrets hidden).
     Config,
+    /// Configuration findings: settings that look fine but lose work or money (exit 1 on a risk).
+    CheckConfig(super::commands::check_config::CheckConfigArgs),
     /// Run the sample's flow (deploy, validate, load, scale, verify, cleanup) on a target and
     /// write the reports.
     Run(RunArgs),

@@ -68,6 +68,8 @@ pub struct FlowSettings {
     pub cooldown_period: u64,
     pub queue_length: u64,
     pub activation_queue_length: u64,
+    /// The drain time the team expects for the burst (a conformance target), if any.
+    pub drain_target: Option<Duration>,
 }
 
 impl Default for FlowSettings {
@@ -81,6 +83,7 @@ impl Default for FlowSettings {
             cooldown_period: 10,
             queue_length: 5,
             activation_queue_length: 20,
+            drain_target: None,
         }
     }
 }
@@ -107,6 +110,8 @@ pub struct Context {
     pub created_storage: bool,
     /// Properties the current step adds to its report.
     pub current_properties: Vec<(String, String)>,
+    /// Configuration findings for the report (see [`crate::findings`]).
+    pub findings: Vec<crate::findings::Finding>,
     progress: Option<ProgressSink>,
     timeline: Vec<Observation>,
 }
@@ -127,6 +132,7 @@ impl Context {
             applied: Vec::new(),
             created_storage: false,
             current_properties: Vec::new(),
+            findings: Vec::new(),
             progress: None,
             timeline: Vec::new(),
         }
@@ -208,6 +214,24 @@ impl Context {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
+    }
+
+    /// The model of this run's configuration (twin-spec rules; AKS NAP latencies).
+    pub fn model(&self) -> crate::model::Model {
+        let s = &self.settings;
+        crate::model::Model::new(
+            crate::model::ScalingSettings {
+                min_replicas: s.min_replicas.max(0) as u64,
+                max_replicas: s.max_replicas.max(0) as u64,
+                polling: Duration::from_secs(s.polling_interval),
+                cooldown: Duration::from_secs(s.cooldown_period),
+                queue_length: s.queue_length.max(1),
+                activation: s.activation_queue_length,
+                behavior_set: false,
+            },
+            crate::model::NodePoolSettings::default(),
+            self.target.timing(),
+        )
     }
 
     /// The diagnostic bundle.

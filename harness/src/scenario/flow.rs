@@ -11,18 +11,19 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use tokio_util::sync::CancellationToken;
 
-use super::context::Context;
+use super::context::{Context, FlowSettings};
 use super::runner::{Scenario, Step, StepFuture, StepResult};
 use crate::manifests::{apply, delete, exists, render, Applied};
 use crate::observe::{consistently, eventually, Expect, Recorder};
 use crate::workload::{produce, reconcile, ProducerPlan};
 
-const S: fn(u64) -> Duration = Duration::from_secs;
+pub(super) const S: fn(u64) -> Duration = Duration::from_secs;
 
 /// The sample's burst flow (twin-spec §7 and the walkthrough).
 pub fn burst() -> Scenario {
     Scenario {
         name: "flow::burst".to_owned(),
+        settings: FlowSettings::default(),
         steps: vec![
             Step::new("deploy", S(120), deploy),
             Step::new(
@@ -46,11 +47,19 @@ pub fn burst() -> Scenario {
                 install_scaled_object,
             ),
             Step::new("load: producer burst", S(600), load),
-            Step::new("scale: replicas reach maxReplicaCount", S(600), scale_out),
-            Step::new("scale: NodePool default grows", S(900), nodes_grow),
-            Step::new("scale: queue drains to 0", S(3600), drained),
-            Step::new("scale: replicas return to 0", S(600), scaled_in),
-            Step::new("scale: new nodes are removed", S(1200), nodes_removed),
+            Step::new(
+                "scale: replicas reach the modelled peak",
+                S(7200),
+                scale_out,
+            ),
+            Step::new("scale: NodePool default grows", S(7200), nodes_grow),
+            Step::new("scale: queue drains to 0", S(7200), drained),
+            Step::new(
+                "scale: replicas return to minReplicaCount",
+                S(7200),
+                scaled_in,
+            ),
+            Step::new("scale: new nodes are removed", S(7200), nodes_removed),
             Step::new(
                 "verify: every message processed exactly once",
                 S(120),
@@ -104,6 +113,7 @@ pub fn phase(name: &str) -> Option<Scenario> {
     };
     Some(Scenario {
         name: format!("flow::burst::{name}"),
+        settings: all.settings.clone(),
         steps,
         cleanup,
     })
@@ -136,7 +146,7 @@ fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource 
 }
 
 /// Polls `probe` every 200 ms (real) until it returns `Ok`, or gives its last error.
-async fn poll_until<T, F, Fut>(within: Duration, mut probe: F) -> Result<T, String>
+pub(super) async fn poll_until<T, F, Fut>(within: Duration, mut probe: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
@@ -151,7 +161,7 @@ where
     }
 }
 
-fn deploy(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn deploy(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let storage = ctx.target.storage();
         let names = ctx.names.clone();
@@ -210,7 +220,7 @@ fn deploy(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
-fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let pods: Api<Pod> = Api::namespaced(ctx.target.client(), "kube-system");
         let within = ctx.real(S(300));
@@ -253,7 +263,7 @@ fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
-fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
         let service_account = ctx.names.service_account.clone();
@@ -315,7 +325,7 @@ fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
-fn validate_nodepool(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn validate_nodepool(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if !ctx.target.capabilities().karpenter {
             return StepResult::skipped(
@@ -354,7 +364,7 @@ fn validate_nodepool(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
-fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if !ctx.target.capabilities().keda {
             return StepResult::failed(
@@ -426,7 +436,7 @@ async fn check_scaled_object(ctx: &mut Context) -> StepResult {
     }
 }
 
-fn load(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn load(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let pool = ctx.names.nodepool.clone();
         let before = match ctx.recorder.as_ref() {
@@ -466,37 +476,77 @@ fn load(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
-fn wait_for(ctx: &Context, expect: Expect, within: Duration) -> StepFuture<'_> {
+/// Messages the load sent (or the configured count, before the load).
+pub(super) fn messages(ctx: &Context) -> u64 {
+    ctx.produced
+        .as_ref()
+        .map_or(ctx.settings.messages, |p| p.sent_count())
+}
+
+/// A wait whose expectation and time limit come from the model; the report shows both next to
+/// what was observed.
+pub(super) fn wait_modelled(
+    ctx: &mut Context,
+    expect: Expect,
+    within: Duration,
+    model: String,
+) -> StepFuture<'_> {
+    ctx.property("model", &model);
+    ctx.property("model.within_seconds", within.as_secs());
     Box::pin(async move {
         let Some(recorder) = ctx.recorder.as_ref() else {
             return StepResult::failed("the recorder is not running", []);
         };
+        let started = recorder.elapsed();
         match eventually(recorder, &expect, ctx.real(within)).await {
-            Ok(seen) => StepResult::passed([format!(
-                "expected {}; seen at t={:.1}s",
-                expect.description, seen.t
-            )]),
-            Err(failure) => StepResult::failed(
+            Ok(seen) => StepResult::passed([
                 format!(
-                    "expected {} within {:?} (target time)",
-                    expect.description, within
+                    "expected {} within {} s ({model})",
+                    expect.description,
+                    within.as_secs()
                 ),
-                failure.lines(),
-            ),
+                format!(
+                    "observed after {:.1} s (t={:.1})",
+                    (seen.t - started).max(0.0),
+                    seen.t
+                ),
+            ]),
+            Err(failure) => {
+                let mut details = vec![format!("model: {model}")];
+                details.extend(failure.lines());
+                StepResult::failed(
+                    format!(
+                        "expected {} within {} s (target time)",
+                        expect.description,
+                        within.as_secs()
+                    ),
+                    details,
+                )
+            }
         }
     })
 }
 
-fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
-    let max = ctx.settings.max_replicas as u64;
-    let expect = Expect::new(
-        format!("desired replicas = maxReplicaCount {max}"),
-        move |o| o.desired == max,
+pub(super) fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
+    let model = ctx.model();
+    let n = messages(ctx);
+    let e = model.burst(n);
+    let timeouts = model.timeouts(n);
+    let peak = e.peak_replicas;
+    let ramp: Vec<String> = e.ramp.iter().map(|r| r.replicas.to_string()).collect();
+    let line = format!(
+        "peak = min(maxReplicaCount {}, ceil({n} / queueLength {})) = {peak}, ramp {}",
+        model.scaling.max_replicas,
+        model.scaling.queue_length,
+        ramp.join(" -> ")
     );
-    wait_for(ctx, expect, S(600))
+    let expect = Expect::new(format!("desired replicas = {peak}"), move |o| {
+        o.desired == peak
+    });
+    wait_modelled(ctx, expect, timeouts.scale_out, line)
 }
 
-fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
         return Box::pin(async {
             StepResult::skipped(
@@ -504,27 +554,83 @@ fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
             )
         });
     }
+    let model = ctx.model();
+    let n = messages(ctx);
+    let e = model.burst(n);
+    let line = format!(
+        "{} consumer pods need {}..{} nodes ({} pods per 2-vCPU node)",
+        e.peak_replicas, e.nodes_min, e.nodes_max, e.pods_per_small_node
+    );
     let (pool, before) = (ctx.names.nodepool.clone(), ctx.nodes_before_load);
     let expect = Expect::new(
         format!("nodes of NodePool {pool} > {before} (before the load)"),
         move |o| o.nodes.get(&pool).copied().unwrap_or(0) > before,
     );
-    wait_for(ctx, expect, S(900))
+    wait_modelled(ctx, expect, model.timeouts(n).nodes_grow, line)
 }
 
-fn drained(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn drained(ctx: &mut Context) -> StepFuture<'_> {
+    let model = ctx.model();
+    let n = messages(ctx);
+    let e = model.burst(n);
+    if let Some(target) = ctx.settings.drain_target {
+        // The configuration is judged against the stated target first: the model's estimate.
+        if e.drain_estimate > target {
+            let needed = (model.scaling.max_replicas..=1000)
+                .find(|max| {
+                    let mut m = model.clone();
+                    m.scaling.max_replicas = *max;
+                    m.burst(n).drain_estimate <= target
+                })
+                .map_or("no maxReplicaCount up to 1000".to_owned(), |m| {
+                    format!("maxReplicaCount {m}")
+                });
+            let message = format!(
+                "maxReplicaCount {} cannot drain {n} messages within the drain target of {} s: the model's estimate is {} s at a peak of {} replicas ({needed} would)",
+                model.scaling.max_replicas,
+                target.as_secs(),
+                e.drain_estimate.as_secs(),
+                e.peak_replicas
+            );
+            return Box::pin(async move { StepResult::failed(message, []) });
+        }
+        let line = format!(
+            "drain target {} s (model estimate {} s)",
+            target.as_secs(),
+            e.drain_estimate.as_secs()
+        );
+        let expect = Expect::new("queue depth = 0", |o| o.queue == Some(0));
+        return wait_modelled(ctx, expect, target, line);
+    }
+    let line = format!(
+        "drain estimate {} s for {n} messages at {} msg/s per pod",
+        e.drain_estimate.as_secs(),
+        model.timing.per_pod_rate
+    );
     let expect = Expect::new("queue depth = 0", |o| o.queue == Some(0));
-    wait_for(ctx, expect, S(3600))
+    wait_modelled(ctx, expect, model.timeouts(n).drain, line)
 }
 
-fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
-    let expect = Expect::new("desired replicas = 0 and no consumer pod running", |o| {
-        o.desired == 0 && o.running == 0
-    });
-    wait_for(ctx, expect, S(600))
+pub(super) fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
+    let model = ctx.model();
+    let n = messages(ctx);
+    let e = model.burst(n);
+    let line = format!(
+        "KEDA scales to minReplicaCount {} within {} s of the drain (cooldown {} s, polling {} s)",
+        model.scaling.min_replicas,
+        e.scale_to_zero_within.as_secs(),
+        model.scaling.cooldown.as_secs(),
+        model.scaling.polling.as_secs()
+    );
+    let min = model.scaling.min_replicas;
+    let expect = Expect::new(
+        format!("desired replicas = {min} and no more than {min} consumer pods running"),
+        move |o| o.desired == min && o.running <= min,
+    );
+    wait_modelled(ctx, expect, model.timeouts(n).scale_in, line)
 }
 
-fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
         return Box::pin(async {
             StepResult::skipped(
@@ -532,15 +638,26 @@ fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
             )
         });
     }
+    if ctx.settings.min_replicas > 0 {
+        return Box::pin(async {
+            StepResult::skipped("minReplicaCount > 0 keeps consumer pods, and their nodes")
+        });
+    }
+    let model = ctx.model();
+    let n = messages(ctx);
+    let line = format!(
+        "empty nodes go within {} s (disruption loop, 15 s validation, VM deletion)",
+        model.timing.node_removal.as_secs()
+    );
     let (pool, before) = (ctx.names.nodepool.clone(), ctx.nodes_before_load);
     let expect = Expect::new(
         format!("nodes of NodePool {pool} <= {before} (before the load)"),
         move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= before,
     );
-    wait_for(ctx, expect, S(1200))
+    wait_modelled(ctx, expect, model.timeouts(n).nodes_removed, line)
 }
 
-fn verify(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn verify(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let Some(produced) = ctx.produced.clone() else {
             return StepResult::failed("nothing was produced", []);
@@ -600,7 +717,7 @@ fn verify(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
-fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let client = ctx.target.client();
         let mut details = Vec::new();
@@ -656,7 +773,7 @@ fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
-fn cleanup_storage(ctx: &mut Context) -> StepFuture<'_> {
+pub(super) fn cleanup_storage(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if !ctx.created_storage {
             return StepResult::skipped("the run created no queue or table");

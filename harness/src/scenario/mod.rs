@@ -2,6 +2,7 @@
 //! ([`context`]), the sample's flow ([`flow`]), the plain types of a run ([`model`]) and the
 //! report writers ([`report`]).
 
+pub mod catalogue;
 pub mod context;
 pub mod flow;
 pub mod model;

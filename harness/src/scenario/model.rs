@@ -103,6 +103,8 @@ pub struct ScenarioReport {
     pub phases: Vec<Phase>,
     /// The diagnostic bundle captured after a failure, before cleanup.
     pub diagnostics: Option<String>,
+    /// Configuration findings about what the run deployed (see [`crate::findings`]).
+    pub findings: Vec<crate::findings::Finding>,
 }
 
 impl ScenarioReport {

@@ -75,6 +75,8 @@ impl Step {
 #[derive(Clone)]
 pub struct Scenario {
     pub name: String,
+    /// The configuration the scenario runs (ScaledObject numbers, load size).
+    pub settings: super::context::FlowSettings,
     pub steps: Vec<Step>,
     pub cleanup: Vec<Step>,
 }
@@ -229,6 +231,7 @@ pub async fn run(
         load_started_at: context.load_started_at,
         phases: context.phases(),
         diagnostics,
+        findings: context.findings.clone(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One file per `edw` command; [`run`] dispatches.
 
 mod azurite;
+pub(crate) mod check_config;
 mod config;
 mod consume;
 mod phase;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Azurite => azurite::run(cancel).await,
         Command::Roundtrip(args) => roundtrip::run(&cli.global, &args, cancel).await,
         Command::Config => config::run(&cli.global),
+        Command::CheckConfig(args) => check_config::run(&cli.global, &args),
         Command::Run(args) => run::run(&cli.global, &args, cancel).await,
         Command::Deploy(args) => phase::run("deploy", &cli.global, &args, cancel).await,
         Command::Validate(args) => phase::run("validate", &cli.global, &args, cancel).await,

@@ -34,7 +34,7 @@ pub async fn run(
     );
     let settings = FlowSettings {
         messages: args.messages,
-        ..FlowSettings::default()
+        ..scenario.settings.clone()
     };
     let mut context = Context::new(target.clone(), config, settings)
         .with_progress(Arc::new(|line: &str| eprintln!("{line}")));

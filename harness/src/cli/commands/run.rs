@@ -27,15 +27,15 @@ pub async fn run(
     let target = Arc::new(target);
     let info = target.info();
     eprintln!("target: {}", info.description);
+    let scenario = flow::burst();
     let settings = FlowSettings {
         messages: args.messages,
-        ..FlowSettings::default()
+        ..scenario.settings.clone()
     };
     let progress = Progress::new(live);
     let sink = progress.clone();
     let mut context = Context::new(target.clone(), config, settings)
         .with_progress(Arc::new(move |line: &str| sink.line(line)));
-    let scenario = flow::burst();
     let ticker = progress.watch_recorder_of(&context);
     let options = RunOptions {
         keep_on_failure: args.keep_on_failure,

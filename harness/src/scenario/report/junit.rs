@@ -19,8 +19,8 @@ pub const REPORT_NAME: &str = "edw-conformance";
 /// by the whole message when that has several lines); a skipped step carries `<skipped>`
 /// with the reason; a passed step's details are its `<system-out>`. The suite's properties
 /// are `target`, `target.description`, `simulated`, `phase.<name>` (seconds after the load
-/// started, `n/a` when the phase did not happen) and every step property as
-/// `<step>.<name>`. The diagnostics are the suite's `<system-out>`. Timestamps and times
+/// started, `n/a` when the phase did not happen), every configuration finding as
+/// `finding.<id>` (`<severity>: <message>`) and every step property as `<step>.<name>`. The diagnostics are the suite's `<system-out>`. Timestamps and times
 /// come from the reports, so the output depends on nothing else.
 pub fn junit(reports: &[ScenarioReport]) -> Result<String, ReportError> {
     let mut out = Report::new(REPORT_NAME);
@@ -66,6 +66,12 @@ fn suite(report: &ScenarioReport) -> TestSuite {
         suite.add_property(Property::new(
             format!("phase.{}", clean_line(&phase.name)),
             phase_value(phase),
+        ));
+    }
+    for finding in &report.findings {
+        suite.add_property(Property::new(
+            format!("finding.{}", clean_line(&finding.id)),
+            clean_line(&format!("{}: {}", finding.severity, finding.message)),
         ));
     }
 

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{clean, clean_line, human_duration, phase_value};
+use crate::findings::{Finding, Severity};
 use crate::scenario::model::{Outcome, ScenarioReport, StepReport};
 
 /// The line that marks a simulated run.
@@ -10,7 +11,8 @@ pub const SIMULATED_LINE: &str = "SIMULATED (twin) — not a cluster result";
 
 /// Markdown for `reports`: per run a heading with the scenario, the target and the verdict,
 /// the [`SIMULATED_LINE`] for a simulated target, a table of the steps (cleanup included)
-/// with ✅/❌/⏭, their durations and messages, a table of phase latencies, the peak figures
+/// with ✅/❌/⏭, their durations and messages, a table of the configuration findings (when
+/// there are any), a table of phase latencies, the peak figures
 /// of the timeline and, when present, the diagnostics in a collapsed `<details>` block.
 /// Everything is redacted.
 pub fn summary_markdown(reports: &[ScenarioReport]) -> String {
@@ -64,6 +66,8 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
     if report.steps.is_empty() && report.cleanup.is_empty() {
         md.push_str("| _no steps_ | | | |\n");
     }
+
+    findings(md, &report.findings);
 
     if !report.phases.is_empty() {
         let unit = if report.target.simulated {
@@ -130,6 +134,31 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
             md,
             "\n<details>\n<summary>Diagnostics</summary>\n\n{fence}text\n{}\n{fence}\n\n</details>",
             text.trim_end_matches('\n')
+        );
+    }
+}
+
+fn findings(md: &mut String, findings: &[Finding]) {
+    if findings.is_empty() {
+        return;
+    }
+    md.push_str(
+        "\n### Findings\n\n| Severity | Finding | Subject | Message | Consequence | Fix |\n|---|---|---|---|---|---|\n",
+    );
+    for f in findings {
+        let severity = match f.severity {
+            Severity::Risk => "❗ risk",
+            Severity::Warning => "⚠️ warning",
+            Severity::Info => "ℹ️ info",
+        };
+        let _ = writeln!(
+            md,
+            "| {severity} | `{}` | {} | {} | {} | {} |",
+            code(&clean_line(&f.id)).replace('|', "\\|"),
+            cell(&clean(&f.subject)),
+            cell(&clean(&f.message)),
+            cell(&clean(&f.consequence)),
+            cell(&clean(&f.fix)),
         );
     }
 }

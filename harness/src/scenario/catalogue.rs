@@ -1,0 +1,620 @@
+//! The scenario catalogue beyond the sample's burst: activation window, ceiling, scale to zero,
+//! the stranded tail (a finding, reproduced on the twin's virtual clock) and its fix, poison
+//! messages and consumer restarts. Every expectation comes from the model of the scenario's
+//! own settings, so a team can change queueLength or maxReplicaCount and the checks follow.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+use tokio_util::sync::CancellationToken;
+
+use super::context::{Context, FlowSettings};
+use super::flow::{
+    burst, cleanup_objects, cleanup_storage, deploy, drained, install_scaled_object, load,
+    messages, nodes_grow, nodes_removed, poll_until, scale_out, scaled_in, verify, wait_modelled,
+    S,
+};
+use super::runner::{Scenario, Step, StepFuture, StepResult};
+use crate::observe::{consistently, Expect};
+use crate::workload::{produce, ProducerPlan};
+
+/// Every scenario, in a stable order.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        burst(),
+        activation_window(),
+        ceiling(),
+        scale_to_zero(),
+        tail_below_activation(),
+        tail_fixed(),
+        poison(),
+        consumer_restart(),
+    ]
+}
+
+fn cleanup() -> Vec<Step> {
+    vec![
+        Step::new("delete Kubernetes objects", S(600), cleanup_objects),
+        Step::new(
+            "delete queue, poison queue and table",
+            S(120),
+            cleanup_storage,
+        ),
+    ]
+}
+
+fn setup() -> Vec<Step> {
+    vec![
+        Step::new("deploy", S(120), deploy),
+        Step::new(
+            "deploy: ScaledObject and TriggerAuthentication",
+            S(300),
+            install_scaled_object,
+        ),
+    ]
+}
+
+fn scenario(name: &str, settings: FlowSettings, middle: Vec<Step>) -> Scenario {
+    let mut steps = setup();
+    steps.extend(middle);
+    Scenario {
+        name: name.to_owned(),
+        settings,
+        steps,
+        cleanup: cleanup(),
+    }
+}
+
+/// activationQueueLength messages keep the Deployment at 0 (AQ-7 is strict); one more
+/// activates it.
+pub fn activation_window() -> Scenario {
+    let settings = FlowSettings {
+        messages: FlowSettings::default().activation_queue_length,
+        ..FlowSettings::default()
+    };
+    scenario(
+        "flow::activation",
+        settings,
+        vec![
+            Step::new("load: activationQueueLength messages", S(300), load),
+            Step::new(
+                "activation: stays at 0 for two polls",
+                S(600),
+                stays_at_zero,
+            ),
+            Step::new(
+                "load: one more message crosses the threshold",
+                S(120),
+                one_more,
+            ),
+            Step::new("activation: scales out", S(7200), activates),
+            Step::new("scale: queue drains to 0", S(7200), drained),
+            Step::new(
+                "scale: replicas return to minReplicaCount",
+                S(7200),
+                scaled_in,
+            ),
+            Step::new(
+                "verify: every message processed exactly once",
+                S(120),
+                verify,
+            ),
+        ],
+    )
+}
+
+fn stays_at_zero(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let model = ctx.model();
+        let n = messages(ctx);
+        if model.is_active(n) {
+            return StepResult::failed(format!("{n} messages are above activationQueueLength {}: the scenario is misconfigured", model.scaling.activation), []);
+        }
+        let window = model.scaling.polling * 2;
+        let Some(recorder) = ctx.recorder.as_ref() else {
+            return StepResult::failed("the recorder is not running", []);
+        };
+        let expect = Expect::new(
+            format!(
+                "desired replicas = 0 with {n} messages <= activationQueueLength {}",
+                model.scaling.activation
+            ),
+            |o| o.desired == 0,
+        );
+        match consistently(recorder, &expect, ctx.real(window)).await {
+            Ok(()) => StepResult::passed([format!("held for {} s (two polls)", window.as_secs())]),
+            Err(failure) => StepResult::failed(
+                format!(
+                    "the Deployment scaled out below the activation threshold ({})",
+                    expect.description
+                ),
+                failure.lines(),
+            ),
+        }
+    })
+}
+
+fn one_more(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let queue = ctx.target.storage().queue(&ctx.names.queue);
+        let next = ctx
+            .produced
+            .as_ref()
+            .and_then(|p| p.sent.last().copied())
+            .unwrap_or(0)
+            + 1;
+        let plan = ProducerPlan {
+            first_index: next,
+            ..ProducerPlan::burst(1, 1)
+        };
+        match produce(&queue, &plan, &CancellationToken::new()).await {
+            Ok(report) => {
+                if let Some(produced) = ctx.produced.as_mut() {
+                    produced.sent.extend(report.sent);
+                }
+                StepResult::passed([format!("message {next} sent")])
+            }
+            Err(e) => StepResult::failed(e.to_string(), []),
+        }
+    })
+}
+
+fn activates(ctx: &mut Context) -> StepFuture<'_> {
+    let model = ctx.model();
+    let line = format!(
+        "{} > activationQueueLength {}: KEDA activates at its next poll",
+        messages(ctx),
+        model.scaling.activation
+    );
+    let within = model.scaling.polling + model.timing.hpa_sync * 2;
+    let expect = Expect::new("desired replicas >= 1", |o| o.desired >= 1);
+    wait_modelled(ctx, expect, within, line)
+}
+
+/// A burst far above maxReplicaCount never exceeds it, and the NodePool stops growing once
+/// every pod fits.
+pub fn ceiling() -> Scenario {
+    // 600 messages ask for 120 replicas, eight times maxReplicaCount (and stay well under the
+    // backlog at which Azurite slows down).
+    let settings = FlowSettings {
+        messages: 600,
+        ..FlowSettings::default()
+    };
+    scenario(
+        "flow::ceiling",
+        settings,
+        vec![
+            Step::new("load: producer burst", S(600), load),
+            Step::new(
+                "scale: replicas reach the modelled peak",
+                S(7200),
+                scale_out,
+            ),
+            Step::new(
+                "ceiling: replicas hold at maxReplicaCount",
+                S(600),
+                holds_ceiling,
+            ),
+            Step::new("scale: NodePool default grows", S(7200), nodes_grow),
+            Step::new(
+                "ceiling: nodes stop growing once every pod fits",
+                S(7200),
+                nodes_stop,
+            ),
+            Step::new("scale: queue drains to 0", S(7200), drained),
+            Step::new(
+                "scale: replicas return to minReplicaCount",
+                S(7200),
+                scaled_in,
+            ),
+            Step::new("scale: new nodes are removed", S(7200), nodes_removed),
+            Step::new(
+                "verify: every message processed exactly once",
+                S(120),
+                verify,
+            ),
+        ],
+    )
+}
+
+fn holds_ceiling(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let max = ctx.model().scaling.max_replicas;
+        let window = ctx.model().scaling.polling * 2;
+        let Some(recorder) = ctx.recorder.as_ref() else {
+            return StepResult::failed("the recorder is not running", []);
+        };
+        let expect = Expect::new(
+            format!("desired replicas <= maxReplicaCount {max} and consumer pods <= {max}"),
+            move |o| o.desired <= max && o.running + o.pending <= max,
+        );
+        match consistently(recorder, &expect, ctx.real(window)).await {
+            Ok(()) => StepResult::passed([format!("held for {} s", window.as_secs())]),
+            Err(failure) => StepResult::failed(
+                format!("the ceiling broke: expected {}", expect.description),
+                failure.lines(),
+            ),
+        }
+    })
+}
+
+fn nodes_stop(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        if !ctx.target.capabilities().karpenter {
+            return StepResult::skipped(
+                "the cluster serves no karpenter.sh API: node growth cannot be observed",
+            );
+        }
+        let model = ctx.model();
+        let e = model.burst(messages(ctx));
+        let (peak, most) = (e.peak_replicas, e.nodes_max + ctx.nodes_before_load);
+        let Some(recorder) = ctx.recorder.as_ref() else {
+            return StepResult::failed("the recorder is not running", []);
+        };
+        let all_running = Expect::new(format!("{peak} consumer pods Running"), move |o| {
+            o.running >= peak
+        });
+        let within = model.timeouts(messages(ctx)).nodes_grow;
+        if let Err(failure) =
+            crate::observe::eventually(recorder, &all_running, ctx.real(within)).await
+        {
+            return StepResult::failed(
+                format!(
+                    "expected {} within {} s",
+                    all_running.description,
+                    within.as_secs()
+                ),
+                failure.lines(),
+            );
+        }
+        let pool = ctx.names.nodepool.clone();
+        let bounded = Expect::new(
+            format!("nodes of NodePool {pool} <= {most} (the model's most for {peak} pods)"),
+            move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= most,
+        );
+        let window = model.scaling.polling * 2;
+        match consistently(recorder, &bounded, ctx.real(window)).await {
+            Ok(()) => StepResult::passed([format!(
+                "every pod Running; nodes held at most {most} for {} s",
+                window.as_secs()
+            )]),
+            Err(failure) => StepResult::failed(
+                format!(
+                    "the NodePool grew past what the pods need: expected {}",
+                    bounded.description
+                ),
+                failure.lines(),
+            ),
+        }
+    })
+}
+
+/// After the drain, replicas reach 0 within the cooldown plus a poll, and the nodes go.
+pub fn scale_to_zero() -> Scenario {
+    let settings = FlowSettings {
+        messages: 200,
+        ..FlowSettings::default()
+    };
+    scenario(
+        "flow::scale_to_zero",
+        settings,
+        vec![
+            Step::new("load: producer burst", S(600), load),
+            Step::new(
+                "scale: replicas reach the modelled peak",
+                S(7200),
+                scale_out,
+            ),
+            Step::new("scale: queue drains to 0", S(7200), drained),
+            Step::new(
+                "scale to zero: replicas 0 within the cooldown and a poll",
+                S(7200),
+                zero_after_drain,
+            ),
+            Step::new("scale: new nodes are removed", S(7200), nodes_removed),
+            Step::new(
+                "verify: every message processed exactly once",
+                S(120),
+                verify,
+            ),
+        ],
+    )
+}
+
+fn zero_after_drain(ctx: &mut Context) -> StepFuture<'_> {
+    let model = ctx.model();
+    let e = model.burst(messages(ctx));
+    // KS-5: one poll when cooldown < polling; the HPA sync and pod termination add a little.
+    let within = e.scale_to_zero_within + model.timing.hpa_sync;
+    let line = format!(
+        "cooldown {} s, polling {} s: minReplicaCount 0 within {} s of the drain",
+        model.scaling.cooldown.as_secs(),
+        model.scaling.polling.as_secs(),
+        e.scale_to_zero_within.as_secs()
+    );
+    let expect = Expect::new("desired replicas = 0 and no consumer pod running", |o| {
+        o.desired == 0 && o.running == 0
+    });
+    wait_modelled(ctx, expect, within, line)
+}
+
+/// The walkthrough's configuration can strand messages: reproduced on the twin's virtual
+/// clock (deterministic), reported as a finding with the fix.
+pub fn tail_below_activation() -> Scenario {
+    Scenario {
+        name: "flow::tail".to_owned(),
+        settings: FlowSettings::default(),
+        steps: vec![Step::new(
+            "finding: messages stranded below activationQueueLength",
+            S(60),
+            stranded_tail,
+        )],
+        cleanup: Vec::new(),
+    }
+}
+
+fn stranded_tail(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let model = ctx.model();
+        let bound = model.burst(1000).max_stranded;
+        if bound == 0 {
+            return StepResult::passed([
+                "minReplicaCount > 0 or activationQueueLength 0: nothing can be stranded"
+                    .to_owned(),
+            ]);
+        }
+        let so = serde_json::json!({
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "aws2az-queue-scaleobj"},
+            "spec": {
+                "scaleTargetRef": {"name": "aqs-app"},
+                "minReplicaCount": ctx.settings.min_replicas,
+                "maxReplicaCount": ctx.settings.max_replicas,
+                "pollingInterval": ctx.settings.polling_interval,
+                "cooldownPeriod": ctx.settings.cooldown_period,
+                "triggers": [{"type": "azure-queue", "metadata": {
+                    "queueName": "aws2azmsgs",
+                    "queueLength": ctx.settings.queue_length.to_string(),
+                    "activationQueueLength": ctx.settings.activation_queue_length.to_string(),
+                }}],
+            },
+        });
+        // Look for a burst size whose drain leaves a tail at the deciding poll.
+        for messages in 1000..1200u64 {
+            let input = edw_twin::simulate::SimulationInput {
+                params: edw_twin::params::TwinParams::default(),
+                profile: edw_twin::queue::LoadProfile::burst(30.0, messages),
+                scaled_object: Some(so.clone()),
+                duration: 900.0,
+            };
+            let report = match edw_twin::simulate::simulate(&input) {
+                Ok(report) => report,
+                Err(e) => {
+                    return StepResult::failed(format!("the twin could not simulate: {e}"), [])
+                }
+            };
+            let left = report.left_on_queue;
+            if left > 0 && left <= bound && report.samples.last().is_some_and(|s| s.replicas == 0) {
+                ctx.property("finding.stranded_tail.messages", left);
+                return StepResult::passed([
+                    format!("FINDING (risk): minReplicaCount 0 with activationQueueLength {bound} strands up to {bound} messages at 0 replicas until new traffic arrives"),
+                    format!("reproduced on the twin's virtual clock (SIMULATED): a burst of {messages} leaves {left} messages on the queue at 0 replicas, still there at 900 s"),
+                    "fix: activationQueueLength 0, or minReplicaCount 1 (scenario flow::tail_fixed proves the first drains)".to_owned(),
+                ]);
+            }
+        }
+        StepResult::failed(format!("the model says up to {bound} messages can be stranded, but no burst of 1000..1200 reproduced it on the twin"), [])
+    })
+}
+
+/// The fix for the stranded tail: activationQueueLength 0 drains every message.
+pub fn tail_fixed() -> Scenario {
+    let settings = FlowSettings {
+        messages: 1080,
+        activation_queue_length: 0,
+        ..FlowSettings::default()
+    };
+    scenario(
+        "flow::tail_fixed",
+        settings,
+        vec![
+            Step::new("load: producer burst", S(600), load),
+            Step::new("scale: queue drains to 0", S(7200), drained),
+            Step::new(
+                "scale: replicas return to minReplicaCount",
+                S(7200),
+                scaled_in,
+            ),
+            Step::new(
+                "tail: nothing left on the queue at 0 replicas",
+                S(600),
+                nothing_left,
+            ),
+            Step::new(
+                "verify: every message processed exactly once",
+                S(120),
+                verify,
+            ),
+        ],
+    )
+}
+
+fn nothing_left(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let window = ctx.model().scaling.polling * 2;
+        let Some(recorder) = ctx.recorder.as_ref() else {
+            return StepResult::failed("the recorder is not running", []);
+        };
+        let expect = Expect::new("queue depth = 0 at 0 replicas", |o| {
+            o.queue == Some(0) && o.desired == 0
+        });
+        match consistently(recorder, &expect, ctx.real(window)).await {
+            Ok(()) => StepResult::passed([format!(
+                "empty queue at 0 replicas for {} s",
+                window.as_secs()
+            )]),
+            Err(failure) => StepResult::failed("messages were left on the queue", failure.lines()),
+        }
+    })
+}
+
+/// Malformed messages end in the poison queue; the rest drain, each once.
+pub fn poison() -> Scenario {
+    let settings = FlowSettings {
+        messages: 200,
+        ..FlowSettings::default()
+    };
+    scenario(
+        "flow::poison",
+        settings,
+        vec![
+            Step::new("load: producer burst", S(600), load),
+            Step::new("load: malformed messages", S(120), malformed),
+            Step::new("scale: queue drains to 0", S(7200), drained),
+            Step::new(
+                "poison: malformed messages are in the poison queue",
+                S(600),
+                poisoned,
+            ),
+            Step::new(
+                "verify: every message processed exactly once",
+                S(120),
+                verify,
+            ),
+        ],
+    )
+}
+
+const MALFORMED: &[&str] = &[
+    "this is not JSON",
+    r#"{"msg": "no stamp"}"#,
+    r#"{"srcStamp": "no msg"}"#,
+    "[1, 2, 3]",
+    r#"{"msg": 7, "srcStamp": "x"}"#,
+];
+
+fn malformed(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let queue = ctx.target.storage().queue(&ctx.names.queue);
+        for text in MALFORMED {
+            if let Err(e) = queue.send(text).await {
+                return StepResult::failed(e.to_string(), []);
+            }
+        }
+        StepResult::passed([format!("{} malformed messages sent", MALFORMED.len())])
+    })
+}
+
+fn poisoned(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let poison = ctx.target.storage().queue(&ctx.names.poison);
+        let expected = MALFORMED.len() as u64;
+        let result = poll_until(ctx.real(S(300)), || async {
+            match poison.approximate_count().await {
+                Ok(n) if n == expected => Ok(n),
+                Ok(n) => Err(format!("{n} in the poison queue")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+        match result {
+            Ok(n) => StepResult::passed([format!(
+                "expected {expected} messages in {}; found {n}",
+                ctx.names.poison
+            )]),
+            Err(last) => StepResult::failed(
+                format!("expected {expected} messages in the poison queue: {last}"),
+                [],
+            ),
+        }
+    })
+}
+
+/// Consumer pods killed mid-drain: every message is still processed exactly once.
+pub fn consumer_restart() -> Scenario {
+    let settings = FlowSettings {
+        messages: 500,
+        ..FlowSettings::default()
+    };
+    scenario(
+        "flow::consumer_restart",
+        settings,
+        vec![
+            Step::new("load: producer burst", S(600), load),
+            Step::new(
+                "restart: consumer pods killed twice mid-drain",
+                S(7200),
+                kill_pods,
+            ),
+            Step::new("scale: queue drains to 0", S(7200), drained),
+            Step::new(
+                "scale: replicas return to minReplicaCount",
+                S(7200),
+                scaled_in,
+            ),
+            Step::new(
+                "verify: every message processed exactly once",
+                S(120),
+                verify,
+            ),
+        ],
+    )
+}
+
+fn kill_pods(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
+        let within = ctx.real(ctx.model().timeouts(messages(ctx)).nodes_grow);
+        let mut details = Vec::new();
+        let mut killed: Vec<String> = Vec::new();
+        for round in 1..=2 {
+            let killed_before = killed.clone();
+            let running = poll_until(within, || async {
+                let list = pods
+                    .list(&ListParams::default().labels("app=aqs-reader"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let names: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter(|p| {
+                        p.metadata.deletion_timestamp.is_none()
+                            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    })
+                    .filter_map(|p| p.metadata.name.clone())
+                    // The next round kills the replacements, not pods already killed.
+                    .filter(|n| !killed_before.contains(n))
+                    .collect();
+                if names.len() >= 3 {
+                    Ok(names)
+                } else {
+                    Err(format!("{} consumer pods Running", names.len()))
+                }
+            })
+            .await;
+            let names = match running {
+                Ok(names) => names,
+                Err(last) => {
+                    return StepResult::failed(
+                        format!("round {round}: no consumer pods to kill: {last}"),
+                        details,
+                    )
+                }
+            };
+            for name in &names {
+                if let Err(e) = pods
+                    .delete(name, &DeleteParams::default().grace_period(0))
+                    .await
+                {
+                    return StepResult::failed(format!("deleting pod {name}: {e}"), details);
+                }
+            }
+            details.push(format!(
+                "round {round}: killed {} running consumer pods",
+                names.len()
+            ));
+            killed.extend(names);
+        }
+        StepResult::passed(details)
+    })
+}
