@@ -269,3 +269,57 @@ async fn keep_on_failure_keeps_the_resources_and_says_how_to_remove_them() {
         "kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_that_cannot_meet_its_drain_target_fails_naming_the_setting() {
+    let (target, config) = local_target().await;
+    let mut scenario = flow::burst();
+    scenario.settings = FlowSettings {
+        max_replicas: 2,
+        messages: 1000,
+        drain_target: Some(Duration::from_secs(120)),
+        ..FlowSettings::default()
+    };
+    let mut context = Context::new(target.clone(), config, scenario.settings.clone());
+    let report = run(
+        &scenario,
+        &mut context,
+        &RunOptions::default(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(!report.passed());
+    let failed: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|s| s.outcome.is_failed())
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", report.steps);
+    assert_eq!(failed[0].name, "scale: queue drains to 0");
+    match &failed[0].outcome {
+        Outcome::Failed { message } => {
+            assert!(
+                message.contains(
+                    "maxReplicaCount 2 cannot drain 1000 messages within the drain target of 120 s"
+                ),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // The report's findings say the same, before anything ran.
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.id == "drain-target" && f.message.contains("maxReplicaCount 2")),
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        report.findings.iter().any(|f| f.id == "stranded-tail"),
+        "{:?}",
+        report.findings
+    );
+    assert!(report.cleanup.iter().all(|s| s.outcome == Outcome::Passed));
+}

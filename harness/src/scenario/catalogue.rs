@@ -396,6 +396,14 @@ fn stranded_tail(ctx: &mut Context) -> StepFuture<'_> {
             let left = report.left_on_queue;
             if left > 0 && left <= bound && report.samples.last().is_some_and(|s| s.replicas == 0) {
                 ctx.property("finding.stranded_tail.messages", left);
+                ctx.findings.push(crate::findings::Finding {
+                    id: "stranded-tail".to_owned(),
+                    severity: crate::findings::Severity::Risk,
+                    subject: "ScaledObject aws2az-queue-scaleobj: spec.minReplicaCount with spec.triggers[0].metadata.activationQueueLength".to_owned(),
+                    message: format!("minReplicaCount 0 with activationQueueLength {bound}: KEDA deactivates with up to {bound} messages left"),
+                    consequence: format!("reproduced on the twin's virtual clock: a burst of {messages} leaves {left} messages at 0 replicas until new traffic arrives"),
+                    fix: "activationQueueLength 0, or minReplicaCount 1".to_owned(),
+                });
                 return StepResult::passed([
                     format!("FINDING (risk): minReplicaCount 0 with activationQueueLength {bound} strands up to {bound} messages at 0 replicas until new traffic arrives"),
                     format!("reproduced on the twin's virtual clock (SIMULATED): a burst of {messages} leaves {left} messages on the queue at 0 replicas, still there at 900 s"),

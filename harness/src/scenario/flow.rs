@@ -376,6 +376,7 @@ pub(super) fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
             Ok(objects) => objects,
             Err(e) => return StepResult::failed(e.to_string(), []),
         };
+        record_findings(ctx, &objects);
         let client = ctx.target.client();
         match apply(&client, &objects).await {
             Ok(applied) => ctx.applied.extend(applied),
@@ -383,6 +384,24 @@ pub(super) fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
         }
         check_scaled_object(ctx).await
     })
+}
+
+/// The configuration's findings (stranded tail, cooldown, NodePool limits, …) for the report.
+fn record_findings(ctx: &mut Context, objects: &[serde_json::Value]) {
+    let Some(so) = objects.iter().find(|o| o["kind"] == "ScaledObject") else {
+        return;
+    };
+    let mut inputs = crate::findings::CheckInputs::new(so.clone());
+    inputs.nodepool = render("default-pool.yaml", &ctx.template_vars())
+        .ok()
+        .and_then(|p| p.into_iter().next());
+    inputs.burst = Some(ctx.settings.messages);
+    inputs.drain_target = ctx.settings.drain_target;
+    inputs.timing = ctx.target.timing();
+    match crate::findings::check(&inputs) {
+        Ok(findings) => ctx.findings = findings,
+        Err(e) => ctx.progress(&format!("findings could not be computed: {e}")),
+    }
 }
 
 /// The ScaledObject is Ready and KEDA's HPA has the expected min and max.
