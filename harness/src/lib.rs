@@ -4,6 +4,7 @@
 //! Azure Storage SDK ([`storage`]), an embedded real Azurite ([`azurite`]), the sample's
 //! producer and consumer ([`workload`]), secret redaction ([`secrets`]) and the `edw` CLI
 //! ([`cli`]).
+pub mod arm;
 pub mod azurite;
 pub mod cli;
 pub mod config;

@@ -66,6 +66,9 @@ pub enum Command {
     /// Run the sample's flow (deploy, validate, load, scale, verify, cleanup) on a target and
     /// write the reports.
     Run(RunArgs),
+    /// Benchmarks: producer and consumer against Azurite's ceiling, observation latency, the
+    /// full local flow, the twin; writes reports/bench.md.
+    Bench(BenchArgs),
     /// Phase 1 of the flow alone: queue, table and manifests, then the walkthrough's checks.
     Deploy(PhaseArgs),
     /// Re-check what the walkthrough validates (KEDA pods, NodePool, ScaledObject and HPA).
@@ -103,6 +106,22 @@ pub struct RunArgs {
     /// Print the reports' JSON timeline path and the summary only (no live progress).
     #[arg(long)]
     pub plain: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Messages per throughput measurement (keep under ~3,000: Azurite's sweep stalls beyond).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3000))]
+    pub messages: u64,
+    /// How long to measure the harness's overhead while it waits (the goal is stated for 5 minutes).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub idle: Duration,
+    /// Also run the 1,000-node / 100,000-pod twin scale-out (about 2 minutes).
+    #[arg(long)]
+    pub full: bool,
+    /// Where to write bench.md.
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -128,18 +128,11 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
         started,
         scale,
     } = sink;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &subject.namespace);
-    let mut changes = match pods
-        .watch(&WatchParams::default().labels(&subject.pod_selector), "0")
-        .await
-    {
-        Ok(stream) => Some(stream.boxed()),
-        Err(error) => {
-            tracing::debug!(%error, "pod watch unavailable; the recorder polls");
-            None
-        }
-    };
+    let mut changes = open_watches(&client, &subject).await;
     loop {
+        if changes.is_none() {
+            changes = open_watches(&client, &subject).await;
+        }
         let mut observation = sample(&client, &subject).await;
         observation.t = started.elapsed().as_secs_f64() * scale;
         {
@@ -164,12 +157,40 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
                     None => std::future::pending().await,
                 }
             } => {
-                match event {
-                    // A watch that ended or failed: fall back to polling.
-                    None | Some(Err(_)) | Some(Ok(WatchEvent::Error(_))) => changes = None,
-                    Some(Ok(_)) => {}
+                // A watch that ended or failed: poll until it is open again.
+                if event != Some(true) {
+                    changes = None;
                 }
             }
+        }
+    }
+}
+
+/// `true` for a change, `false` when a watch reported an error.
+type Changes = futures::stream::BoxStream<'static, bool>;
+
+/// Watches on the consumer's pods and its Deployment, merged; `None` when the API refuses.
+async fn open_watches(client: &kube::Client, subject: &Subject) -> Option<Changes> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &subject.namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &subject.namespace);
+    let pod_events = pods
+        .watch(&WatchParams::default().labels(&subject.pod_selector), "0")
+        .await;
+    let deployment_events = deployments
+        .watch(
+            &WatchParams::default().fields(&format!("metadata.name={}", subject.deployment)),
+            "0",
+        )
+        .await;
+    match (pod_events, deployment_events) {
+        (Ok(p), Ok(d)) => {
+            let p = p.map(|e| matches!(e, Ok(ev) if !matches!(ev, WatchEvent::Error(_))));
+            let d = d.map(|e| matches!(e, Ok(ev) if !matches!(ev, WatchEvent::Error(_))));
+            Some(futures::stream::select(p, d).boxed())
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::debug!(%error, "watches unavailable; the recorder polls");
+            None
         }
     }
 }
@@ -178,7 +199,12 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
 pub async fn sample(client: &kube::Client, subject: &Subject) -> Observation {
     let mut observation = Observation::default();
     if let Some(queue) = &subject.queue {
-        observation.queue = queue.approximate_count().await.ok();
+        // Azurite's in-memory sweep can stall the queue service for seconds: the rest of the
+        // observation must not wait for it (the depth is then unknown for this sample).
+        observation.queue = tokio::time::timeout(Duration::from_secs(1), queue.approximate_count())
+            .await
+            .ok()
+            .and_then(Result::ok);
     }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &subject.namespace);
     if let Ok(Some(deployment)) = deployments.get_opt(&subject.deployment).await {

@@ -1,6 +1,7 @@
 //! One file per `edw` command; [`run`] dispatches.
 
 mod azurite;
+mod bench;
 pub(crate) mod check_config;
 mod config;
 mod consume;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Config => config::run(&cli.global),
         Command::CheckConfig(args) => check_config::run(&cli.global, &args),
         Command::Run(args) => run::run(&cli.global, &args, cancel).await,
+        Command::Bench(args) => bench::run(&cli.global, &args, cancel).await,
         Command::Deploy(args) => phase::run("deploy", &cli.global, &args, cancel).await,
         Command::Validate(args) => phase::run("validate", &cli.global, &args, cancel).await,
         Command::Load(args) => phase::run("load", &cli.global, &args, cancel).await,
