@@ -92,9 +92,15 @@ pub async fn run(
     // 1. Azurite's ceiling: the fastest put stream this benchmark can drive (64 in flight,
     // tiny messages), then the producer, then the sample's pattern (a new client per message).
     eprintln!("measuring Azurite's put ceiling…");
-    let ceiling = put_rate(&storage, n, 64)
-        .await
-        .map_err(Failure::environment)?;
+    // The best of several concurrency levels: the fastest stream this benchmark can drive.
+    let mut ceiling: f64 = 0.0;
+    for in_flight in [16, 32, 64] {
+        ceiling = ceiling.max(
+            put_rate(&storage, n, in_flight)
+                .await
+                .map_err(Failure::environment)?,
+        );
+    }
     eprintln!("measuring the producer…");
     let queue = storage.queue(&run_queue_name("bench"));
     queue.create().await.map_err(Failure::environment)?;
@@ -106,7 +112,10 @@ pub async fn run(
         "producer into Azurite (32 in flight)",
         format!("{producer:.0} msg/s"),
         format!("ceiling {ceiling:.0} msg/s"),
-        format!("{:.0}% (goal ≥ 90%)", 100.0 * producer / ceiling),
+        format!(
+            "{:.0}% (goal ≥ 90%)",
+            100.0 * producer / ceiling.max(producer)
+        ),
     ));
     eprintln!("measuring the sample's producer pattern…");
     let sample = sample_pattern_rate(&storage, 100.min(n))
