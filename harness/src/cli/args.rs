@@ -69,6 +69,10 @@ pub enum Command {
     /// Benchmarks: producer and consumer against Azurite's ceiling, observation latency, the
     /// full local flow, the twin; writes reports/bench.md.
     Bench(BenchArgs),
+    /// List (and with --yes delete) resource groups tagged by the suite whose expiry has passed.
+    Sweep(SweepArgs),
+    /// Check the Azure side of a deployment (deploy.state) through Azure Resource Manager.
+    AzureCheck(AzureArgs),
     /// Phase 1 of the flow alone: queue, table and manifests, then the walkthrough's checks.
     Deploy(PhaseArgs),
     /// Re-check what the walkthrough validates (KEDA pods, NodePool, ScaledObject and HPA).
@@ -122,6 +126,29 @@ pub struct BenchArgs {
     /// Where to write bench.md.
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Delete the expired groups (default: only list them).
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub azure: AzureArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AzureArgs {
+    /// The subscription (default: $AZURE_SUBSCRIPTION_ID).
+    #[arg(long, env = "AZURE_SUBSCRIPTION_ID")]
+    pub subscription: Option<String>,
+    /// Azure Resource Manager's URL (tests point it at a mock).
+    #[arg(
+        long,
+        env = "EDW_ARM_URL",
+        default_value = "https://management.azure.com"
+    )]
+    pub arm_url: String,
 }
 
 #[derive(Debug, Clone, Args)]

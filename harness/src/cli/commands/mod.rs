@@ -1,5 +1,6 @@
 //! One file per `edw` command; [`run`] dispatches.
 
+mod azure;
 mod azurite;
 mod bench;
 pub(crate) mod check_config;
@@ -31,6 +32,8 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::CheckConfig(args) => check_config::run(&cli.global, &args),
         Command::Run(args) => run::run(&cli.global, &args, cancel).await,
         Command::Bench(args) => bench::run(&cli.global, &args, cancel).await,
+        Command::Sweep(args) => azure::sweep(&args).await,
+        Command::AzureCheck(args) => azure::check(&cli.global, &args).await,
         Command::Deploy(args) => phase::run("deploy", &cli.global, &args, cancel).await,
         Command::Validate(args) => phase::run("validate", &cli.global, &args, cancel).await,
         Command::Load(args) => phase::run("load", &cli.global, &args, cancel).await,
