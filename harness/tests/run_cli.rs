@@ -68,6 +68,11 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_during_a_run_still_cleans_up() {
+    interrupted_run_cleans_up("-INT").await;
+}
+
+/// Runs `edw run` until its first scale step, sends `signal`, and checks the cleanup.
+async fn interrupted_run_cleans_up(signal: &str) {
     let env = Env::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut child = edw(&env, dir.path())
@@ -88,9 +93,8 @@ async fn sigint_during_a_run_still_cleans_up() {
             ));
         }
         if line.starts_with("step scale: replicas reach the modelled peak") {
-            // Mid-flow: pods are scaling out and the queue is full.
             assert!(Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
+                .args([signal, &child.id().to_string()])
                 .status()
                 .unwrap()
                 .success());
@@ -100,7 +104,7 @@ async fn sigint_during_a_run_still_cleans_up() {
         }
     }
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "interrupted");
+    assert_eq!(status.code(), Some(130), "interrupted by {signal}");
     let (queue, poison, table) = names.expect("the run printed its resource names");
     assert!(
         !env.storage.queue(&queue).exists().await.unwrap(),
@@ -119,9 +123,55 @@ async fn sigint_during_a_run_still_cleans_up() {
             .is_not_found(),
         "table left behind"
     );
-    let junit = std::fs::read_to_string(dir.path().join("flow-burst-local/junit.xml")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_run_still_cleans_up() {
+    interrupted_run_cleans_up("-TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_run_timeout_stops_the_flow_and_still_cleans_up() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = edw(&env, dir.path())
+        .args(["--messages", "1500", "--timeout", "4s"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a run stopped by its deadline failed\n{stdout}\n{stderr}"
+    );
     assert!(
-        junit.contains("interrupted"),
-        "the interrupted step is reported"
+        stdout.contains("interrupted (Ctrl-C, SIGTERM or the run's deadline)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   delete Kubernetes objects")
+            && stdout.contains("ok   delete queue, poison queue and table"),
+        "{stdout}"
+    );
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("run resources: "))
+        .expect("names");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        !env.storage.queue(words[3]).exists().await.unwrap(),
+        "queue left behind"
+    );
+    assert!(
+        env.storage
+            .table(words[7])
+            .count(None)
+            .await
+            .unwrap_err()
+            .is_not_found(),
+        "table left behind"
     );
 }
