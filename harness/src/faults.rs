@@ -39,8 +39,9 @@ struct State {
     faults_injected: AtomicU64,
     /// Faults for the next requests, in order.
     queued: Mutex<VecDeque<Fault>>,
-    /// A fault applied to every request after the queued ones, with a 1-in-N rate.
-    every: Mutex<Option<(u64, Fault)>>,
+    /// Faults applied after the queued ones, each to one request in N (the first rule that
+    /// matches the request's number wins).
+    every: Mutex<Vec<(u64, Fault)>>,
 }
 
 /// A running proxy; it stops when dropped.
@@ -117,7 +118,16 @@ impl FaultProxy {
     /// Applies `fault` to one request in `one_in` from now on (`None` stops it). The choice is
     /// by request count, so a run is repeatable.
     pub fn fail_every(&self, rule: Option<(u64, Fault)>) {
-        *self.state.every.lock().unwrap_or_else(|p| p.into_inner()) = rule;
+        *self.state.every.lock().unwrap_or_else(|p| p.into_inner()) = rule.into_iter().collect();
+    }
+
+    /// Adds a rule: `fault` for one request in `one_in` (rules added earlier win).
+    pub fn also_every(&self, one_in: u64, fault: Fault) {
+        self.state
+            .every
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((one_in, fault));
     }
 }
 
@@ -178,8 +188,8 @@ async fn handle(
         queued.or_else(|| {
             let every = state.every.lock().unwrap_or_else(|p| p.into_inner());
             every
-                .as_ref()
-                .filter(|(one_in, _)| *one_in > 0 && number.is_multiple_of(*one_in))
+                .iter()
+                .find(|(one_in, _)| *one_in > 0 && number.is_multiple_of(*one_in))
                 .map(|(_, fault)| fault.clone())
         })
     };
