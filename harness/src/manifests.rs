@@ -168,6 +168,36 @@ fn api_for(
     }
 }
 
+/// The references `apply` would record for `objects` (written to the run's ledger before
+/// they are applied, so a crashed run can be cleaned).
+pub fn planned(objects: &[Value]) -> Vec<Applied> {
+    objects
+        .iter()
+        .filter_map(|object| {
+            let api_version = object.get("apiVersion").and_then(Value::as_str)?.to_owned();
+            let kind = object.get("kind").and_then(Value::as_str)?.to_owned();
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)?
+                .to_owned();
+            let (_, namespaced) = resource_of(&api_version, &kind)?;
+            let namespace = namespaced.then(|| {
+                object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_owned()
+            });
+            Some(Applied {
+                api_version,
+                kind,
+                namespace,
+                name,
+            })
+        })
+        .collect()
+}
+
 /// Server-side applies `objects` (field manager `edw`), in order.
 pub async fn apply(
     client: &kube::Client,

@@ -188,3 +188,88 @@ async fn capabilities_are_detected_from_the_served_api_groups() {
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_run_is_cleaned_from_its_ledger() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let azurite = |c: &mut Command| {
+        c.env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
+            .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
+            .env_remove("EDW_TARGET")
+            .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
+            .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+            .current_dir(std::env::temp_dir());
+    };
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
+    serve
+        .args(["twin", "serve", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped());
+    azurite(&mut serve);
+    let mut served = KillOnDrop(serve.spawn().unwrap());
+    for line in BufReader::new(served.0.stdout.take().unwrap()).lines() {
+        if line.unwrap().starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let mut run = Command::new(env!("CARGO_BIN_EXE_edw"));
+    run.args([
+        "run",
+        "--target",
+        "kube",
+        "--plain",
+        "--messages",
+        "500",
+        "--report-dir",
+    ])
+    .arg(dir.path())
+    .env("KUBECONFIG", &kubeconfig)
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null());
+    azurite(&mut run);
+    let mut child = KillOnDrop(run.spawn().unwrap());
+    let mut queue = None;
+    for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("run resources: ") {
+            queue = rest.split_whitespace().nth(3).map(str::to_owned);
+        }
+        if line.starts_with("step scale: replicas reach the modelled peak") {
+            // A crash: no cleanup runs.
+            child.0.kill().unwrap();
+            break;
+        }
+    }
+    let _ = child.0.wait();
+    let queue = queue.expect("the run printed its queue");
+    assert!(
+        env.storage.queue(&queue).exists().await.unwrap(),
+        "the crashed run left its queue"
+    );
+
+    let mut cleanup = Command::new(env!("CARGO_BIN_EXE_edw"));
+    cleanup
+        .args(["cleanup", "--target", "kube", "--run-state"])
+        .arg(dir.path().join("edw-run.state"))
+        .env("KUBECONFIG", &kubeconfig);
+    azurite(&mut cleanup);
+    let output = cleanup.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ok   delete Kubernetes objects")
+            && stdout.contains("ok   delete queue, poison queue and table"),
+        "{stdout}"
+    );
+    assert!(
+        !env.storage.queue(&queue).exists().await.unwrap(),
+        "queue {queue} left behind"
+    );
+}

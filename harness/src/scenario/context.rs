@@ -112,6 +112,9 @@ pub struct Context {
     pub current_properties: Vec<(String, String)>,
     /// Configuration findings for the report (see [`crate::findings`]).
     pub findings: Vec<crate::findings::Finding>,
+    /// Where the run records what it creates, before creating it (a crashed run is then
+    /// cleaned by `edw cleanup --run-state <ledger>`).
+    pub ledger: Option<std::path::PathBuf>,
     progress: Option<ProgressSink>,
     timeline: Vec<Observation>,
 }
@@ -133,6 +136,7 @@ impl Context {
             created_storage: false,
             current_properties: Vec::new(),
             findings: Vec::new(),
+            ledger: None,
             progress: None,
             timeline: Vec::new(),
         }
@@ -232,6 +236,15 @@ impl Context {
             crate::model::NodePoolSettings::default(),
             self.target.timing(),
         )
+    }
+
+    /// Records the run's names and what it created (or is about to) in the ledger.
+    pub fn write_ledger(&self) {
+        if let Some(path) = &self.ledger {
+            if let Err(e) = super::run_state::save(self, path) {
+                self.progress(&format!("warning: {e}"));
+            }
+        }
     }
 
     /// The diagnostic bundle.

@@ -165,6 +165,9 @@ pub(super) fn deploy(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let storage = ctx.target.storage();
         let names = ctx.names.clone();
+        // The ledger first: a run that dies from here on is cleaned from it.
+        ctx.created_storage = true;
+        ctx.write_ledger();
         for (what, result) in [
             ("queue", storage.queue(&names.queue).create().await),
             ("poison queue", storage.queue(&names.poison).create().await),
@@ -195,14 +198,17 @@ pub(super) fn deploy(ctx: &mut Context) -> StepFuture<'_> {
                 Ok(objects) => objects,
                 Err(e) => return StepResult::failed(e.to_string(), details),
             };
+            for planned in crate::manifests::planned(&objects) {
+                if !ctx.applied.contains(&planned) {
+                    ctx.applied.push(planned);
+                }
+            }
+            ctx.write_ledger();
             match apply(&ctx.target.client(), &objects).await {
                 Ok(applied) => {
                     for a in &applied {
                         details.push(format!("applied {} {}", a.kind, a.name));
                     }
-                    // The NodePool `default` may be AKS's own: only a run that applied it into a
-                    // cluster without one removes it (the twin starts without one).
-                    ctx.applied.extend(applied);
                 }
                 Err(e) => return StepResult::failed(e.to_string(), details),
             }
@@ -377,10 +383,15 @@ pub(super) fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
             Err(e) => return StepResult::failed(e.to_string(), []),
         };
         record_findings(ctx, &objects);
+        for planned in crate::manifests::planned(&objects) {
+            if !ctx.applied.contains(&planned) {
+                ctx.applied.push(planned);
+            }
+        }
+        ctx.write_ledger();
         let client = ctx.target.client();
-        match apply(&client, &objects).await {
-            Ok(applied) => ctx.applied.extend(applied),
-            Err(e) => return StepResult::failed(e.to_string(), []),
+        if let Err(e) = apply(&client, &objects).await {
+            return StepResult::failed(e.to_string(), []);
         }
         check_scaled_object(ctx).await
     })
@@ -479,6 +490,7 @@ pub(super) fn load(ctx: &mut Context) -> StepFuture<'_> {
                     report.rate()
                 );
                 ctx.produced = Some(report);
+                ctx.write_ledger();
                 StepResult::passed([line])
             }
             Ok(report) => {
@@ -488,6 +500,7 @@ pub(super) fn load(ctx: &mut Context) -> StepFuture<'_> {
                     ctx.settings.messages
                 );
                 ctx.produced = Some(report);
+                ctx.write_ledger();
                 StepResult::failed(message, [])
             }
             Err(e) => StepResult::failed(e.to_string(), []),

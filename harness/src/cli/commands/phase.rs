@@ -49,6 +49,7 @@ pub async fn run(
             )));
         }
     }
+    context.ledger = Some(args.run_state.clone());
     let report = run_scenario(&scenario, &mut context, &RunOptions::default(), cancel).await;
     run_state::save(&context, &args.run_state).map_err(Failure::environment)?;
     println!("{} on {}", report.scenario, report.target.description);

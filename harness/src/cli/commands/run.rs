@@ -34,8 +34,23 @@ pub async fn run(
     };
     let progress = Progress::new(live);
     let sink = progress.clone();
+    let ledger = args.report_dir.join("edw-run.state");
     let mut context = Context::new(target.clone(), config, settings)
         .with_progress(Arc::new(move |line: &str| sink.line(line)));
+    context.ledger = Some(ledger.clone());
+    if kind == TargetKind::Local {
+        eprintln!(
+            "ledger: {} (the local twin and an embedded Azurite end with this process)",
+            ledger.display()
+        );
+    } else {
+        eprintln!(
+            "ledger: {} (`edw cleanup --target {} --run-state {}` cleans a crashed run)",
+            ledger.display(),
+            kind.name(),
+            ledger.display()
+        );
+    }
     let ticker = progress.watch_recorder_of(&context);
     let options = RunOptions {
         keep_on_failure: args.keep_on_failure,
