@@ -31,6 +31,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "scaledobject.yaml",
         include_str!("../../fixtures/manifests/scaledobject.yaml"),
     ),
+    (
+        "storage-secret.yaml",
+        include_str!("../../fixtures/manifests/storage-secret.yaml"),
+    ),
+    (
+        "consumer-deployment-connection.yaml",
+        include_str!("../../fixtures/manifests/consumer-deployment-connection.yaml"),
+    ),
+    (
+        "scaledobject-connection.yaml",
+        include_str!("../../fixtures/manifests/scaledobject-connection.yaml"),
+    ),
 ];
 
 /// Why a manifest could not be rendered or applied.

@@ -81,6 +81,16 @@ async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
         junit.contains("[simulated]") && junit.contains("[kube]"),
         "{junit}"
     );
+    // Storage by connection string (as on kind with Azurite): a Secret for pods and KEDA, whose
+    // value never reaches a report.
+    assert!(
+        junit.contains("applied Secret edw-storage-connection"),
+        "{junit}"
+    );
+    assert!(
+        !junit.contains("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1"),
+        "the key leaked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -636,3 +636,52 @@ fn the_workflows_pass_actionlint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every `target/<profile>/edw …` command line in the workflows and scripts, as its arguments.
+fn edw_invocations() -> Vec<(String, Vec<String>)> {
+    let mut files: Vec<PathBuf> = WORKFLOWS
+        .iter()
+        .map(|f| ci_dir().join("workflows").join(f))
+        .collect();
+    files.extend(SCRIPTS.iter().map(|s| ci_dir().join(s)));
+    let mut found = Vec::new();
+    for path in files {
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for line in text.lines() {
+            for prefix in ["target/release/edw ", "target/debug/edw "] {
+                let Some(at) = line.find(prefix) else {
+                    continue;
+                };
+                let rest = &line[at + prefix.len()..];
+                let end = rest.find(['|', ';', '&', '#', '`']).unwrap_or(rest.len());
+                let args = rest[..end].split_whitespace().map(str::to_owned).collect();
+                found.push((format!("{}: {}", path.display(), line.trim()), args));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_edw_command_in_ci_is_one_the_cli_accepts() {
+    let invocations = edw_invocations();
+    assert!(
+        !invocations.is_empty(),
+        "no `target/release/edw` command found in ci/: the parser above needs updating"
+    );
+    for (place, args) in invocations {
+        // `--help` after the arguments: clap parses them first, so an unknown subcommand or
+        // flag fails here the way it would fail in CI, and nothing talks to Azure.
+        let out = Command::new(env!("CARGO_BIN_EXE_edw"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .expect("run edw");
+        assert!(
+            out.status.success(),
+            "{place}: edw rejects these arguments:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

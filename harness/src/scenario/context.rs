@@ -88,6 +88,16 @@ impl Default for FlowSettings {
     }
 }
 
+/// `IfNotPresent` for an image given with `EDW_CONSUMER_IMAGE` (kind loads it onto the
+/// nodes; `Always` would look for it in a registry), else the walkthrough's `Always`.
+fn image_pull_policy() -> &'static str {
+    if std::env::var("EDW_CONSUMER_IMAGE").is_ok_and(|v| !v.is_empty()) {
+        "IfNotPresent"
+    } else {
+        "Always"
+    }
+}
+
 /// Progress lines for people (the CLI shows them live).
 pub type ProgressSink = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -214,6 +224,14 @@ impl Context {
                 "ACTIVATION_QUEUE_LENGTH",
                 s.activation_queue_length.to_string(),
             ),
+            (
+                "STORAGE_CONNECTION_STRING",
+                self.target
+                    .connection_for_pods()
+                    .map(|c| c.expose().to_owned())
+                    .unwrap_or_default(),
+            ),
+            ("IMAGE_PULL_POLICY", image_pull_policy().to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -188,7 +188,13 @@ pub(super) fn deploy(ctx: &mut Context) -> StepFuture<'_> {
         if karpenter {
             templates.push("default-pool.yaml");
         }
-        templates.push("consumer-deployment.yaml");
+        if ctx.target.connection_for_pods().is_some() {
+            // Storage by connection string (kind with Azurite): a Secret for pods and KEDA.
+            templates.push("storage-secret.yaml");
+            templates.push("consumer-deployment-connection.yaml");
+        } else {
+            templates.push("consumer-deployment.yaml");
+        }
         let mut details = vec![format!(
             "queue {}, poison queue {}, table {}",
             names.queue, names.poison, names.table
@@ -378,7 +384,12 @@ pub(super) fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
                 [],
             );
         }
-        let objects = match render("scaledobject.yaml", &ctx.template_vars()) {
+        let template = if ctx.target.connection_for_pods().is_some() {
+            "scaledobject-connection.yaml"
+        } else {
+            "scaledobject.yaml"
+        };
+        let objects = match render(template, &ctx.template_vars()) {
             Ok(objects) => objects,
             Err(e) => return StepResult::failed(e.to_string(), []),
         };

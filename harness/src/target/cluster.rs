@@ -7,7 +7,29 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use super::{Capabilities, TargetError, TargetKind};
 use crate::config::{Config, StorageChoice};
 use crate::scenario::model::TargetInfo;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageAuth, StorageTarget};
+
+/// The connection string for pods: the configured one, or Azurite's development account at
+/// the endpoints pods reach (`EDW_CLUSTER_QUEUE_ENDPOINT` / `EDW_CLUSTER_TABLE_ENDPOINT`, e.g.
+/// the Azurite container on kind's network; default: the harness's own endpoints).
+fn connection_for_pods(target: &StorageTarget) -> Option<crate::secrets::Secret> {
+    match &target.auth {
+        StorageAuth::ConnectionString(secret) => Some(secret.clone()),
+        StorageAuth::DevelopmentAccount => {
+            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let queue =
+                var("EDW_CLUSTER_QUEUE_ENDPOINT").or_else(|| target.queue_endpoint.clone())?;
+            let table =
+                var("EDW_CLUSTER_TABLE_ENDPOINT").or_else(|| target.table_endpoint.clone())?;
+            Some(crate::secrets::Secret::new(format!(
+                "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};QueueEndpoint={queue};TableEndpoint={table};",
+                crate::storage::DEVELOPMENT_ACCOUNT,
+                crate::azurite::DEVELOPMENT_KEY
+            )))
+        }
+        StorageAuth::AccountKey(_) | StorageAuth::EntraId => None,
+    }
+}
 
 /// A real cluster.
 pub struct ClusterTarget {
@@ -17,6 +39,7 @@ pub struct ClusterTarget {
     capabilities: Capabilities,
     description: String,
     simulated: bool,
+    connection: Option<crate::secrets::Secret>,
 }
 
 impl ClusterTarget {
@@ -63,6 +86,7 @@ impl ClusterTarget {
             }
         };
         let storage = Storage::connect(&storage_target)?;
+        let connection = connection_for_pods(&storage_target);
         // A served twin says so in /version: its results stay labelled simulated.
         let simulated = client
             .apiserver_version()
@@ -85,6 +109,7 @@ impl ClusterTarget {
             capabilities,
             description,
             simulated,
+            connection,
         })
     }
 
@@ -98,6 +123,12 @@ impl ClusterTarget {
 
     pub fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    /// The connection string the cluster's pods and KEDA use, when storage is reached by
+    /// connection string (Azurite, or a configured string) rather than workload identity.
+    pub fn connection_for_pods(&self) -> Option<&crate::secrets::Secret> {
+        self.connection.as_ref()
     }
 
     pub fn info(&self) -> TargetInfo {

@@ -151,6 +151,15 @@ impl Target {
         }
     }
 
+    /// The connection string the consumer pods and KEDA use on a cluster that reaches storage
+    /// by connection string (kind with Azurite); `None` for workload identity and the twin.
+    pub fn connection_for_pods(&self) -> Option<&crate::secrets::Secret> {
+        match self {
+            Target::Local(_) => None,
+            Target::Cluster(t) => t.connection_for_pods(),
+        }
+    }
+
     /// The image the consumer Deployment uses on this target.
     pub fn consumer_image(&self, config: &Config) -> String {
         let registry = config
