@@ -556,6 +556,7 @@ pub(super) fn wait_modelled(
             ]),
             Err(failure) => {
                 let mut details = vec![format!("model: {model}")];
+                details.extend(stranded_tail_hint(ctx, failure.last.as_ref()));
                 details.extend(failure.lines());
                 StepResult::failed(
                     format!(
@@ -567,6 +568,45 @@ pub(super) fn wait_modelled(
                 )
             }
         }
+    })
+}
+
+/// Names the stranded tail when a wait ends with no consumer left and a few messages in the
+/// queue: KEDA deactivated the ScaledObject at or below activationQueueLength and scaled to
+/// minReplicaCount 0, so nothing will read them.
+fn stranded_tail_hint(
+    ctx: &Context,
+    last: Option<&crate::scenario::model::Observation>,
+) -> Option<String> {
+    stranded_tail(
+        ctx.settings.min_replicas,
+        ctx.settings.activation_queue_length,
+        ctx.target.time_scale(),
+        last?,
+    )
+}
+
+fn stranded_tail(
+    min_replicas: i64,
+    activation: u64,
+    time_scale: f64,
+    last: &crate::scenario::model::Observation,
+) -> Option<String> {
+    let queue = last.queue?;
+    let stranded = min_replicas <= 0
+        && last.desired == 0
+        && last.running == 0
+        && (1..=activation).contains(&queue);
+    stranded.then(|| {
+        let mut hint = format!(
+            "stranded tail: {queue} message(s) left with 0 replicas; {queue} <= activationQueueLength {activation}, so KEDA deactivated the ScaledObject and scaled to minReplicaCount 0 before the consumers finished (finding `stranded-tail`)"
+        );
+        if time_scale > 1.0 {
+            hint.push_str(&format!(
+                "; on the twin this happens when the consumers fall behind the x{time_scale} clock (a busy machine): a lower EDW_TWIN_SCALE gives them more real time"
+            ));
+        }
+        hint
     })
 }
 
@@ -845,4 +885,43 @@ pub(super) fn cleanup_storage(ctx: &mut Context) -> StepFuture<'_> {
             StepResult::failed(errors.join("; "), [])
         }
     })
+}
+
+#[cfg(test)]
+mod stranded_tail_tests {
+    use super::stranded_tail;
+    use crate::scenario::model::Observation;
+
+    fn seen(queue: Option<u64>, desired: u64, running: u64) -> Observation {
+        Observation {
+            queue,
+            desired,
+            running,
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn a_few_messages_with_no_consumer_are_named_a_stranded_tail() {
+        let hint = stranded_tail(0, 20, 20.0, &seen(Some(7), 0, 0)).expect("a stranded tail");
+        assert!(hint.contains("7 message(s) left with 0 replicas"), "{hint}");
+        assert!(hint.contains("activationQueueLength 20"), "{hint}");
+        assert!(hint.contains("EDW_TWIN_SCALE"), "{hint}");
+        let on_a_cluster =
+            stranded_tail(0, 20, 1.0, &seen(Some(20), 0, 0)).expect("a stranded tail");
+        assert!(!on_a_cluster.contains("EDW_TWIN_SCALE"), "{on_a_cluster}");
+    }
+
+    #[test]
+    fn anything_else_is_not_a_stranded_tail() {
+        // More than the activation threshold: KEDA would still be active.
+        assert_eq!(stranded_tail(0, 20, 1.0, &seen(Some(21), 0, 0)), None);
+        // Consumers are still there.
+        assert_eq!(stranded_tail(0, 20, 1.0, &seen(Some(5), 1, 1)), None);
+        // minReplicaCount 1 keeps a consumer: not KEDA's deactivation.
+        assert_eq!(stranded_tail(1, 20, 1.0, &seen(Some(5), 0, 0)), None);
+        // Empty or unread queue.
+        assert_eq!(stranded_tail(0, 20, 1.0, &seen(Some(0), 0, 0)), None);
+        assert_eq!(stranded_tail(0, 20, 1.0, &seen(None, 0, 0)), None);
+    }
 }
