@@ -19,31 +19,42 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
-    let env = Env::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("twin.kubeconfig");
-    let azurite = |c: &mut Command| {
-        c.env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
-            .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
-            .env_remove("EDW_TARGET")
-            .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
-            .env_remove("AZURE_STORAGE_CONNECTION_STRING")
-            .current_dir(std::env::temp_dir());
-    };
+/// Points an `edw` command at the test's Azurite, away from any ambient target or account.
+fn use_azurite(command: &mut Command, env: &Env) {
+    command
+        .env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
+        .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
+        .env_remove("EDW_TARGET")
+        .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .current_dir(std::env::temp_dir());
+}
+
+/// `edw twin serve` (with `extra` arguments) writing `kubeconfig`; returns once it serves.
+fn serve_twin(env: &Env, kubeconfig: &std::path::Path, extra: &[&str]) -> KillOnDrop {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
     serve
-        .args(["twin", "serve", "--kubeconfig"])
-        .arg(&kubeconfig)
+        .args(["twin", "serve"])
+        .args(extra)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
         .stdout(Stdio::piped());
-    azurite(&mut serve);
+    use_azurite(&mut serve, env);
     let mut served = KillOnDrop(serve.spawn().unwrap());
     for line in BufReader::new(served.0.stdout.take().unwrap()).lines() {
         if line.unwrap().starts_with("Ctrl-C") {
             break;
         }
     }
+    served
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let _served = serve_twin(&env, &kubeconfig, &[]);
     let mut run = Command::new(env!("CARGO_BIN_EXE_edw"));
     run.args([
         "run",
@@ -57,7 +68,7 @@ async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
     .arg(dir.path())
     .env("KUBECONFIG", &kubeconfig)
     .env_remove("EDW_KUBE_CONTEXT");
-    azurite(&mut run);
+    use_azurite(&mut run, &env);
     let output = run.output().unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
@@ -99,27 +110,8 @@ async fn the_phases_run_one_at_a_time_sharing_the_run_state() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("twin.kubeconfig");
     let state = dir.path().join("edw-run.state");
-    let azurite = |c: &mut Command| {
-        c.env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
-            .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
-            .env_remove("EDW_TARGET")
-            .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
-            .env_remove("AZURE_STORAGE_CONNECTION_STRING")
-            .current_dir(std::env::temp_dir());
-    };
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
     // x10: slow enough that `edw scale`, a new process after `edw load`, sees the scale-out.
-    serve
-        .args(["twin", "serve", "--scale", "10", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .stdout(Stdio::piped());
-    azurite(&mut serve);
-    let mut served = KillOnDrop(serve.spawn().unwrap());
-    for line in BufReader::new(served.0.stdout.take().unwrap()).lines() {
-        if line.unwrap().starts_with("Ctrl-C") {
-            break;
-        }
-    }
+    let _served = serve_twin(&env, &kubeconfig, &["--scale", "10"]);
     for (phase, expect) in [
         (
             "deploy",
@@ -142,7 +134,7 @@ async fn the_phases_run_one_at_a_time_sharing_the_run_state() {
             ])
             .arg(&state)
             .env("KUBECONFIG", &kubeconfig);
-        azurite(&mut command);
+        use_azurite(&mut command, &env);
         let output = command.output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(
@@ -162,7 +154,7 @@ async fn the_phases_run_one_at_a_time_sharing_the_run_state() {
     // The local twin cannot be split into phases, and says what to do instead.
     let mut local = Command::new(env!("CARGO_BIN_EXE_edw"));
     local.args(["deploy", "--target", "local"]);
-    azurite(&mut local);
+    use_azurite(&mut local, &env);
     let output = local.output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("edw twin serve"));
@@ -204,26 +196,7 @@ async fn a_crashed_run_is_cleaned_from_its_ledger() {
     let env = Env::start().await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("twin.kubeconfig");
-    let azurite = |c: &mut Command| {
-        c.env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
-            .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
-            .env_remove("EDW_TARGET")
-            .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
-            .env_remove("AZURE_STORAGE_CONNECTION_STRING")
-            .current_dir(std::env::temp_dir());
-    };
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
-    serve
-        .args(["twin", "serve", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .stdout(Stdio::piped());
-    azurite(&mut serve);
-    let mut served = KillOnDrop(serve.spawn().unwrap());
-    for line in BufReader::new(served.0.stdout.take().unwrap()).lines() {
-        if line.unwrap().starts_with("Ctrl-C") {
-            break;
-        }
-    }
+    let _served = serve_twin(&env, &kubeconfig, &[]);
     let mut run = Command::new(env!("CARGO_BIN_EXE_edw"));
     run.args([
         "run",
@@ -238,7 +211,7 @@ async fn a_crashed_run_is_cleaned_from_its_ledger() {
     .env("KUBECONFIG", &kubeconfig)
     .stderr(Stdio::piped())
     .stdout(Stdio::null());
-    azurite(&mut run);
+    use_azurite(&mut run, &env);
     let mut child = KillOnDrop(run.spawn().unwrap());
     let mut queue = None;
     for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
@@ -264,7 +237,7 @@ async fn a_crashed_run_is_cleaned_from_its_ledger() {
         .args(["cleanup", "--target", "kube", "--run-state"])
         .arg(dir.path().join("edw-run.state"))
         .env("KUBECONFIG", &kubeconfig);
-    azurite(&mut cleanup);
+    use_azurite(&mut cleanup, &env);
     let output = cleanup.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
