@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, FlowSettings};
 use super::flow::{
-    burst, cleanup_objects, cleanup_storage, deploy, drained, install_scaled_object, load,
-    messages, nodes_grow, nodes_removed, poll_until, scale_out, scaled_in, verify, wait_modelled,
-    S,
+    burst, cleanup_objects, cleanup_storage, deploy, drained_step, install_scaled_object, load,
+    load_step, messages, nodes_grow_step, nodes_removed_step, poll_until, scale_out_step,
+    scaled_in_step, verify_step, wait_modelled, S,
 };
 use super::runner::{Scenario, Step, StepFuture, StepResult};
 use crate::observe::{consistently, Expect};
@@ -87,17 +87,9 @@ pub fn activation_window() -> Scenario {
                 one_more,
             ),
             Step::new("activation: scales out", S(7200), activates),
-            Step::new("scale: queue drains to 0", S(7200), drained),
-            Step::new(
-                "scale: replicas return to minReplicaCount",
-                S(7200),
-                scaled_in,
-            ),
-            Step::new(
-                "verify: every message processed exactly once",
-                S(120),
-                verify,
-            ),
+            drained_step(),
+            scaled_in_step(),
+            verify_step(),
         ],
     )
 }
@@ -183,35 +175,23 @@ pub fn ceiling() -> Scenario {
         "flow::ceiling",
         settings,
         vec![
-            Step::new("load: producer burst", S(600), load),
-            Step::new(
-                "scale: replicas reach the modelled peak",
-                S(7200),
-                scale_out,
-            ),
+            load_step(),
+            scale_out_step(),
             Step::new(
                 "ceiling: replicas hold at maxReplicaCount",
                 S(600),
                 holds_ceiling,
             ),
-            Step::new("scale: NodePool default grows", S(7200), nodes_grow),
+            nodes_grow_step(),
             Step::new(
                 "ceiling: nodes stop growing once every pod fits",
                 S(7200),
                 nodes_stop,
             ),
-            Step::new("scale: queue drains to 0", S(7200), drained),
-            Step::new(
-                "scale: replicas return to minReplicaCount",
-                S(7200),
-                scaled_in,
-            ),
-            Step::new("scale: new nodes are removed", S(7200), nodes_removed),
-            Step::new(
-                "verify: every message processed exactly once",
-                S(120),
-                verify,
-            ),
+            drained_step(),
+            scaled_in_step(),
+            nodes_removed_step(),
+            verify_step(),
         ],
     )
 }
@@ -298,24 +278,16 @@ pub fn scale_to_zero() -> Scenario {
         "flow::scale_to_zero",
         settings,
         vec![
-            Step::new("load: producer burst", S(600), load),
-            Step::new(
-                "scale: replicas reach the modelled peak",
-                S(7200),
-                scale_out,
-            ),
-            Step::new("scale: queue drains to 0", S(7200), drained),
+            load_step(),
+            scale_out_step(),
+            drained_step(),
             Step::new(
                 "scale to zero: replicas 0 within the cooldown and a poll",
                 S(7200),
                 zero_after_drain,
             ),
-            Step::new("scale: new nodes are removed", S(7200), nodes_removed),
-            Step::new(
-                "verify: every message processed exactly once",
-                S(120),
-                verify,
-            ),
+            nodes_removed_step(),
+            verify_step(),
         ],
     )
 }
@@ -426,23 +398,15 @@ pub fn tail_fixed() -> Scenario {
         "flow::tail_fixed",
         settings,
         vec![
-            Step::new("load: producer burst", S(600), load),
-            Step::new("scale: queue drains to 0", S(7200), drained),
-            Step::new(
-                "scale: replicas return to minReplicaCount",
-                S(7200),
-                scaled_in,
-            ),
+            load_step(),
+            drained_step(),
+            scaled_in_step(),
             Step::new(
                 "tail: nothing left on the queue at 0 replicas",
                 S(600),
                 nothing_left,
             ),
-            Step::new(
-                "verify: every message processed exactly once",
-                S(120),
-                verify,
-            ),
+            verify_step(),
         ],
     )
 }
@@ -476,19 +440,15 @@ pub fn poison() -> Scenario {
         "flow::poison",
         settings,
         vec![
-            Step::new("load: producer burst", S(600), load),
+            load_step(),
             Step::new("load: malformed messages", S(120), malformed),
-            Step::new("scale: queue drains to 0", S(7200), drained),
+            drained_step(),
             Step::new(
                 "poison: malformed messages are in the poison queue",
                 S(600),
                 poisoned,
             ),
-            Step::new(
-                "verify: every message processed exactly once",
-                S(120),
-                verify,
-            ),
+            verify_step(),
         ],
     )
 }
@@ -548,23 +508,15 @@ pub fn consumer_restart() -> Scenario {
         "flow::consumer_restart",
         settings,
         vec![
-            Step::new("load: producer burst", S(600), load),
+            load_step(),
             Step::new(
                 "restart: consumer pods killed twice mid-drain",
                 S(7200),
                 kill_pods,
             ),
-            Step::new("scale: queue drains to 0", S(7200), drained),
-            Step::new(
-                "scale: replicas return to minReplicaCount",
-                S(7200),
-                scaled_in,
-            ),
-            Step::new(
-                "verify: every message processed exactly once",
-                S(120),
-                verify,
-            ),
+            drained_step(),
+            scaled_in_step(),
+            verify_step(),
         ],
     )
 }

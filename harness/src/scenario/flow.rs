@@ -46,25 +46,13 @@ pub fn burst() -> Scenario {
                 S(300),
                 install_scaled_object,
             ),
-            Step::new("load: producer burst", S(600), load),
-            Step::new(
-                "scale: replicas reach the modelled peak",
-                S(7200),
-                scale_out,
-            ),
-            Step::new("scale: NodePool default grows", S(7200), nodes_grow),
-            Step::new("scale: queue drains to 0", S(7200), drained),
-            Step::new(
-                "scale: replicas return to minReplicaCount",
-                S(7200),
-                scaled_in,
-            ),
-            Step::new("scale: new nodes are removed", S(7200), nodes_removed),
-            Step::new(
-                "verify: every message processed exactly once",
-                S(120),
-                verify,
-            ),
+            load_step(),
+            scale_out_step(),
+            nodes_grow_step(),
+            drained_step(),
+            scaled_in_step(),
+            nodes_removed_step(),
+            verify_step(),
         ],
         cleanup: vec![
             Step::new("delete Kubernetes objects", S(600), cleanup_objects),
@@ -75,6 +63,48 @@ pub fn burst() -> Scenario {
             ),
         ],
     }
+}
+
+// The flow's shared steps: the burst flow and the catalogue use the same names and timeouts.
+
+pub(super) fn load_step() -> Step {
+    Step::new("load: producer burst", S(600), load)
+}
+
+pub(super) fn scale_out_step() -> Step {
+    Step::new(
+        "scale: replicas reach the modelled peak",
+        S(7200),
+        scale_out,
+    )
+}
+
+pub(super) fn nodes_grow_step() -> Step {
+    Step::new("scale: NodePool default grows", S(7200), nodes_grow)
+}
+
+pub(super) fn drained_step() -> Step {
+    Step::new("scale: queue drains to 0", S(7200), drained)
+}
+
+pub(super) fn scaled_in_step() -> Step {
+    Step::new(
+        "scale: replicas return to minReplicaCount",
+        S(7200),
+        scaled_in,
+    )
+}
+
+pub(super) fn nodes_removed_step() -> Step {
+    Step::new("scale: new nodes are removed", S(7200), nodes_removed)
+}
+
+pub(super) fn verify_step() -> Step {
+    Step::new(
+        "verify: every message processed exactly once",
+        S(120),
+        verify,
+    )
 }
 
 /// The phases `edw deploy|validate|load|scale|cleanup` run one at a time: the burst flow's
@@ -610,7 +640,7 @@ fn stranded_tail(
     })
 }
 
-pub(super) fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
+fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
     let model = ctx.model();
     let n = messages(ctx);
     let e = model.burst(n);
@@ -629,7 +659,7 @@ pub(super) fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
     wait_modelled(ctx, expect, timeouts.scale_out, line)
 }
 
-pub(super) fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
+fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
         return Box::pin(async {
             StepResult::skipped(
@@ -652,7 +682,7 @@ pub(super) fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
     wait_modelled(ctx, expect, model.timeouts(n).nodes_grow, line)
 }
 
-pub(super) fn drained(ctx: &mut Context) -> StepFuture<'_> {
+fn drained(ctx: &mut Context) -> StepFuture<'_> {
     let model = ctx.model();
     let n = messages(ctx);
     let e = model.burst(n);
@@ -694,7 +724,7 @@ pub(super) fn drained(ctx: &mut Context) -> StepFuture<'_> {
     wait_modelled(ctx, expect, model.timeouts(n).drain, line)
 }
 
-pub(super) fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
+fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
     let model = ctx.model();
     let n = messages(ctx);
     let e = model.burst(n);
@@ -713,7 +743,7 @@ pub(super) fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
     wait_modelled(ctx, expect, model.timeouts(n).scale_in, line)
 }
 
-pub(super) fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
+fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
         return Box::pin(async {
             StepResult::skipped(
@@ -740,7 +770,7 @@ pub(super) fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
     wait_modelled(ctx, expect, model.timeouts(n).nodes_removed, line)
 }
 
-pub(super) fn verify(ctx: &mut Context) -> StepFuture<'_> {
+fn verify(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let Some(produced) = ctx.produced.clone() else {
             return StepResult::failed("nothing was produced", []);
