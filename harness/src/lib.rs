@@ -18,5 +18,6 @@ pub mod scenario;
 pub mod secrets;
 pub mod storage;
 pub mod target;
+pub mod twin_governor;
 pub mod twin_pods;
 pub mod workload;

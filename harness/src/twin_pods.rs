@@ -1,7 +1,7 @@
 //! What the twin's consumer pods run: the real consumer from [`crate::workload`], one per
 //! Running pod, against the harness's storage (the real Azurite), and the real queue count the
-//! twin's KEDA reads. Pace and visibility timeout follow the twin's clock scale, so a pod
-//! processes one message per simulated second as the sample's pods do.
+//! twin's KEDA reads. A pod processes one message per simulated second as the sample's pods do,
+//! paced by the twin's clock, which the [`ClockGovernor`] slows when the pods' storage calls lag.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,10 @@ use edw_twin::store::ObjectKey;
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::Storage;
-use crate::workload::{consume, poison_queue_name, ConsumerOptions, ConsumerReport, StopWhen};
+use crate::twin_governor::ClockGovernor;
+use crate::workload::{
+    consume, poison_queue_name, ConsumerOptions, ConsumerReport, Pacer, StopWhen, WorkClock,
+};
 
 /// What one pod's consumer did (or why it stopped).
 pub type PodReport = (ObjectKey, Result<ConsumerReport, String>);
@@ -20,18 +23,18 @@ pub type PodReport = (ObjectKey, Result<ConsumerReport, String>);
 /// Runs the real consumer for each Running consumer pod.
 pub struct ConsumerPods {
     storage: Storage,
-    scale: f64,
+    governor: Arc<ClockGovernor>,
     runtime: tokio::runtime::Handle,
     running: Mutex<HashMap<ObjectKey, CancellationToken>>,
     reports: Arc<Mutex<Vec<PodReport>>>,
 }
 
 impl ConsumerPods {
-    /// Consumers on `storage`, one simulated second per message at clock scale `scale`.
-    pub fn new(storage: Storage, scale: f64) -> Self {
+    /// Consumers on `storage`, one simulated second per message on the governed clock.
+    pub fn new(storage: Storage, governor: Arc<ClockGovernor>) -> Self {
         ConsumerPods {
             storage,
-            scale: if scale > 0.0 { scale } else { 1.0 },
+            governor,
             runtime: tokio::runtime::Handle::current(),
             running: Mutex::new(HashMap::new()),
             reports: Arc::default(),
@@ -72,13 +75,15 @@ impl PodRuntime for ConsumerPods {
         let queue = self.storage.queue(queue_name);
         let poison = self.storage.queue(&poison_queue_name(queue_name));
         let table = self.storage.table(table_name);
-        let second = Duration::from_secs_f64(1.0 / self.scale);
+        let scale = self.governor.scale();
+        let second = Duration::from_secs_f64(1.0 / scale);
         let options = ConsumerOptions {
             workers: 1,
             batch: 1,
-            // The sample's 60 s, in simulated time (the service needs at least 1 s).
-            visibility_timeout: Duration::from_secs_f64((60.0 / self.scale).ceil().max(1.0)),
-            pace: Some(second),
+            // The sample's 60 s, in simulated time at the clock's scale (the service needs at
+            // least 1 s).
+            visibility_timeout: Duration::from_secs_f64((60.0 / scale).ceil().max(1.0)),
+            pacer: Some(Pacer(self.governor.clone())),
             idle_poll: second.max(Duration::from_millis(20)),
             stop: StopWhen::Cancelled,
             ..ConsumerOptions::default()
@@ -119,13 +124,25 @@ impl PodRuntime for ConsumerPods {
 }
 
 /// The real queues' approximate counts, for the twin's KEDA and HPA (the queue the
-/// ScaledObject names, on this storage).
-pub struct StorageQueueProbe(pub Storage);
+/// ScaledObject names, on this storage). A slow read slows the governed clock like a slow pod.
+pub struct StorageQueueProbe {
+    storage: Storage,
+    governor: Arc<ClockGovernor>,
+}
+
+impl StorageQueueProbe {
+    pub fn new(storage: Storage, governor: Arc<ClockGovernor>) -> Self {
+        StorageQueueProbe { storage, governor }
+    }
+}
 
 impl QueueProbe for StorageQueueProbe {
     fn approximate_count<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64, String>> {
         Box::pin(async move {
-            match self.0.queue(queue).approximate_count().await {
+            let ticket = self.governor.started();
+            let count = self.storage.queue(queue).approximate_count().await;
+            self.governor.finished(ticket);
+            match count {
                 Ok(count) => Ok(count),
                 // The ScaledObject names a queue that does not exist (yet): an empty queue.
                 Err(e) if e.is_not_found() => Ok(0),

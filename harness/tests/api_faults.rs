@@ -93,7 +93,7 @@ async fn the_recorder_and_waits_survive_errors_slowness_and_refused_watches() {
         faulty_client(api.clone(), requests.clone()),
         subject,
         Duration::from_millis(100),
-        1.0,
+        harness::target::TargetClock::Real,
     );
     let one = Expect::new("desired replicas = 1", |o| o.desired == 1);
     eventually(&recorder, &one, Duration::from_secs(20))

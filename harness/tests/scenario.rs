@@ -53,10 +53,11 @@ async fn the_recorder_sees_changes_and_waits_report_what_they_saw() {
         client.clone(),
         context.subject(),
         Duration::from_millis(50),
-        target.time_scale(),
+        target.clock(),
     );
+    // Waits are in target time: 200 s on the x20 twin is 10 s of real time.
     let one = Expect::new("desired replicas = 1", |o| o.desired == 1);
-    eventually(&recorder, &one, Duration::from_secs(10))
+    eventually(&recorder, &one, Duration::from_secs(200))
         .await
         .expect("the Deployment is seen");
 
@@ -67,12 +68,12 @@ async fn the_recorder_sees_changes_and_waits_report_what_they_saw() {
         .await
         .unwrap();
     let three = Expect::new("desired replicas = 3", |o| o.desired == 3);
-    let seen = eventually(&recorder, &three, Duration::from_secs(10))
+    let seen = eventually(&recorder, &three, Duration::from_secs(200))
         .await
         .expect("the scale is seen");
     assert_eq!(seen.desired, 3);
     let pods = Expect::new("3 consumer pods exist", |o| o.running + o.pending == 3);
-    eventually(&recorder, &pods, Duration::from_secs(10))
+    eventually(&recorder, &pods, Duration::from_secs(200))
         .await
         .expect("the ReplicaSet made pods");
 
@@ -280,23 +281,10 @@ async fn a_configuration_that_cannot_meet_its_drain_target_fails_naming_the_sett
         drain_target: Some(Duration::from_secs(120)),
         ..FlowSettings::default()
     };
-    let mut context = Context::new(target.clone(), config, scenario.settings.clone());
-    let report = run(
-        &scenario,
-        &mut context,
-        &RunOptions::default(),
-        &CancellationToken::new(),
-    )
-    .await;
-    assert!(!report.passed());
-    let failed: Vec<_> = report
-        .steps
-        .iter()
-        .filter(|s| s.outcome.is_failed())
-        .collect();
-    assert_eq!(failed.len(), 1, "{:?}", report.steps);
-    assert_eq!(failed[0].name, "scale: queue drains to 0");
-    match &failed[0].outcome {
+    let report = run_on(target, config, &scenario).await;
+    let failed = only_failure(&report);
+    assert_eq!(failed.name, "scale: queue drains to 0");
+    match &failed.outcome {
         Outcome::Failed { message } => {
             assert!(
                 message.contains(
@@ -322,4 +310,51 @@ async fn a_configuration_that_cannot_meet_its_drain_target_fails_naming_the_sett
         report.findings
     );
     assert!(report.cleanup.iter().all(|s| s.outcome == Outcome::Passed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_rate_the_baseline_cannot_carry_fails_naming_min_replica_count() {
+    let (target, config) = local_target().await;
+    let mut scenario = harness::scenario::steady::steady_rate();
+    // The walkthrough's minReplicaCount 0 cannot hold anything under a steady 2.5 msg/s.
+    scenario.settings.min_replicas = 1;
+    let report = run_on(target, config, &scenario).await;
+    let failed = only_failure(&report);
+    match &failed.outcome {
+        Outcome::Failed { message } => assert!(
+            message.contains("minReplicaCount 1 cannot keep up with 2.5 msg/s (3 needed)"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(report.cleanup.iter().all(|s| s.outcome == Outcome::Passed));
+}
+
+async fn run_on(
+    target: Arc<Target>,
+    config: Config,
+    scenario: &harness::scenario::Scenario,
+) -> harness::scenario::model::ScenarioReport {
+    let mut context = Context::new(target, config, scenario.settings.clone());
+    run(
+        scenario,
+        &mut context,
+        &RunOptions::default(),
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+/// The report failed, at exactly one step: that step.
+fn only_failure(
+    report: &harness::scenario::model::ScenarioReport,
+) -> &harness::scenario::model::StepReport {
+    assert!(!report.passed());
+    let failed: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|s| s.outcome.is_failed())
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", report.steps);
+    failed[0]
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use edw_twin::driver::{drive, scaled_engine};
 use edw_twin::params::TwinParams;
 use edw_twin::sample::{deploy_with_table, ScalingConfig};
+use harness::twin_governor::ClockGovernor;
 use harness::twin_pods::{ConsumerPods, StorageQueueProbe};
 use harness::workload::{produce, reconcile, ProducerPlan};
 use support::{eventually, Env};
@@ -29,12 +30,13 @@ async fn two_hundred_messages_drain_through_real_consumer_pods() {
     )
     .expect("deploy");
     let engine = Arc::new(Mutex::new(engine));
-    let pods = Arc::new(ConsumerPods::new(env.storage.clone(), scale));
     let cancel = CancellationToken::new();
+    let governor = ClockGovernor::start(clock.clone(), cancel.clone());
+    let pods = Arc::new(ConsumerPods::new(env.storage.clone(), governor.clone()));
     let driver = tokio::spawn(drive(
         engine.clone(),
         clock,
-        Arc::new(StorageQueueProbe(env.storage.clone())),
+        Arc::new(StorageQueueProbe::new(env.storage.clone(), governor)),
         pods.clone(),
         cancel.clone(),
     ));

@@ -205,6 +205,42 @@ impl Model {
     }
 }
 
+/// What a constant message rate should do.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SteadyExpectation {
+    /// Messages per (target) second.
+    pub rate: f64,
+    /// ceil(rate / per-pod rate): the replicas that keep up.
+    pub needed: u64,
+    /// maxReplicaCount replicas keep up (else the queue grows without bound).
+    pub keeps_up: bool,
+    /// minReplicaCount replicas already keep up: the backlog stays below one queueLength per
+    /// replica, so the HPA holds minReplicaCount (HPA-4) and KEDA's activation does not matter.
+    /// Otherwise queue-length scaling does not settle: the backlog is the integral of the rate
+    /// mismatch, so the replicas swing between the floor and the ceiling (the twin shows the
+    /// period).
+    pub holds: bool,
+    /// The replica count held when `holds` (minReplicaCount).
+    pub replicas: u64,
+}
+
+impl Model {
+    /// A constant `rate` messages per second (after the baseline pods run).
+    pub fn steady(&self, rate: f64) -> SteadyExpectation {
+        let s = &self.scaling;
+        let per_pod = self.timing.per_pod_rate.max(1e-9);
+        let needed = (rate.max(0.0) / per_pod).ceil() as u64;
+        let holds = s.min_replicas >= needed && s.min_replicas > 0;
+        SteadyExpectation {
+            rate,
+            needed,
+            keeps_up: s.max_replicas >= needed,
+            holds,
+            replicas: if holds { s.min_replicas } else { needed },
+        }
+    }
+}
+
 /// Timeouts for the burst flow's waits (target seconds).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BurstTimeouts {
@@ -225,6 +261,21 @@ mod tests {
             NodePoolSettings::default(),
             TargetTiming::default(),
         )
+    }
+
+    #[test]
+    fn a_steady_rate_holds_only_where_the_floor_keeps_up() {
+        let mut model = walkthrough();
+        // The walkthrough: min 0, so 2.5 msg/s needs scaling and the replicas swing.
+        let e = model.steady(2.5);
+        assert_eq!((e.needed, e.keeps_up, e.holds), (3, true, false));
+        // A baseline of 3 consumers holds 3.
+        model.scaling.min_replicas = 3;
+        let e = model.steady(2.5);
+        assert_eq!((e.needed, e.holds, e.replicas), (3, true, 3));
+        // 20 msg/s cannot be kept up with by 15 replicas at 1 msg/s each.
+        assert!(!model.steady(20.0).keeps_up);
+        assert!(!model.steady(3.5).holds);
     }
 
     #[test]

@@ -13,11 +13,11 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::scenario::model::Observation;
 use crate::storage::Queue;
+use crate::target::TargetClock;
 
 /// What to observe.
 #[derive(Debug, Clone)]
@@ -37,43 +37,38 @@ pub struct Recorder {
     latest: watch::Receiver<Observation>,
     history: Arc<Mutex<Vec<Observation>>>,
     stop: CancellationToken,
-    started: Instant,
-    scale: f64,
+    clock: TargetClock,
+    origin: Duration,
 }
 
 impl Recorder {
     /// Starts sampling `subject` every `interval` (real time) and on pod watch events. The
-    /// timeline's clock is target time: real seconds × `scale` (the twin's clock scale, 1 for
-    /// a cluster), so that it reads in the same seconds as the system's own intervals.
+    /// timeline's clock is the target's (`clock`: the twin's governed clock, real time on a
+    /// cluster), so that it reads in the same seconds as the system's own intervals.
     pub fn start(
         client: kube::Client,
         subject: Subject,
         interval: Duration,
-        scale: f64,
+        clock: TargetClock,
     ) -> Recorder {
         let (sender, latest) = watch::channel(Observation::default());
         let history = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
-        let started = Instant::now();
-        let scale = if scale.is_finite() && scale > 0.0 {
-            scale
-        } else {
-            1.0
-        };
+        let origin = clock.now();
         let sink = Sink {
             sender,
             history: history.clone(),
             stop: stop.clone(),
-            started,
-            scale,
+            clock: clock.clone(),
+            origin,
         };
         tokio::spawn(run(client, subject, interval, sink));
         Recorder {
             latest,
             history,
             stop,
-            started,
-            scale,
+            clock,
+            origin,
         }
     }
 
@@ -97,7 +92,12 @@ impl Recorder {
 
     /// Target seconds since the recorder started (the timeline's clock).
     pub fn elapsed(&self) -> f64 {
-        self.started.elapsed().as_secs_f64() * self.scale
+        self.clock.now().saturating_sub(self.origin).as_secs_f64()
+    }
+
+    /// The target's clock the timeline is in.
+    pub fn clock(&self) -> &TargetClock {
+        &self.clock
     }
 
     pub fn stop(&self) {
@@ -116,8 +116,8 @@ struct Sink {
     sender: watch::Sender<Observation>,
     history: Arc<Mutex<Vec<Observation>>>,
     stop: CancellationToken,
-    started: Instant,
-    scale: f64,
+    clock: TargetClock,
+    origin: Duration,
 }
 
 async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: Sink) {
@@ -125,8 +125,8 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
         sender,
         history,
         stop,
-        started,
-        scale,
+        clock,
+        origin,
     } = sink;
     let mut changes = open_watches(&client, &subject).await;
     loop {
@@ -134,7 +134,7 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
             changes = open_watches(&client, &subject).await;
         }
         let mut observation = sample(&client, &subject).await;
-        observation.t = started.elapsed().as_secs_f64() * scale;
+        observation.t = clock.now().saturating_sub(origin).as_secs_f64();
         {
             let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
             let same = history.last().is_some_and(|last| {

@@ -133,43 +133,49 @@ fn recent(recorder: &Recorder) -> Vec<Observation> {
     history.into_iter().skip(skip).collect()
 }
 
-/// Waits until `expect` holds, for at most `within` (real time).
+/// Waits until `expect` holds, for at most `within` of target time (the recorder's clock: the
+/// twin's governed clock on `local`, real time on a cluster).
 pub async fn eventually(
     recorder: &Recorder,
     expect: &Expect,
     within: Duration,
 ) -> Result<Observation, WaitFailure> {
     let mut updates = recorder.subscribe();
-    let deadline = tokio::time::Instant::now() + within;
+    let clock = recorder.clock();
+    let deadline = clock.now() + within;
     loop {
         let current = updates.borrow_and_update().clone();
         if current.t > 0.0 && expect.holds(&current) {
             return Ok(current);
         }
-        match tokio::time::timeout_at(deadline, updates.changed()).await {
-            Ok(Ok(())) => {}
-            _ => {
-                let last = updates.borrow().clone();
-                return Err(WaitFailure {
-                    expected: expect.description.clone(),
-                    window: format!("within {within:?}"),
-                    last: (last.t > 0.0).then_some(last),
-                    history: recent(recorder),
-                    broken_by: None,
-                });
-            }
+        let nap = clock.nap_before(deadline);
+        let ended = nap.is_zero()
+            || matches!(
+                tokio::time::timeout(nap, updates.changed()).await,
+                Ok(Err(_))
+            );
+        if ended {
+            let last = updates.borrow().clone();
+            return Err(WaitFailure {
+                expected: expect.description.clone(),
+                window: format!("within {within:?}"),
+                last: (last.t > 0.0).then_some(last),
+                history: recent(recorder),
+                broken_by: None,
+            });
         }
     }
 }
 
-/// Checks that `expect` holds for every observation during `window` (real time).
+/// Checks that `expect` holds for every observation during `window` of target time.
 pub async fn consistently(
     recorder: &Recorder,
     expect: &Expect,
     window: Duration,
 ) -> Result<(), WaitFailure> {
     let mut updates = recorder.subscribe();
-    let deadline = tokio::time::Instant::now() + window;
+    let clock = recorder.clock();
+    let deadline = clock.now() + window;
     loop {
         let current = updates.borrow_and_update().clone();
         if current.t > 0.0 && !expect.holds(&current) {
@@ -181,9 +187,13 @@ pub async fn consistently(
                 broken_by: Some(current),
             });
         }
-        match tokio::time::timeout_at(deadline, updates.changed()).await {
-            Ok(Ok(())) => {}
-            _ => return Ok(()),
+        let nap = clock.nap_before(deadline);
+        if nap.is_zero() {
+            return Ok(());
+        }
+        if let Ok(Err(_)) = tokio::time::timeout(nap, updates.changed()).await {
+            // The recorder stopped: nothing more will be seen.
+            return Ok(());
         }
     }
 }

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::context::{Context, FlowSettings};
 use super::flow::{
     burst, cleanup_objects, cleanup_storage, deploy, drained_step, install_scaled_object, load,
-    load_step, messages, nodes_grow_step, nodes_removed_step, poll_until, scale_out_step,
-    scaled_in_step, verify_step, wait_modelled, S,
+    load_step, messages, nodes_grow_step, nodes_removed_step, poll_until, reconcile_run,
+    scale_out_step, scaled_in_step, stranded_on_queue, verify_step, wait_modelled, S,
 };
 use super::runner::{Scenario, Step, StepFuture, StepResult};
 use crate::observe::{consistently, Expect};
@@ -26,12 +26,13 @@ pub fn all() -> Vec<Scenario> {
         scale_to_zero(),
         tail_below_activation(),
         tail_fixed(),
+        super::steady::steady_rate(),
         poison(),
         consumer_restart(),
     ]
 }
 
-fn cleanup() -> Vec<Step> {
+pub(super) fn cleanup() -> Vec<Step> {
     vec![
         Step::new("delete Kubernetes objects", S(600), cleanup_objects),
         Step::new(
@@ -42,7 +43,7 @@ fn cleanup() -> Vec<Step> {
     ]
 }
 
-fn setup() -> Vec<Step> {
+pub(super) fn setup() -> Vec<Step> {
     vec![
         Step::new("deploy", S(120), deploy),
         Step::new(
@@ -53,7 +54,7 @@ fn setup() -> Vec<Step> {
     ]
 }
 
-fn scenario(name: &str, settings: FlowSettings, middle: Vec<Step>) -> Scenario {
+pub(super) fn scenario(name: &str, settings: FlowSettings, middle: Vec<Step>) -> Scenario {
     let mut steps = setup();
     steps.extend(middle);
     Scenario {
@@ -112,7 +113,7 @@ fn stays_at_zero(ctx: &mut Context) -> StepFuture<'_> {
             ),
             |o| o.desired == 0,
         );
-        match consistently(recorder, &expect, ctx.real(window)).await {
+        match consistently(recorder, &expect, window).await {
             Ok(()) => StepResult::passed([format!("held for {} s (two polls)", window.as_secs())]),
             Err(failure) => StepResult::failed(
                 format!(
@@ -207,7 +208,7 @@ fn holds_ceiling(ctx: &mut Context) -> StepFuture<'_> {
             format!("desired replicas <= maxReplicaCount {max} and consumer pods <= {max}"),
             move |o| o.desired <= max && o.running + o.pending <= max,
         );
-        match consistently(recorder, &expect, ctx.real(window)).await {
+        match consistently(recorder, &expect, window).await {
             Ok(()) => StepResult::passed([format!("held for {} s", window.as_secs())]),
             Err(failure) => StepResult::failed(
                 format!("the ceiling broke: expected {}", expect.description),
@@ -234,9 +235,7 @@ fn nodes_stop(ctx: &mut Context) -> StepFuture<'_> {
             o.running >= peak
         });
         let within = model.timeouts(messages(ctx)).nodes_grow;
-        if let Err(failure) =
-            crate::observe::eventually(recorder, &all_running, ctx.real(within)).await
-        {
+        if let Err(failure) = crate::observe::eventually(recorder, &all_running, within).await {
             return StepResult::failed(
                 format!(
                     "expected {} within {} s",
@@ -252,7 +251,7 @@ fn nodes_stop(ctx: &mut Context) -> StepFuture<'_> {
             move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= most,
         );
         let window = model.scaling.polling * 2;
-        match consistently(recorder, &bounded, ctx.real(window)).await {
+        match consistently(recorder, &bounded, window).await {
             Ok(()) => StepResult::passed([format!(
                 "every pod Running; nodes held at most {most} for {} s",
                 window.as_secs()
@@ -309,19 +308,85 @@ fn zero_after_drain(ctx: &mut Context) -> StepFuture<'_> {
     wait_modelled(ctx, expect, within, line)
 }
 
-/// The walkthrough's configuration can strand messages: reproduced on the twin's virtual
-/// clock (deterministic), reported as a finding with the fix.
+/// The walkthrough's configuration can strand messages: reproduced after a burst on the twin's
+/// virtual clock (deterministic), reported as a finding with the fix, and shown on the target:
+/// activationQueueLength messages stay on the queue at 0 replicas, unread.
 pub fn tail_below_activation() -> Scenario {
+    let settings = FlowSettings {
+        messages: FlowSettings::default().activation_queue_length,
+        ..FlowSettings::default()
+    };
+    let mut steps = vec![Step::new(
+        "finding: messages stranded below activationQueueLength",
+        S(60),
+        stranded_tail,
+    )];
+    steps.extend(setup());
+    steps.extend([
+        Step::new("load: activationQueueLength messages", S(300), load),
+        Step::new("tail: stays at 0 for two polls", S(600), stays_at_zero),
+        Step::new(
+            "tail: the messages wait on the queue at 0 replicas, unread",
+            S(120),
+            left_unread,
+        ),
+    ]);
     Scenario {
         name: "flow::tail".to_owned(),
-        settings: FlowSettings::default(),
-        steps: vec![Step::new(
-            "finding: messages stranded below activationQueueLength",
-            S(60),
-            stranded_tail,
-        )],
-        cleanup: Vec::new(),
+        settings,
+        steps,
+        cleanup: cleanup(),
     }
+}
+
+/// The ScaledObject of `settings`, for the twin's virtual clock.
+pub(super) fn scaled_object_json(settings: &FlowSettings) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "aws2az-queue-scaleobj"},
+        "spec": {
+            "scaleTargetRef": {"name": "aqs-app"},
+            "minReplicaCount": settings.min_replicas,
+            "maxReplicaCount": settings.max_replicas,
+            "pollingInterval": settings.polling_interval,
+            "cooldownPeriod": settings.cooldown_period,
+            "triggers": [{"type": "azure-queue", "metadata": {
+                "queueName": "aws2azmsgs",
+                "queueLength": settings.queue_length.to_string(),
+                "activationQueueLength": settings.activation_queue_length.to_string(),
+            }}],
+        },
+    })
+}
+
+/// Every message the load sent is still on the queue with no row: stranded, not lost.
+fn left_unread(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let (produced, result) = match reconcile_run(ctx).await {
+            Ok(reconciled) => reconciled,
+            Err(failed) => return failed,
+        };
+        if result.processed_once > 0 || result.lost.len() as u64 != produced.sent_count() {
+            return StepResult::failed(
+                format!(
+                    "expected all {} messages unread below the activation threshold",
+                    produced.sent_count()
+                ),
+                [result.summary()],
+            );
+        }
+        match stranded_on_queue(ctx, &result).await {
+            Some(note) => {
+                ctx.property("messages.stranded", result.lost.len());
+                StepResult::passed([result.summary(), note])
+            }
+            None => StepResult::failed(
+                "the unread messages are not all on the queue at 0 replicas",
+                [result.summary()],
+            ),
+        }
+    })
 }
 
 fn stranded_tail(ctx: &mut Context) -> StepFuture<'_> {
@@ -334,23 +399,7 @@ fn stranded_tail(ctx: &mut Context) -> StepFuture<'_> {
                     .to_owned(),
             ]);
         }
-        let so = serde_json::json!({
-            "apiVersion": "keda.sh/v1alpha1",
-            "kind": "ScaledObject",
-            "metadata": {"name": "aws2az-queue-scaleobj"},
-            "spec": {
-                "scaleTargetRef": {"name": "aqs-app"},
-                "minReplicaCount": ctx.settings.min_replicas,
-                "maxReplicaCount": ctx.settings.max_replicas,
-                "pollingInterval": ctx.settings.polling_interval,
-                "cooldownPeriod": ctx.settings.cooldown_period,
-                "triggers": [{"type": "azure-queue", "metadata": {
-                    "queueName": "aws2azmsgs",
-                    "queueLength": ctx.settings.queue_length.to_string(),
-                    "activationQueueLength": ctx.settings.activation_queue_length.to_string(),
-                }}],
-            },
-        });
+        let so = scaled_object_json(&ctx.settings);
         // Look for a burst size whose drain leaves a tail at the deciding poll.
         for messages in 1000..1200u64 {
             let input = edw_twin::simulate::SimulationInput {
@@ -420,7 +469,7 @@ fn nothing_left(ctx: &mut Context) -> StepFuture<'_> {
         let expect = Expect::new("queue depth = 0 at 0 replicas", |o| {
             o.queue == Some(0) && o.desired == 0
         });
-        match consistently(recorder, &expect, ctx.real(window)).await {
+        match consistently(recorder, &expect, window).await {
             Ok(()) => StepResult::passed([format!(
                 "empty queue at 0 replicas for {} s",
                 window.as_secs()
@@ -440,11 +489,16 @@ pub fn poison() -> Scenario {
         "flow::poison",
         settings,
         vec![
+            Step::new(
+                "load: messages that keep failing (taken and abandoned five times)",
+                S(300),
+                failing_deliveries,
+            ),
             load_step(),
             Step::new("load: malformed messages", S(120), malformed),
             drained_step(),
             Step::new(
-                "poison: malformed messages are in the poison queue",
+                "poison: malformed and repeatedly failing messages are in the poison queue",
                 S(600),
                 poisoned,
             ),
@@ -461,6 +515,57 @@ const MALFORMED: &[&str] = &[
     r#"{"msg": 7, "srcStamp": "x"}"#,
 ];
 
+/// Well-formed messages whose processing keeps failing: a reader takes each and dies before
+/// deleting it, as often as the consumer's dequeue limit allows.
+const FAILING: u64 = 3;
+/// The consumer's limit (`ConsumerOptions::max_dequeue`): the next delivery goes to poison.
+const FAILED_DELIVERIES: u64 = 5;
+
+fn failing_text(i: u64) -> String {
+    format!(
+        r#"{{"msg": "Repeatedly failing message {i}", "srcStamp": "2026-01-01 00:00:00.000000"}}"#
+    )
+}
+
+fn failing_deliveries(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let queue = ctx.target.storage().queue(&ctx.names.queue);
+        for i in 1..=FAILING {
+            if let Err(e) = queue.send(&failing_text(i)).await {
+                return StepResult::failed(format!("sending: {e}"), []);
+            }
+        }
+        // Fewer than activationQueueLength messages: no consumer runs yet, the failing reader
+        // is alone. Each round takes every message once (hidden for 1 s, never deleted).
+        for round in 1..=FAILED_DELIVERIES {
+            let mut taken = std::collections::BTreeSet::new();
+            // Visibility timeouts are the storage's real time.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+            while (taken.len() as u64) < FAILING {
+                if tokio::time::Instant::now() > deadline {
+                    return StepResult::failed(
+                        format!(
+                            "round {round}: only {} of {FAILING} abandoned messages came back within 60 s",
+                            taken.len()
+                        ),
+                        [],
+                    );
+                }
+                match queue.receive(32, std::time::Duration::from_secs(1)).await {
+                    Ok(messages) => taken.extend(messages.into_iter().map(|m| m.id)),
+                    Err(e) => return StepResult::failed(format!("receiving: {e}"), []),
+                }
+                if (taken.len() as u64) < FAILING {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+        StepResult::passed([format!(
+            "{FAILING} well-formed messages taken and abandoned {FAILED_DELIVERIES} times each: their next delivery exceeds the consumer's dequeue limit of {FAILED_DELIVERIES}"
+        )])
+    })
+}
+
 fn malformed(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let queue = ctx.target.storage().queue(&ctx.names.queue);
@@ -476,8 +581,9 @@ fn malformed(ctx: &mut Context) -> StepFuture<'_> {
 fn poisoned(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let poison = ctx.target.storage().queue(&ctx.names.poison);
-        let expected = MALFORMED.len() as u64;
-        let result = poll_until(ctx.real(S(300)), || async {
+        let expected = MALFORMED.len() as u64 + FAILING;
+        let clock = ctx.clock();
+        let result = poll_until(&clock, S(300), || async {
             match poison.approximate_count().await {
                 Ok(n) if n == expected => Ok(n),
                 Ok(n) => Err(format!("{n} in the poison queue")),
@@ -486,10 +592,30 @@ fn poisoned(ctx: &mut Context) -> StepFuture<'_> {
         })
         .await;
         match result {
-            Ok(n) => StepResult::passed([format!(
-                "expected {expected} messages in {}; found {n}",
-                ctx.names.poison
-            )]),
+            Ok(n) => {
+                // Both paths, by content: each malformed text and each failing message.
+                let texts: Vec<String> = match poison.peek(crate::storage::MAX_BATCH).await {
+                    Ok(peeked) => peeked.into_iter().map(|m| m.text).collect(),
+                    Err(e) => return StepResult::failed(format!("peeking: {e}"), []),
+                };
+                let missing: Vec<String> = MALFORMED
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .chain((1..=FAILING).map(failing_text))
+                    .filter(|t| !texts.contains(t))
+                    .collect();
+                if !missing.is_empty() {
+                    return StepResult::failed(
+                        format!("{n} messages in the poison queue, but not these: {missing:?}"),
+                        [],
+                    );
+                }
+                StepResult::passed([format!(
+                    "expected {expected} messages in {} ({} malformed, {FAILING} over the dequeue limit); found {n}, each by content",
+                    ctx.names.poison,
+                    MALFORMED.len()
+                )])
+            }
             Err(last) => StepResult::failed(
                 format!("expected {expected} messages in the poison queue: {last}"),
                 [],
@@ -524,12 +650,13 @@ pub fn consumer_restart() -> Scenario {
 fn kill_pods(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
-        let within = ctx.real(ctx.model().timeouts(messages(ctx)).nodes_grow);
+        let within = ctx.model().timeouts(messages(ctx)).nodes_grow;
+        let clock = ctx.clock();
         let mut details = Vec::new();
         let mut killed: Vec<String> = Vec::new();
         for round in 1..=2 {
             let killed_before = killed.clone();
-            let running = poll_until(within, || async {
+            let running = poll_until(&clock, within, || async {
                 let list = pods
                     .list(&ListParams::default().labels("app=aqs-reader"))
                     .await

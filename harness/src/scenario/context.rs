@@ -164,11 +164,9 @@ impl Context {
         }
     }
 
-    /// Real time for `target_time` (the twin's clock runs faster), at least 100 ms.
-    pub fn real(&self, target_time: Duration) -> Duration {
-        target_time
-            .div_f64(self.target.time_scale())
-            .max(Duration::from_millis(100))
+    /// The target's clock: every step timeout and wait is target time.
+    pub fn clock(&self) -> crate::target::TargetClock {
+        self.target.clock()
     }
 
     /// Adds a property to the current step's report.

@@ -9,6 +9,7 @@ pub mod model;
 pub mod report;
 pub mod run_state;
 pub mod runner;
+pub mod steady;
 
 pub use context::{Context, FlowSettings, RunNames};
 pub use runner::{run, RunOptions, Scenario, Step, StepFn, StepFuture, StepResult};

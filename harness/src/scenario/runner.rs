@@ -106,15 +106,22 @@ async fn run_step(
 ) -> StepReport {
     let started_at = OffsetDateTime::now_utc();
     let started = tokio::time::Instant::now();
-    let limit = context.real(step.timeout);
+    let clock = context.clock();
     context.current_properties.clear();
     let fut = AssertUnwindSafe((step.run)(context)).catch_unwind();
     let result = tokio::select! {
-        outcome = tokio::time::timeout(limit, fut) => match outcome {
-            Ok(Ok(result)) => result,
-            Ok(Err(payload)) => StepResult::failed(format!("the step panicked: {}", panic_text(payload)), []),
-            Err(_) => StepResult::failed(format!("the step did not finish within its timeout of {:?} ({limit:?} real time)", step.timeout), []),
+        outcome = fut => match outcome {
+            Ok(result) => result,
+            Err(payload) => StepResult::failed(format!("the step panicked: {}", panic_text(payload)), []),
         },
+        _ = clock.sleep(step.timeout) => StepResult::failed(
+            format!(
+                "the step did not finish within its timeout of {:?} (target time; {:?} real time)",
+                step.timeout,
+                started.elapsed()
+            ),
+            [],
+        ),
         _ = async {
             match cancel {
                 Some(token) => token.cancelled().await,

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use edw_twin::api::ApiServer;
+use edw_twin::clock::ScaledClock;
 use edw_twin::driver::{drive, scaled_engine};
 use edw_twin::engine::Engine;
 use edw_twin::params::TwinParams;
@@ -15,6 +16,7 @@ use crate::azurite::{Azurite, AzuriteOptions};
 use crate::config::{Config, StorageChoice};
 use crate::scenario::model::TargetInfo;
 use crate::storage::Storage;
+use crate::twin_governor::{ClockGovernor, GovernorSummary};
 use crate::twin_pods::{ConsumerPods, StorageQueueProbe};
 
 /// The default clock scale of the local target: the sample's 30 s polling every 1.5 s.
@@ -27,6 +29,8 @@ pub struct LocalTarget {
     engine: Arc<Mutex<Engine>>,
     client: kube::Client,
     scale: f64,
+    clock: Arc<ScaledClock>,
+    governor: Arc<ClockGovernor>,
     capabilities: Capabilities,
     stop: CancellationToken,
     driver: Option<JoinHandle<()>>,
@@ -58,10 +62,17 @@ impl LocalTarget {
             .await
             .map_err(|e| TargetError::Twin(e.to_string()))?;
         let engine = Arc::new(Mutex::new(engine));
-        let pods = Arc::new(ConsumerPods::new(storage.clone(), scale));
         let stop = CancellationToken::new();
-        let probe = Arc::new(StorageQueueProbe(storage.clone()));
-        let driver = tokio::spawn(drive(engine.clone(), clock, probe, pods, stop.clone()));
+        let governor = ClockGovernor::start(clock.clone(), stop.clone());
+        let pods = Arc::new(ConsumerPods::new(storage.clone(), governor.clone()));
+        let probe = Arc::new(StorageQueueProbe::new(storage.clone(), governor.clone()));
+        let driver = tokio::spawn(drive(
+            engine.clone(),
+            clock.clone(),
+            probe,
+            pods,
+            stop.clone(),
+        ));
         Ok(LocalTarget {
             storage_description: storage.describe(),
             azurite,
@@ -69,6 +80,8 @@ impl LocalTarget {
             engine,
             client,
             scale,
+            clock,
+            governor,
             capabilities,
             stop,
             driver: Some(driver),
@@ -85,6 +98,16 @@ impl LocalTarget {
 
     pub fn scale(&self) -> f64 {
         self.scale
+    }
+
+    /// The twin's (governed) clock.
+    pub fn clock(&self) -> Arc<ScaledClock> {
+        self.clock.clone()
+    }
+
+    /// How much the clock had to slow down for the real consumers so far.
+    pub fn governor_summary(&self) -> GovernorSummary {
+        self.governor.summary()
     }
 
     /// What the twin's API serves (detected like any cluster's).

@@ -3,11 +3,13 @@
 //! account) and `aks` (a live subscription's cluster, from deploy.state). What a target can do
 //! (Karpenter, KEDA) is detected from its API, not assumed.
 
+mod clock;
 mod cluster;
 mod local;
 
 use std::sync::Arc;
 
+pub use clock::TargetClock;
 pub use cluster::ClusterTarget;
 pub use local::LocalTarget;
 
@@ -126,6 +128,14 @@ impl Target {
         match self {
             Target::Local(t) => t.scale(),
             Target::Cluster(_) => 1.0,
+        }
+    }
+
+    /// The clock waits and timelines on this target are measured with.
+    pub fn clock(&self) -> TargetClock {
+        match self {
+            Target::Local(t) => TargetClock::Twin(t.clock()),
+            Target::Cluster(_) => TargetClock::Real,
         }
     }
 

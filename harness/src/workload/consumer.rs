@@ -3,7 +3,7 @@
 //! one queue. It stops when cancelled, or with [`StopWhen::Empty`] once the queue is empty.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -33,6 +33,9 @@ pub struct ConsumerOptions {
     pub visibility_timeout: Duration,
     /// A pause after each message, per worker; the sample's loop makes it about 1 s.
     pub pace: Option<Duration>,
+    /// Paces each message by another clock instead of `pace` (the twin's consumer pods), and
+    /// tells that clock how long storage work takes.
+    pub pacer: Option<Pacer>,
     /// A message received more often than this goes to the poison queue.
     pub max_dequeue: u64,
     /// The longest wait between two receives that found nothing.
@@ -53,6 +56,7 @@ impl Default for ConsumerOptions {
             batch: 1,
             visibility_timeout: Duration::from_secs(60),
             pace: None,
+            pacer: None,
             max_dequeue: 5,
             idle_poll: Duration::from_secs(1),
             max_consecutive_errors: 10,
@@ -81,6 +85,54 @@ impl ConsumerOptions {
             ));
         }
         Ok(())
+    }
+}
+
+/// A clock that paces consumer workers and learns how long their storage work takes: the
+/// twin's governed clock, for which one message cycle is one simulated second.
+pub trait WorkClock: Send + Sync {
+    /// Real time one whole message cycle (receive, write, delete, pause) should take now.
+    fn cycle(&self) -> Duration;
+    /// Storage work starts; the ticket goes back to [`WorkClock::finished`].
+    fn started(&self) -> u64;
+    /// The storage work `ticket` stands for has finished (or failed).
+    fn finished(&self, ticket: u64);
+}
+
+/// A shared [`WorkClock`] (equal when it is the same clock).
+#[derive(Clone)]
+pub struct Pacer(pub Arc<dyn WorkClock>);
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pacer")
+    }
+}
+
+impl PartialEq for Pacer {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Storage work in progress on a [`WorkClock`]; ends when dropped, whatever path the work took.
+struct WorkTicket<'a> {
+    clock: &'a dyn WorkClock,
+    ticket: u64,
+}
+
+impl<'a> WorkTicket<'a> {
+    fn start(pacer: Option<&'a Pacer>) -> Option<WorkTicket<'a>> {
+        pacer.map(|p| WorkTicket {
+            clock: p.0.as_ref(),
+            ticket: p.0.started(),
+        })
+    }
+}
+
+impl Drop for WorkTicket<'_> {
+    fn drop(&mut self) {
+        self.clock.finished(self.ticket);
     }
 }
 
@@ -199,6 +251,8 @@ async fn worker(shared: &Shared<'_>, cancel: &CancellationToken) {
     let mut consecutive_errors = 0u32;
     while !shared.done.load(Ordering::SeqCst) && !cancel.is_cancelled() {
         let step = async {
+            let mut cycle_started = Instant::now();
+            let mut work = WorkTicket::start(options.pacer.as_ref());
             let batch = shared
                 .queue
                 .receive(options.batch, options.visibility_timeout)
@@ -207,15 +261,25 @@ async fn worker(shared: &Shared<'_>, cancel: &CancellationToken) {
                 return Ok::<_, StorageError>(None);
             }
             for message in &batch {
-                if let Handled::Crashed = handle(shared, message).await? {
+                work = work.or_else(|| WorkTicket::start(options.pacer.as_ref()));
+                let handled = handle(shared, message).await?;
+                drop(work.take());
+                if let Handled::Crashed = handled {
                     break;
                 }
-                if let Some(pace) = options.pace {
+                let pause = match (&options.pacer, options.pace) {
+                    // The rest of the cycle: the work itself counts towards it.
+                    (Some(pacer), _) => pacer.0.cycle().saturating_sub(cycle_started.elapsed()),
+                    (None, Some(pace)) => pace,
+                    (None, None) => Duration::ZERO,
+                };
+                if !pause.is_zero() {
                     tokio::select! {
-                        _ = tokio::time::sleep(pace) => {}
+                        _ = tokio::time::sleep(pause) => {}
                         _ = cancel.cancelled() => break,
                     }
                 }
+                cycle_started = Instant::now();
             }
             Ok(Some(batch.len()))
         };

@@ -14,7 +14,9 @@ mod message;
 mod producer;
 mod reconcile;
 
-pub use consumer::{consume, ConsumerError, ConsumerOptions, ConsumerReport, StopWhen};
+pub use consumer::{
+    consume, ConsumerError, ConsumerOptions, ConsumerReport, Pacer, StopWhen, WorkClock,
+};
 pub use message::{
     format_stamp, label, message_text, parse_message, poison_queue_name, MalformedMessage,
     ProcessedEntity, ScaleMessage,

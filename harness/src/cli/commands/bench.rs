@@ -358,7 +358,7 @@ async fn observation_latency(
         client.clone(),
         context.subject(),
         Duration::from_secs(5),
-        target.time_scale(),
+        target.clock(),
     );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &context.names.namespace);
     let mut samples = Vec::new();
@@ -376,7 +376,9 @@ async fn observation_latency(
         let expect = Expect::new(format!("desired = {replicas}"), move |o| {
             o.desired == replicas
         });
-        eventually(&recorder, &expect, Duration::from_secs(10))
+        // Ten real seconds, in the target's time.
+        let within = Duration::from_secs_f64(10.0 * target.time_scale());
+        eventually(&recorder, &expect, within)
             .await
             .map_err(|f| anyhow::anyhow!("{f}"))?;
         samples.push(started.elapsed().as_secs_f64());
@@ -407,7 +409,7 @@ async fn idle_overhead(
         target.client(),
         context.subject(),
         Duration::from_secs(1),
-        target.time_scale(),
+        target.clock(),
     );
     let before = cpu_seconds()?;
     let wall = Instant::now();

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::args::{GlobalArgs, ServeArgs, SimulateArgs};
 use crate::cli::{exit, session, Failure};
+use crate::twin_governor::ClockGovernor;
 use crate::twin_pods::{ConsumerPods, StorageQueueProbe};
 use crate::workload::poison_queue_name;
 
@@ -79,11 +80,12 @@ pub async fn serve(
     println!("storage: {}", session.storage.describe());
     println!("Ctrl-C stops it.");
     let engine = Arc::new(Mutex::new(engine));
-    let pods = Arc::new(ConsumerPods::new(session.storage.clone(), args.scale));
+    let governor = ClockGovernor::start(clock.clone(), cancel.clone());
+    let pods = Arc::new(ConsumerPods::new(session.storage.clone(), governor.clone()));
     drive(
         engine,
         clock,
-        Arc::new(StorageQueueProbe(session.storage.clone())),
+        Arc::new(StorageQueueProbe::new(session.storage.clone(), governor)),
         pods,
         cancel.clone(),
     )
