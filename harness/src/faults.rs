@@ -129,6 +129,37 @@ impl FaultProxy {
             .unwrap_or_else(|p| p.into_inner())
             .push((one_in, fault));
     }
+
+    /// Adds the rules of `mix` (a storage service having a bad day).
+    pub fn inject(&self, mix: &FaultMix) {
+        self.also_every(
+            mix.throttled_one_in,
+            Fault::Status {
+                status: 429,
+                retry_after: Some(1),
+            },
+        );
+        self.also_every(
+            mix.unavailable_one_in,
+            Fault::Status {
+                status: 503,
+                retry_after: None,
+            },
+        );
+        self.also_every(mix.reset_one_in, Fault::Reset);
+        self.also_every(mix.delayed_one_in, Fault::Delay(mix.delay));
+    }
+}
+
+/// One request in N gets each fault: 429 with Retry-After 1 s, 503, a dropped connection, and
+/// `delay` of added latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultMix {
+    pub throttled_one_in: u64,
+    pub unavailable_one_in: u64,
+    pub reset_one_in: u64,
+    pub delayed_one_in: u64,
+    pub delay: Duration,
 }
 
 impl Drop for FaultProxy {

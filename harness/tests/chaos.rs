@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use harness::azurite::{Azurite, AzuriteOptions};
-use harness::faults::{Fault, FaultProxy};
+use harness::faults::{FaultMix, FaultProxy};
 use harness::naming::{run_queue_name, run_table_name};
 use harness::storage::{RetrySettings, Storage, StorageTarget};
 use harness::workload::{
@@ -38,22 +38,13 @@ async fn shard() -> Shard {
         .expect("fault proxy");
     // Faults on the queue service: 503 (1 in 40), 429 with Retry-After 1 s (1 in 150),
     // a dropped connection (1 in 60), 30 ms of latency (1 in 10).
-    proxy.also_every(
-        150,
-        Fault::Status {
-            status: 429,
-            retry_after: Some(1),
-        },
-    );
-    proxy.also_every(
-        40,
-        Fault::Status {
-            status: 503,
-            retry_after: None,
-        },
-    );
-    proxy.also_every(60, Fault::Reset);
-    proxy.also_every(10, Fault::Delay(Duration::from_millis(30)));
+    proxy.inject(&FaultMix {
+        throttled_one_in: 150,
+        unavailable_one_in: 40,
+        reset_one_in: 60,
+        delayed_one_in: 10,
+        delay: Duration::from_millis(30),
+    });
     let mut target = StorageTarget::development(&proxy.url(), azurite.table_endpoint());
     target.retry = RetrySettings {
         max_retries: 10,

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 pub use deploy_state::{load as load_deploy_state, parse as parse_deploy_state, parse_bytes};
 pub use deploy_state::{DeployState, DeployStateError, StateEntry};
-pub use keys::{canonical_key, is_known_key, is_secret_key, DEPLOY_STATE_KEYS, SAMPLE_DEFAULTS};
+pub use keys::{
+    canonical_key, is_known_key, is_secret_key, known_keys, DEPLOY_STATE_KEYS, SAMPLE_DEFAULTS,
+};
 pub use validate::{
     account_name as validate_account_name, queue_name as validate_queue_name,
     table_name as validate_table_name,

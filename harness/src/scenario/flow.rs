@@ -172,7 +172,7 @@ fn validate_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move { check_scaled_object(ctx).await })
 }
 
-fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+pub(super) fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 

@@ -49,8 +49,8 @@ pub struct TargetInfo {
 /// The cluster and queue at one instant, as the observation recorder saw them.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Observation {
-    /// Seconds since the recorder started, in target time: on the twin, simulated seconds
-    /// (real seconds × the clock scale); on a cluster, real seconds.
+    /// Seconds since the recorder started, in target time: on the twin, simulated seconds (its
+    /// governed clock); on a cluster, real seconds.
     pub t: f64,
     /// Approximate queue depth (visible + in flight), if it could be read.
     pub queue: Option<u64>,

@@ -233,7 +233,9 @@ fn from_connection_string(
     target: &StorageTarget,
 ) -> Result<Resolved, StorageError> {
     let invalid = |why: &str| {
-        StorageError::Config(format!("the storage connection string is not valid: {why}"))
+        StorageError::Config(format!(
+            "the storage connection string (AZURE_STORAGE_CONNECTION_STRING) is not valid: {why}"
+        ))
     };
     let parsed = ConnectionString::new(secret.expose())
         .map_err(|e| invalid(&crate::secrets::redact(&e.to_string())))?;
