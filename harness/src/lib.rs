@@ -8,6 +8,7 @@ pub mod arm;
 pub mod azurite;
 pub mod cli;
 pub mod config;
+pub mod deploy_script;
 pub mod faults;
 pub mod findings;
 pub mod manifests;

@@ -5,6 +5,8 @@
 //! management host in polling URLs, which must point at the mock); every other field is kept
 //! as recorded. Each adaptation is commented where it is made.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,33 +19,14 @@ use time::OffsetDateTime;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// The recordings' sanitized subscription id, kept as recorded.
-const SUB: &str = "00000000-0000-0000-0000-000000000000";
+use support::arm_replay::{
+    example, fixture, not_found, recorded, rg_delete_202, RECORDED_HOST, SUB,
+};
+
 /// The principal id of the recorded IdentityGet example (the workload identity).
 const WORKLOAD_PRINCIPAL: &str = "25cc773c-7f05-40fc-a104-32d2300754ad";
 /// The kubelet identity objectId of the recorded managed cluster.
 const KUBELET_OBJECT_ID: &str = "00000000-0000-0000-0000-000000000001";
-/// The host the recordings' URLs point at.
-const RECORDED_HOST: &str = "https://management.azure.com";
-
-fn fixture(name: &str) -> Value {
-    let file = format!(
-        "{}/../fixtures/recorded/arm/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
-}
-
-/// `responses.<status>.body` of a spec example.
-fn example(name: &str, status: &str) -> Value {
-    fixture(name)["responses"][status]["body"].clone()
-}
-
-/// `response.body` of a recorded interaction.
-fn recorded(name: &str) -> Value {
-    fixture(name)["response"]["body"].clone()
-}
 
 fn deployment() -> Deployment {
     Deployment::from_lookup(|key| {
@@ -651,21 +634,6 @@ async fn failed_operation_is_an_error_naming_the_resource() {
     assert!(err.to_string().contains(&d.aks_cluster));
 }
 
-/// The recorded resource group delete (spec example): 202 with a Location header, host adapted.
-fn rg_delete_202(server: &MockServer) -> ResponseTemplate {
-    let ex = fixture("resources_2025-04-01_ForceDeleteVMsInResourceGroup.json");
-    let location = ex["responses"]["202"]["headers"]["location"]
-        .as_str()
-        .unwrap_or_default()
-        .replace(RECORDED_HOST, &server.uri());
-    ResponseTemplate::new(202).insert_header("location", location.as_str())
-}
-
-fn not_found() -> ResponseTemplate {
-    ResponseTemplate::new(404)
-        .set_body_json(recorded("recorded_arm_error_404_ResourceNotFound.json"))
-}
-
 #[tokio::test]
 async fn delete_resource_group_waits_for_404_and_is_idempotent() {
     let w = conforming();
@@ -936,4 +904,36 @@ fn names_that_would_escape_the_resource_path_are_refused() {
     })
     .expect_err("invalid");
     assert!(matches!(err, DeploymentError::Invalid { ref key, .. } if key == "AKS_CLUSTER_NAME"));
+}
+
+#[tokio::test]
+async fn tagging_a_group_for_expiry_keeps_its_tags_and_adds_run_id_and_expiry() {
+    let server = MockServer::start().await;
+    let name = "rg-aksdemo-k3x9q2";
+    let id = support::arm_replay::mount_resource_group(&server, name).await;
+    let client = client(&server);
+    let groups = ResourceGroups::new(&client, SUB);
+    let expires = OffsetDateTime::now_utc() + Duration::from_secs(6 * 3600);
+    let tags = groups
+        .tag_for_expiry(name, &ExpiryTags::default(), "edw-k3x9q2-1", expires)
+        .await
+        .expect("tagged");
+    assert_eq!(tags["edw-run-id"], json!("edw-k3x9q2-1"));
+    let requests = server.received_requests().await.unwrap_or_default();
+    let put = requests
+        .iter()
+        .find(|r| r.method.as_str() == "PUT" && r.url.path() == id)
+        .expect("a PUT of the group");
+    let body: Value = serde_json::from_slice(&put.body).unwrap();
+    // The recorded group's location and tags are kept; ours are added.
+    assert_eq!(body["location"], json!("westus2"));
+    assert_eq!(body["tags"]["product"], json!("azurecli"));
+    assert_eq!(body["tags"]["edw-run-id"], json!("edw-k3x9q2-1"));
+    let written = body["tags"]["edw-expires"].as_str().unwrap();
+    let parsed =
+        OffsetDateTime::parse(written, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(
+        (parsed - expires).abs() < time::Duration::seconds(1),
+        "{written}"
+    );
 }

@@ -8,46 +8,8 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use support::served::{serve_twin, use_azurite, KillOnDrop};
 use support::Env;
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Points an `edw` command at the test's Azurite, away from any ambient target or account.
-fn use_azurite(command: &mut Command, env: &Env) {
-    command
-        .env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
-        .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
-        .env_remove("EDW_TARGET")
-        .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
-        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
-        .current_dir(std::env::temp_dir());
-}
-
-/// `edw twin serve` (with `extra` arguments) writing `kubeconfig`; returns once it serves.
-fn serve_twin(env: &Env, kubeconfig: &std::path::Path, extra: &[&str]) -> KillOnDrop {
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
-    serve
-        .args(["twin", "serve"])
-        .args(extra)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .stdout(Stdio::piped());
-    use_azurite(&mut serve, env);
-    let mut served = KillOnDrop(serve.spawn().unwrap());
-    for line in BufReader::new(served.0.stdout.take().unwrap()).lines() {
-        if line.unwrap().starts_with("Ctrl-C") {
-            break;
-        }
-    }
-    served
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
@@ -255,4 +217,46 @@ async fn a_crashed_run_is_cleaned_from_its_ledger() {
         !env.storage.queue(&queue).exists().await.unwrap(),
         "queue {queue} left behind"
     );
+}
+
+/// `edw bench` with its idle figure taken on a served twin in another process (the harness
+/// alone): every figure is there with its reference, including the transport's before/after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_prints_every_figure_and_measures_idle_on_another_process() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let _served = serve_twin(&env, &kubeconfig, &[]);
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_edw"));
+    bench
+        .args([
+            "bench",
+            "--messages",
+            "50",
+            "--idle",
+            "2s",
+            "--idle-on",
+            "kube",
+        ])
+        .arg("--report-dir")
+        .arg(dir.path())
+        .env("KUBECONFIG", &kubeconfig);
+    use_azurite(&mut bench, &env);
+    let output = bench.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report = std::fs::read_to_string(dir.path().join("bench.md")).unwrap();
+    for figure in [
+        "producer into Azurite",
+        "SDK's default transport (before) vs ours (after)",
+        "consumer drain",
+        "observation latency",
+        "full local flow",
+        "twin: worked example",
+        "on the kube target (kube:",
+        "% of a core",
+        "memory (peak during the wait)",
+    ] {
+        assert!(report.contains(figure), "{figure} missing:\n{report}");
+    }
 }

@@ -12,13 +12,8 @@ fn edw(env: &Env, report_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
     command
         .args(["run", "--plain", "--report-dir"])
-        .arg(report_dir)
-        .env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
-        .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
-        .env_remove("EDW_TARGET")
-        .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
-        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
-        .current_dir(std::env::temp_dir());
+        .arg(report_dir);
+    support::served::use_azurite(&mut command, env);
     command
 }
 

@@ -1,36 +1,24 @@
 //! The scenario machinery against the twin (local target): the observation recorder and waits,
 //! and cleanup after a failing step, a panic, a step timeout, and with --keep-on-failure.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::config::{Config, ConfigInputs};
+use harness::config::Config;
 use harness::manifests::{apply, render};
 use harness::observe::{consistently, eventually, Expect, Recorder};
 use harness::scenario::model::Outcome;
 use harness::scenario::{
     flow, run, Context, FlowSettings, RunOptions, Scenario, Step, StepFuture, StepResult,
 };
-use harness::target::{Target, TargetKind};
+use harness::target::Target;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
+use support::served::local_target;
 use tokio_util::sync::CancellationToken;
-
-async fn local_target() -> (Arc<Target>, Config) {
-    let inputs = ConfigInputs {
-        env: std::env::vars()
-            .filter(|(k, _)| k.starts_with("EDW_AZURITE"))
-            .collect(),
-        working_dir: Some(std::env::temp_dir()),
-        ..ConfigInputs::default()
-    };
-    let config = Config::load(&inputs).expect("config");
-    let target = Target::open(TargetKind::Local, &config)
-        .await
-        .expect("local target");
-    (Arc::new(target), config)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recorder_sees_changes_and_waits_report_what_they_saw() {

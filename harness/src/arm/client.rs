@@ -98,6 +98,34 @@ impl ArmClient {
     }
 
     /// The settings in use.
+    /// A client for `base_url` with the token `EDW_ARM_TOKEN` supplies, else one from the
+    /// Entra ID chain (environment, workload identity, managed identity, Azure CLI), polling
+    /// long-running operations every `EDW_ARM_POLL_INTERVAL` (e.g. `10s`, the default).
+    pub fn from_env(base_url: &str) -> Result<Self, ArmError> {
+        let mut settings = ClientSettings::default();
+        if let Ok(text) = std::env::var("EDW_ARM_POLL_INTERVAL") {
+            settings.poll_interval = humantime::parse_duration(text.trim()).map_err(|e| {
+                ArmError::invalid(
+                    base_url,
+                    format!("EDW_ARM_POLL_INTERVAL {text:?} is not a duration: {e}"),
+                )
+            })?;
+        }
+        let tokens: Arc<dyn TokenSource> = match std::env::var("EDW_ARM_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
+            Some(token) => Arc::new(super::token::StaticToken::new(token)),
+            None => Arc::new(super::token::DefaultCredentialToken::new().map_err(|e| {
+                ArmError::invalid(
+                    base_url,
+                    format!("no Entra ID credential for Azure Resource Manager: {e}"),
+                )
+            })?),
+        };
+        Self::with_settings(base_url, tokens, settings)
+    }
+
     pub fn settings(&self) -> &ClientSettings {
         &self.settings
     }

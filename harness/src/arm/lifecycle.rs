@@ -130,6 +130,39 @@ impl<'a> ResourceGroups<'a> {
         }
     }
 
+    /// Tags group `name` with the run id and its expiry (RFC 3339), keeping the tags it has
+    /// (GET, then PUT with its location and the merged tags), so that `edw sweep` finds it if
+    /// the run that deployed it dies before its cleanup. Returns the tags now on the group.
+    pub async fn tag_for_expiry(
+        &self,
+        name: &str,
+        tags: &ExpiryTags,
+        run_id: &str,
+        expires: OffsetDateTime,
+    ) -> Result<serde_json::Map<String, Value>, ArmError> {
+        let id = self.id(name)?;
+        let group = self.client.get(&id, api::RESOURCE_GROUPS).await?;
+        let location = group
+            .get("location")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ArmError::invalid(&id, "the resource group has no location"))?
+            .to_owned();
+        let mut merged = group
+            .get("tags")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let expires = expires
+            .format(&Rfc3339)
+            .map_err(|e| ArmError::invalid(&id, format!("expiry: {e}")))?;
+        merged.insert(tags.run_id.clone(), Value::String(run_id.to_owned()));
+        merged.insert(tags.expires.clone(), Value::String(expires));
+        let body = serde_json::json!({"location": location, "tags": merged});
+        self.client.put(&id, api::RESOURCE_GROUPS, &body).await?;
+        tracing::info!(resource_group = %redact(name), run_id, "resource group tagged for expiry");
+        Ok(merged)
+    }
+
     /// Groups tagged with both `tags.run_id` and `tags.expires` whose expiry is before `now`.
     /// A group whose expiry tag is not RFC 3339 is left alone (and logged).
     pub async fn list_expired_groups(

@@ -88,6 +88,9 @@ pub enum Command {
         #[command(subcommand)]
         command: TwinCommand,
     },
+    /// Check a target's prerequisites (tools, Azure sign-in, subscription, preview feature and
+    /// extension, cluster, storage): each ok, FAIL with the fix, or skip with the reason.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -110,6 +113,22 @@ pub struct RunArgs {
     /// Print the reports' JSON timeline path and the summary only (no live progress).
     #[arg(long)]
     pub plain: bool,
+    /// aks: deploy first with the team's deploy command (its log goes to <report-dir>/install.log),
+    /// tag the resource group it creates for `edw sweep`, and delete it at the end; without it,
+    /// the run reuses the deployment deploy.state describes and deletes nothing of it.
+    #[arg(long)]
+    pub deploy: bool,
+    /// The deploy command (`bash -c`, in the current directory).
+    #[arg(
+        long,
+        env = "EDW_DEPLOY_COMMAND",
+        default_value = crate::deploy_script::DEFAULT_COMMAND
+    )]
+    pub deploy_command: String,
+    /// How long the deployed resource group may live before `edw sweep` removes it (its
+    /// `edw-expires` tag), in case this run dies before its cleanup.
+    #[arg(long, value_parser = parse_duration, default_value = "6h")]
+    pub expires_after: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -123,6 +142,11 @@ pub struct BenchArgs {
     /// Also run the 1,000-node / 100,000-pod twin scale-out (about 2 minutes).
     #[arg(long)]
     pub full: bool,
+    /// Where to measure the idle overhead: `local` (this process also runs the twin: an upper
+    /// bound) or `kube` (the kubeconfig's cluster, e.g. `edw twin serve` in another process; the
+    /// local target is stopped first, so the figure is the harness alone).
+    #[arg(long, default_value = "local", value_parser = ["local", "kube"])]
+    pub idle_on: String,
     /// Where to write bench.md.
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,
@@ -293,4 +317,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
     }
     humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e})"))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Whose prerequisites to check: local, kube or aks (default: $EDW_TARGET, else local).
+    #[arg(long, env = "EDW_TARGET", default_value = "local")]
+    pub target: String,
+    #[command(flatten)]
+    pub azure: AzureArgs,
 }

@@ -56,6 +56,15 @@ impl RunNames {
     }
 }
 
+/// A resource group a run deployed, and where its Azure Resource Manager is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployedGroup {
+    pub subscription: String,
+    pub resource_group: String,
+    /// `https://management.azure.com` (a mock in tests).
+    pub arm_url: String,
+}
+
 /// The flow's knobs; the defaults are the walkthrough's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowSettings {
@@ -125,6 +134,9 @@ pub struct Context {
     /// Where the run records what it creates, before creating it (a crashed run is then
     /// cleaned by `edw cleanup --run-state <ledger>`).
     pub ledger: Option<std::path::PathBuf>,
+    /// The resource group this run deployed (aks with the team's deploy script): its cleanup
+    /// deletes it and waits until it is gone. `None` when the run reused a deployment.
+    pub deployed_group: Option<DeployedGroup>,
     progress: Option<ProgressSink>,
     timeline: Vec<Observation>,
 }
@@ -147,6 +159,7 @@ impl Context {
             current_properties: Vec::new(),
             findings: Vec::new(),
             ledger: None,
+            deployed_group: None,
             progress: None,
             timeline: Vec::new(),
         }

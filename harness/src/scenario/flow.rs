@@ -936,6 +936,51 @@ pub(super) fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
+/// The cleanup step that deletes the resource group the run deployed (and waits until it is
+/// gone); skipped when the run reused a deployment.
+pub fn cleanup_resource_group_step() -> Step {
+    Step::new(
+        "delete the resource group the run deployed",
+        S(3600),
+        cleanup_resource_group,
+    )
+}
+
+fn cleanup_resource_group(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let Some(group) = ctx.deployed_group.clone() else {
+            return StepResult::skipped(
+                "the run deployed no resource group (it reused an existing deployment or ran on the twin)",
+            );
+        };
+        match delete_group(&group).await {
+            Ok(done) => StepResult::passed([done]),
+            Err(e) => StepResult::failed(e, []),
+        }
+    })
+}
+
+/// Deletes `group` and waits until Azure Resource Manager answers 404 (idempotent); the text
+/// says what happened.
+pub async fn delete_group(group: &super::DeployedGroup) -> Result<String, String> {
+    let name = &group.resource_group;
+    let client = crate::arm::ArmClient::from_env(&group.arm_url).map_err(|e| {
+        format!("cannot reach Azure Resource Manager to delete resource group {name}: {e} (it is tagged for `edw sweep`)")
+    })?;
+    let groups = crate::arm::ResourceGroups::new(&client, &group.subscription);
+    match groups.delete_resource_group(name).await {
+        Ok(crate::arm::DeleteOutcome::Deleted) => Ok(format!(
+            "deleted resource group {name} and waited until Azure Resource Manager answered 404"
+        )),
+        Ok(crate::arm::DeleteOutcome::AlreadyAbsent) => {
+            Ok(format!("resource group {name} was already gone"))
+        }
+        Err(e) => Err(format!(
+            "deleting resource group {name}: {e} (it is tagged for `edw sweep`)"
+        )),
+    }
+}
+
 pub(super) fn cleanup_storage(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if !ctx.created_storage {

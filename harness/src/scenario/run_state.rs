@@ -44,8 +44,18 @@ pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
         .as_ref()
         .map(|p| format!("{}", p.sent_count()))
         .unwrap_or_default();
+    let deployed = context
+        .deployed_group
+        .as_ref()
+        .map(|g| {
+            format!(
+                "EDW_RUN_DEPLOYED_GROUP={}|{}|{}\n",
+                g.subscription, g.resource_group, g.arm_url
+            )
+        })
+        .unwrap_or_default();
     let text = format!(
-        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n",
+        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n{deployed}",
         context.target_info.name,
         n.namespace,
         n.queue,
@@ -91,6 +101,19 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
             .ok_or_else(|| invalid("expected KEY=value".into()))?;
         match key {
             "EDW_RUN_TARGET" => target = value.to_owned(),
+            "EDW_RUN_DEPLOYED_GROUP" => {
+                let parts: Vec<&str> = value.splitn(3, '|').collect();
+                let [subscription, resource_group, arm_url] = parts[..] else {
+                    return Err(invalid(format!(
+                        "{value:?} is not subscription|resource group|ARM URL"
+                    )));
+                };
+                context.deployed_group = Some(super::context::DeployedGroup {
+                    subscription: subscription.to_owned(),
+                    resource_group: resource_group.to_owned(),
+                    arm_url: arm_url.to_owned(),
+                });
+            }
             "EDW_RUN_NAMESPACE" => context.names.namespace = value.to_owned(),
             "EDW_RUN_QUEUE" => context.names.queue = value.to_owned(),
             "EDW_RUN_POISON" => context.names.poison = value.to_owned(),

@@ -111,8 +111,23 @@ impl Storage {
     /// Builds the clients. No request is sent: a wrong key or an unreachable endpoint shows
     /// at the first operation, as a [`StorageError`] that names it.
     pub fn connect(target: &StorageTarget) -> Result<Storage, StorageError> {
+        Self::connect_with(target, client_options(&target.retry)?)
+    }
+
+    /// Like [`Storage::connect`], with the SDK's own HTTP transport instead of ours (no
+    /// connection reuse): the "before" of `edw bench`'s transport figure.
+    pub fn connect_with_sdk_transport(target: &StorageTarget) -> Result<Storage, StorageError> {
+        Self::connect_with(
+            target,
+            ClientOptions::default().retry(retry_options(&target.retry)),
+        )
+    }
+
+    fn connect_with(
+        target: &StorageTarget,
+        options: ClientOptions,
+    ) -> Result<Storage, StorageError> {
         let resolved = resolve(target)?;
-        let options = client_options(&target.retry)?;
         let queues = azure_storage_queues::QueueServiceClientBuilder::with_location(
             resolved.queue_location.clone(),
             resolved.credentials.clone(),
@@ -308,7 +323,11 @@ fn client_options(retry: &RetrySettings) -> Result<ClientOptions, StorageError> 
         .tcp_nodelay(true)
         .build()
         .map_err(|e| StorageError::Config(format!("cannot build the HTTP client: {e}")))?;
-    let retry_options = if retry.max_retries == 0 {
+    Ok(ClientOptions::new(TransportOptions::new(Arc::new(http))).retry(retry_options(retry)))
+}
+
+fn retry_options(retry: &RetrySettings) -> RetryOptions {
+    if retry.max_retries == 0 {
         RetryOptions::none()
     } else {
         RetryOptions::exponential(
@@ -318,8 +337,7 @@ fn client_options(retry: &RetrySettings) -> Result<ClientOptions, StorageError> 
                 .max_delay(retry.max_delay)
                 .max_total_elapsed(retry.max_total_elapsed),
         )
-    };
-    Ok(ClientOptions::new(TransportOptions::new(Arc::new(http))).retry(retry_options))
+    }
 }
 
 /// The error and its sources on one line.

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod arm_replay;
+pub mod served;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ use crate::arm::{
 use crate::cli::args::{AzureArgs, GlobalArgs, SweepArgs};
 use crate::cli::{exit, session, Failure};
 
-fn client(args: &AzureArgs) -> Result<ArmClient, Failure> {
+pub(crate) fn client(args: &AzureArgs) -> Result<ArmClient, Failure> {
     let tokens: Arc<dyn TokenSource> = match std::env::var("EDW_ARM_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())

@@ -6,6 +6,7 @@ mod bench;
 pub(crate) mod check_config;
 mod config;
 mod consume;
+mod doctor;
 mod phase;
 mod produce;
 mod queue;
@@ -45,6 +46,7 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Twin {
             command: TwinCommand::Serve(args),
         } => twin::serve(&cli.global, &args, cancel).await,
+        Command::Doctor(args) => doctor::run(&cli.global, &args).await,
     }
 }
 

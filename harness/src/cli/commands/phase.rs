@@ -24,7 +24,7 @@ pub async fn run(
              use `edw run`, or run `edw twin serve` in another terminal and `edw {phase} --target kube` with the KUBECONFIG it prints"
         )));
     }
-    let scenario = flow::phase(phase)
+    let mut scenario = flow::phase(phase)
         .ok_or_else(|| Failure::usage(anyhow::anyhow!("unknown phase {phase}")))?;
     let config = session::load_config(global)?;
     let target = Arc::new(
@@ -48,6 +48,9 @@ pub async fn run(
                 kind.name()
             )));
         }
+    }
+    if phase == "cleanup" && context.deployed_group.is_some() {
+        scenario.cleanup.push(flow::cleanup_resource_group_step());
     }
     context.ledger = Some(args.run_state.clone());
     let report = run_scenario(&scenario, &mut context, &RunOptions::default(), cancel).await;

@@ -8,8 +8,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::args::{GlobalArgs, RunArgs};
 use crate::cli::{exit, session, Failure};
+use crate::deploy_script::DeployCommand;
 use crate::scenario::model::Outcome;
-use crate::scenario::{flow, report, run as run_scenario, Context, FlowSettings, RunOptions};
+use crate::scenario::{
+    flow, report, run as run_scenario, Context, DeployedGroup, FlowSettings, RunOptions,
+};
 use crate::target::{Target, TargetKind};
 
 pub async fn run(
@@ -18,16 +21,48 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<u8, Failure> {
     let kind = TargetKind::parse(&args.target).map_err(Failure::usage)?;
-    let config = session::load_config(global)?;
+    let deployed_group = if args.deploy {
+        if kind != TargetKind::Aks {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--deploy runs the team's deploy command for a live subscription: it needs --target aks, not {}",
+                kind.name()
+            )));
+        }
+        deploy(global, args, cancel).await?
+    } else {
+        None
+    };
+    // From here on, a failure deletes what the deploy created.
+    let delete_on_failure = |failure: Failure| async {
+        if let Some(group) = &deployed_group {
+            eprintln!(
+                "deleting resource group {} (this run deployed it)…",
+                group.resource_group
+            );
+            match flow::delete_group(group).await {
+                Ok(done) => eprintln!("{done}"),
+                Err(e) => eprintln!("{e}"),
+            }
+        }
+        failure
+    };
+    let config = match session::load_config(global) {
+        Ok(config) => config,
+        Err(failure) => return Err(delete_on_failure(failure).await),
+    };
     let live = !args.plain && std::io::stderr().is_terminal();
     eprintln!("opening the {} target…", kind.name());
-    let target = Target::open(kind, &config)
-        .await
-        .map_err(Failure::environment)?;
+    let target = match Target::open(kind, &config).await {
+        Ok(target) => target,
+        Err(e) => return Err(delete_on_failure(Failure::environment(e)).await),
+    };
     let target = Arc::new(target);
     let info = target.info();
     eprintln!("target: {}", info.description);
-    let scenario = flow::burst();
+    let mut scenario = flow::burst();
+    if deployed_group.is_some() {
+        scenario.cleanup.push(flow::cleanup_resource_group_step());
+    }
     let settings = FlowSettings {
         messages: args.messages,
         ..scenario.settings.clone()
@@ -38,6 +73,7 @@ pub async fn run(
     let mut context = Context::new(target.clone(), config, settings)
         .with_progress(Arc::new(move |line: &str| sink.line(line)));
     context.ledger = Some(ledger.clone());
+    context.deployed_group = deployed_group.clone();
     if kind == TargetKind::Local {
         eprintln!(
             "ledger: {} (the local twin and an embedded Azurite end with this process)",
@@ -112,6 +148,107 @@ pub async fn run(
     } else {
         exit::CHECK_FAILED
     })
+}
+
+/// Runs the team's deploy command, then tags the resource group it created (or began to
+/// create) for `edw sweep`. A deploy that fails or is interrupted deletes that group before the
+/// error is returned.
+async fn deploy(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    cancel: &CancellationToken,
+) -> Result<Option<DeployedGroup>, Failure> {
+    let cwd = std::env::current_dir().map_err(Failure::environment)?;
+    let mut command = DeployCommand::sample(&cwd, &args.report_dir);
+    command.command = args.deploy_command.clone();
+    if let Some(state) = &global.state_file {
+        command.state_file = state.clone();
+    }
+    eprintln!(
+        "deploying: `{}` (log: {})",
+        command.command,
+        command.log.display()
+    );
+    let deployed = command
+        .run(&|line: &str| eprintln!("  | {line}"), cancel)
+        .await;
+    let state = deployed.result.as_ref().ok().or(deployed.partial.as_ref());
+    let group = state
+        .and_then(|s| s.get("RESOURCE_GROUP"))
+        .map(|e| e.value.clone());
+    let subscription = std::env::var("AZURE_SUBSCRIPTION_ID")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let arm_url = std::env::var("EDW_ARM_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| crate::arm::DEFAULT_BASE_URL.to_owned());
+    let group = match (group, subscription) {
+        (Some(resource_group), Some(subscription)) => Some(DeployedGroup {
+            subscription,
+            resource_group,
+            arm_url,
+        }),
+        (Some(resource_group), None) => {
+            eprintln!("warning: AZURE_SUBSCRIPTION_ID is not set: resource group {resource_group} can be neither tagged nor deleted by this run (delete it with the team's cleanup script)");
+            None
+        }
+        (None, _) => None,
+    };
+    if let Some(group) = &group {
+        let run_id = format!(
+            "edw-{}-{}",
+            state
+                .and_then(|s| s.get("SUFFIX"))
+                .map_or("run", |e| e.value.as_str()),
+            time::OffsetDateTime::now_utc().unix_timestamp()
+        );
+        let expires = time::OffsetDateTime::now_utc() + args.expires_after;
+        match tag_group(group, &run_id, expires).await {
+            Ok(()) => eprintln!(
+                "tagged resource group {} with edw-run-id {run_id} and edw-expires {} (for `edw sweep`)",
+                group.resource_group,
+                expires.replace_nanosecond(0).unwrap_or(expires)
+            ),
+            Err(e) => eprintln!(
+                "warning: could not tag resource group {}: {e}",
+                group.resource_group
+            ),
+        }
+    }
+    match deployed.result {
+        Ok(_) => Ok(group),
+        Err(error) => {
+            if let Some(group) = &group {
+                eprintln!(
+                    "deleting resource group {} (the deploy did not finish)…",
+                    group.resource_group
+                );
+                match flow::delete_group(group).await {
+                    Ok(done) => eprintln!("{done}"),
+                    Err(e) => eprintln!("{e}"),
+                }
+            }
+            Err(Failure::environment(error))
+        }
+    }
+}
+
+async fn tag_group(
+    group: &DeployedGroup,
+    run_id: &str,
+    expires: time::OffsetDateTime,
+) -> Result<(), crate::arm::ArmError> {
+    let client = crate::arm::ArmClient::from_env(&group.arm_url)?;
+    crate::arm::ResourceGroups::new(&client, &group.subscription)
+        .tag_for_expiry(
+            &group.resource_group,
+            &crate::arm::ExpiryTags::default(),
+            run_id,
+            expires,
+        )
+        .await
+        .map(|_| ())
 }
 
 /// Live progress on a terminal (indicatif), plain lines otherwise.

@@ -1,0 +1,303 @@
+//! The `aks` target's life cycle against a mock Azure Resource Manager replaying real payloads
+//! (tests/support/arm_replay.rs): the team's deploy command (its log in install.log, secrets
+//! redacted, a failed or interrupted deploy read back for cleanup), and the deletion of the
+//! resource group a run deployed, awaited, however the run ends: success, a failed step, a
+//! panic, a step timeout, an interruption, and `edw run --deploy` whose target cannot open.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use std::time::Duration;
+
+use harness::deploy_script::{DeployCommand, DeployError};
+use harness::scenario::model::Outcome;
+use harness::scenario::{
+    flow, run, Context, DeployedGroup, FlowSettings, RunOptions, Scenario, Step, StepFn,
+    StepFuture, StepResult,
+};
+
+use support::arm_replay::{calls, mount_resource_group, SUB};
+use support::served::local_target;
+use tokio_util::sync::CancellationToken;
+use wiremock::MockServer;
+
+const GROUP: &str = "rg-aksdemo-k3x9q2";
+
+/// A fake deploy script: writes deploy.state as the sample's does (SUFFIX, then
+/// RESOURCE_GROUP, …), prints a line with a secret, then `ending`.
+fn fake_deploy(dir: &Path, ending: &str) -> String {
+    let script = dir.join("deploy.sh");
+    std::fs::create_dir_all(dir.join("deployment")).unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/usr/bin/env bash\nset -e\necho \"$$\" > \"{pid}\"\necho 'Creating resource group {GROUP}'\n\
+             echo SUFFIX=k3x9q2 >> deployment/deploy.state\necho RESOURCE_GROUP={GROUP} >> deployment/deploy.state\n\
+             echo 'connection: DefaultEndpointsProtocol=https;AccountName=storaksdemok3x9q2;AccountKey=c2VjcmV0LWtleS1mb3ItdGhlLWRlcGxveS10ZXN0;EndpointSuffix=core.windows.net' >&2\n\
+             {ending}\n",
+            pid = dir.join("deploy.pid").display()
+        ),
+    )
+    .unwrap();
+    format!("bash {}", script.display())
+}
+
+fn command(dir: &Path, line: String) -> DeployCommand {
+    DeployCommand {
+        command: line,
+        working_dir: dir.to_owned(),
+        log: dir.join("reports/install.log"),
+        state_file: dir.join("deployment/deploy.state"),
+    }
+}
+
+#[tokio::test]
+async fn a_deploy_streams_to_install_log_redacted_and_reads_deploy_state_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = fake_deploy(
+        dir.path(),
+        "echo AZURE_STORAGE_ACCOUNT_NAME=storaksdemok3x9q2 >> deployment/deploy.state\necho done",
+    );
+    let seen = std::sync::Mutex::new(Vec::new());
+    let deployed = command(dir.path(), line)
+        .run(
+            &|l: &str| seen.lock().unwrap().push(l.to_owned()),
+            &CancellationToken::new(),
+        )
+        .await;
+    let state = deployed.result.expect("deployed");
+    assert_eq!(state.get("RESOURCE_GROUP").unwrap().value, GROUP);
+    let log = std::fs::read_to_string(dir.path().join("reports/install.log")).unwrap();
+    assert!(
+        log.contains("Creating resource group") && log.contains("done"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("c2VjcmV0LWtleS1mb3ItdGhlLWRlcGxveS10ZXN0"),
+        "{log}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), log.lines().count());
+}
+
+#[tokio::test]
+async fn a_failed_deploy_names_command_and_status_and_leaves_the_partial_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = fake_deploy(dir.path(), "echo 'ERROR: quota exceeded' >&2\nexit 3");
+    let deployed = command(dir.path(), line.clone())
+        .run(&|_: &str| {}, &CancellationToken::new())
+        .await;
+    let error = deployed.result.expect_err("failed");
+    let text = error.to_string();
+    assert!(matches!(error, DeployError::Failed { .. }), "{error:?}");
+    assert!(
+        text.contains(&line) && text.contains("exit status: 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ERROR: quota exceeded"),
+        "the log's tail: {text}"
+    );
+    let partial = deployed.partial.expect("a partial deploy.state");
+    assert_eq!(partial.get("RESOURCE_GROUP").unwrap().value, GROUP);
+}
+
+#[tokio::test]
+async fn an_interrupted_deploy_stops_its_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    // The script waits on a child: both must go.
+    let line = fake_deploy(dir.path(), "sleep 60 &\nwait");
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let pid_file = dir.path().join("deploy.pid");
+    let watcher = tokio::spawn(async move {
+        for _ in 0..200 {
+            if pid_file.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+    });
+    let started = std::time::Instant::now();
+    let deployed = command(dir.path(), line).run(&|_: &str| {}, &cancel).await;
+    watcher.await.unwrap();
+    assert!(
+        matches!(deployed.result, Err(DeployError::Interrupted { .. })),
+        "{:?}",
+        deployed.result
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(deployed.partial.is_some());
+    let pid = std::fs::read_to_string(dir.path().join("deploy.pid")).unwrap();
+    let group_alive = || {
+        Command::new("kill")
+            .args(["-0", "--", &format!("-{}", pid.trim())])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    // Eventually gone (a killed process lingers until its parent, or init, reaps it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while group_alive() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !group_alive(),
+        "the deploy's process group is still running after 10 s"
+    );
+}
+
+fn passes(_: &mut Context) -> StepFuture<'_> {
+    Box::pin(async { StepResult::passed(["fine".to_owned()]) })
+}
+
+fn fails(_: &mut Context) -> StepFuture<'_> {
+    Box::pin(async { StepResult::failed("this step fails on purpose", []) })
+}
+
+fn panics(_: &mut Context) -> StepFuture<'_> {
+    Box::pin(async { panic!("this step panics on purpose") })
+}
+
+fn hangs(_: &mut Context) -> StepFuture<'_> {
+    Box::pin(async {
+        std::future::pending::<()>().await;
+        StepResult::passed([])
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployed_group_is_deleted_and_awaited_however_the_run_ends() {
+    std::env::set_var("EDW_ARM_TOKEN", "test-token-0123456789");
+    std::env::set_var("EDW_ARM_POLL_INTERVAL", "50ms");
+    let (target, config) = local_target().await;
+    let endings: [(&str, StepFn, bool); 5] = [
+        ("success", passes, false),
+        ("a failed step", fails, false),
+        ("a panic", panics, false),
+        ("a step timeout", hangs, false),
+        ("an interruption (Ctrl-C, SIGTERM)", hangs, true),
+    ];
+    for (ending, step, interrupt) in endings {
+        let server = MockServer::start().await;
+        let id = mount_resource_group(&server, GROUP).await;
+        let scenario = Scenario {
+            name: "aks::lifecycle".to_owned(),
+            settings: FlowSettings::default(),
+            steps: vec![Step::new("the run's work", Duration::from_secs(60), step)],
+            cleanup: vec![flow::cleanup_resource_group_step()],
+        };
+        let mut context = Context::new(target.clone(), config.clone(), scenario.settings.clone());
+        context.deployed_group = Some(DeployedGroup {
+            subscription: SUB.to_owned(),
+            resource_group: GROUP.to_owned(),
+            arm_url: server.uri(),
+        });
+        let cancel = CancellationToken::new();
+        if interrupt {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                cancel.cancel();
+            });
+        }
+        let report = run(&scenario, &mut context, &RunOptions::default(), &cancel).await;
+        assert_eq!(
+            report.passed(),
+            ending == "success",
+            "{ending}: {:?}",
+            report.steps
+        );
+        let cleanup = &report.cleanup[0];
+        assert_eq!(cleanup.outcome, Outcome::Passed, "{ending}: {cleanup:?}");
+        assert!(
+            cleanup.details[0].contains("waited until Azure Resource Manager answered 404"),
+            "{ending}: {:?}",
+            cleanup.details
+        );
+        // GET (found), DELETE (202), GET (still there), GET (404).
+        assert_eq!(
+            calls(&server, &id).await,
+            ["GET", "DELETE", "GET", "GET"],
+            "{ending}"
+        );
+    }
+    println!("aks cleanup: the resource group was deleted and awaited after 5 endings (success, failed step, panic, step timeout, interruption)");
+}
+
+#[tokio::test]
+async fn edw_run_deploy_tags_the_group_and_deletes_it_when_the_target_cannot_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = MockServer::start().await;
+    let id = mount_resource_group(&server, GROUP).await;
+    let line = fake_deploy(dir.path(), "echo deployed");
+    // A kubeconfig whose cluster does not answer: the aks target cannot open.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: kube-token-never-printed\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_edw"))
+        .args([
+            "run",
+            "--plain",
+            "--target",
+            "aks",
+            "--deploy",
+            "--deploy-command",
+        ])
+        .arg(&line)
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .env("AZURE_SUBSCRIPTION_ID", SUB)
+        .env("EDW_ARM_URL", server.uri())
+        .env("EDW_ARM_TOKEN", "arm-token-never-printed")
+        .env("EDW_ARM_POLL_INTERVAL", "50ms")
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("EDW_TARGET")
+        .env_remove("EDW_DEPLOY_STATE")
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .env_remove("AZURE_STORAGE_KEY")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_ne!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "tagged resource group {GROUP} with edw-run-id edw-k3x9q2-"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("deleted resource group {GROUP} and waited")),
+        "{stderr}"
+    );
+    // Tag (GET, PUT), then delete (GET, DELETE, GET, GET).
+    assert_eq!(
+        calls(&server, &id).await,
+        ["GET", "PUT", "GET", "DELETE", "GET", "GET"]
+    );
+    assert!(dir.path().join("reports/install.log").exists());
+    for secret in [
+        "arm-token-never-printed",
+        "kube-token-never-printed",
+        "c2VjcmV0LWtleS1mb3ItdGhlLWRlcGxveS10ZXN0",
+    ] {
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{secret} leaked"
+        );
+    }
+}

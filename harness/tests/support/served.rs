@@ -1,0 +1,68 @@
+//! `edw twin serve` in another process, for tests of the `kube` target and of commands that
+//! talk to a cluster: the served twin uses the test's Azurite and is killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::Env;
+
+/// A child process killed (and reaped) when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Points an `edw` command at the test's Azurite, away from any ambient target or account.
+pub fn use_azurite(command: &mut Command, env: &Env) {
+    command
+        .env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
+        .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint())
+        .env_remove("EDW_TARGET")
+        .env_remove("AZURE_STORAGE_ACCOUNT_NAME")
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .current_dir(std::env::temp_dir());
+}
+
+/// `edw twin serve` (with `extra` arguments) writing `kubeconfig`; returns once it serves.
+pub fn serve_twin(env: &Env, kubeconfig: &Path, extra: &[&str]) -> KillOnDrop {
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
+    serve
+        .args(["twin", "serve"])
+        .args(extra)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .stdout(Stdio::piped());
+    use_azurite(&mut serve, env);
+    let mut served = KillOnDrop(serve.spawn().unwrap());
+    for line in BufReader::new(served.0.stdout.take().unwrap()).lines() {
+        if line.unwrap().starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    served
+}
+
+/// The local target (the twin in this process) on the test's Azurite if `EDW_AZURITE_*` name
+/// one, else an embedded Azurite.
+pub async fn local_target() -> (
+    std::sync::Arc<harness::target::Target>,
+    harness::config::Config,
+) {
+    let inputs = harness::config::ConfigInputs {
+        env: std::env::vars()
+            .filter(|(k, _)| k.starts_with("EDW_AZURITE"))
+            .collect(),
+        working_dir: Some(std::env::temp_dir()),
+        ..harness::config::ConfigInputs::default()
+    };
+    let config = harness::config::Config::load(&inputs).expect("config");
+    let target = harness::target::Target::open(harness::target::TargetKind::Local, &config)
+        .await
+        .expect("local target");
+    (std::sync::Arc::new(target), config)
+}
