@@ -55,6 +55,15 @@ pub enum AzuriteError {
         status: String,
         output: String,
     },
+    #[error("EDW_AZURITE_RUNTIME is {0:?}: use npm (the default) or docker")]
+    UnknownRuntime(String),
+    #[error(
+        "EDW_AZURITE_RUNTIME=docker needs a build with the docker-azurite feature \
+         (`cargo nextest run --features edw-harness/docker-azurite`), and a Docker engine"
+    )]
+    DockerNotBuilt,
+    #[error("cannot run the Azurite container (is a Docker engine running?): {reason}")]
+    Docker { reason: String },
     #[error("Azurite's {service} service did not answer on {endpoint} within {waited:?}; its output:\n{output}")]
     NotReady {
         service: &'static str,
@@ -72,15 +81,21 @@ pub struct AzuriteOptions {
     /// Where the npm package is installed; default: the per-user cache
     /// (`$EDW_CACHE_DIR`, else `$XDG_CACHE_HOME/edw-conformance`, else `~/.cache/edw-conformance`).
     pub cache_dir: Option<PathBuf>,
+    /// How an embedded Azurite runs: `npm` (default: the npm package, as Node.js processes) or
+    /// `docker` (the Azurite image through testcontainers; needs the `docker-azurite` feature
+    /// and a Docker engine). When `None`, `EDW_AZURITE_RUNTIME` decides.
+    pub runtime: Option<String>,
 }
 
 impl AzuriteOptions {
-    /// Options from the process environment (`EDW_AZURITE_*_ENDPOINT`, `EDW_CACHE_DIR`).
+    /// Options from the process environment (`EDW_AZURITE_*_ENDPOINT`, `EDW_CACHE_DIR`,
+    /// `EDW_AZURITE_RUNTIME`).
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         AzuriteOptions {
             existing: var("EDW_AZURITE_QUEUE_ENDPOINT").zip(var("EDW_AZURITE_TABLE_ENDPOINT")),
             cache_dir: None,
+            runtime: var("EDW_AZURITE_RUNTIME"),
         }
     }
 }
@@ -91,6 +106,8 @@ pub struct Azurite {
     queue_endpoint: String,
     table_endpoint: String,
     services: Vec<Service>,
+    #[cfg(feature = "docker-azurite")]
+    container: Option<docker::Container>,
 }
 
 #[derive(Debug)]
@@ -111,7 +128,20 @@ impl Azurite {
                 queue_endpoint: queue.trim_end_matches('/').to_owned(),
                 table_endpoint: table.trim_end_matches('/').to_owned(),
                 services: Vec::new(),
+                #[cfg(feature = "docker-azurite")]
+                container: None,
             });
+        }
+        // The option, else the environment (so every embedded Azurite follows it).
+        let runtime = options
+            .runtime
+            .clone()
+            .or_else(|| std::env::var("EDW_AZURITE_RUNTIME").ok())
+            .filter(|r| !r.trim().is_empty());
+        match runtime.as_deref().map(str::trim) {
+            None | Some("npm") => {}
+            Some("docker") => return Self::start_container().await,
+            Some(other) => return Err(AzuriteError::UnknownRuntime(other.to_owned())),
         }
         let bin = locate_or_install(options.cache_dir.as_deref()).await?;
         let queue = start_service(&bin, "queue").await?;
@@ -120,7 +150,25 @@ impl Azurite {
             queue_endpoint: queue.1,
             table_endpoint: table.1,
             services: vec![queue.0, table.0],
+            #[cfg(feature = "docker-azurite")]
+            container: None,
         })
+    }
+
+    #[cfg(feature = "docker-azurite")]
+    async fn start_container() -> Result<Azurite, AzuriteError> {
+        let (container, queue_endpoint, table_endpoint) = docker::start().await?;
+        Ok(Azurite {
+            queue_endpoint,
+            table_endpoint,
+            services: Vec::new(),
+            container: Some(container),
+        })
+    }
+
+    #[cfg(not(feature = "docker-azurite"))]
+    async fn start_container() -> Result<Azurite, AzuriteError> {
+        Err(AzuriteError::DockerNotBuilt)
     }
 
     /// The queue service base URL, with the account path.
@@ -135,6 +183,10 @@ impl Azurite {
 
     /// True when this process started it (and stops it on drop).
     pub fn is_embedded(&self) -> bool {
+        #[cfg(feature = "docker-azurite")]
+        if self.container.is_some() {
+            return true;
+        }
         !self.services.is_empty()
     }
 
@@ -157,6 +209,10 @@ impl Azurite {
             let _ = service.child.kill().await;
         }
         self.services.clear();
+        #[cfg(feature = "docker-azurite")]
+        if let Some(container) = self.container.take() {
+            container.remove().await;
+        }
     }
 }
 
@@ -421,4 +477,89 @@ pub(crate) async fn answers_http(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(2), probe).await,
         Ok(Ok(true))
     )
+}
+
+/// Azurite as a container (the `docker-azurite` feature): the image of the version the npm
+/// path pins, queue and table services on ports Docker maps, removed when dropped.
+#[cfg(feature = "docker-azurite")]
+mod docker {
+    use testcontainers_modules::azurite::Azurite as AzuriteImage;
+    use testcontainers_modules::testcontainers::core::ContainerPort;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
+
+    use super::{AzuriteError, AZURITE_VERSION, DEVELOPMENT_ACCOUNT};
+
+    /// The running container (removed on drop by testcontainers).
+    #[derive(Debug)]
+    pub(super) struct Container(ContainerAsync<AzuriteImage>);
+
+    impl Container {
+        pub(super) async fn remove(self) {
+            let _ = self.0.rm().await;
+        }
+    }
+
+    fn failed(e: impl std::fmt::Display) -> AzuriteError {
+        AzuriteError::Docker {
+            reason: e.to_string(),
+        }
+    }
+
+    /// Starts the container; returns it with the queue and table endpoints.
+    pub(super) async fn start() -> Result<(Container, String, String), AzuriteError> {
+        let container = AzuriteImage::default()
+            .with_skip_api_version_check()
+            .with_loose()
+            .with_disable_telemetry()
+            .with_tag(AZURITE_VERSION)
+            .start()
+            .await
+            .map_err(failed)?;
+        let host = container.get_host().await.map_err(failed)?.to_string();
+        let queue = container
+            .get_host_port_ipv4(ContainerPort::Tcp(10001))
+            .await
+            .map_err(failed)?;
+        let table = container
+            .get_host_port_ipv4(ContainerPort::Tcp(10002))
+            .await
+            .map_err(failed)?;
+        Ok((
+            Container(container),
+            format!("http://{host}:{queue}/{DEVELOPMENT_ACCOUNT}"),
+            format!("http://{host}:{table}/{DEVELOPMENT_ACCOUNT}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod runtime_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unknown_runtime_is_refused_naming_the_variable() {
+        let options = AzuriteOptions {
+            runtime: Some("podman".into()),
+            ..AzuriteOptions::default()
+        };
+        let error = Azurite::start_with(&options).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("EDW_AZURITE_RUNTIME is \"podman\""),
+            "{error}"
+        );
+    }
+
+    #[cfg(not(feature = "docker-azurite"))]
+    #[tokio::test]
+    async fn docker_without_the_feature_says_how_to_build_it() {
+        let options = AzuriteOptions {
+            runtime: Some("docker".into()),
+            ..AzuriteOptions::default()
+        };
+        let error = Azurite::start_with(&options).await.unwrap_err();
+        assert!(error.to_string().contains("docker-azurite"), "{error}");
+    }
 }

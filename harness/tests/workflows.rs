@@ -341,7 +341,7 @@ fn kind_runs_the_kube_scenarios_and_always_tears_down() {
         "{file}: no kind setup (ci/kind-up.sh or helm/kind-action)"
     );
 
-    let run = step_running(file, &wf, "cargo nextest run");
+    let run = step_running(file, &wf, "cargo nextest run -p edw-scenarios");
     let command = text(run, "run");
     assert!(
         has_all(
@@ -684,4 +684,36 @@ fn every_edw_command_in_ci_is_one_the_cli_accepts() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn kind_runs_the_storage_tests_on_the_azurite_container_before_kind_up() {
+    let file = "kind.yml";
+    let wf = workflow(file);
+    let all = steps(file, &wf);
+    let position = |needle: &str| {
+        all.iter()
+            .position(|(_, s)| text(s, "run").contains(needle))
+            .unwrap_or_else(|| panic!("{file}: no step runs `{needle}`"))
+    };
+    let container = position("--features docker-azurite");
+    let step = all[container].1;
+    assert!(
+        text(step, "run").contains("cargo nextest run -p edw-harness"),
+        "{file}: {}",
+        text(step, "run")
+    );
+    let runtime = step
+        .get("env")
+        .map(|e| text(e, "EDW_AZURITE_RUNTIME"))
+        .unwrap_or_default();
+    assert_eq!(
+        runtime, "docker",
+        "{file}: the container step must set EDW_AZURITE_RUNTIME=docker"
+    );
+    // kind-up.sh exports EDW_AZURITE_* endpoints, which would win over the container.
+    assert!(
+        container < position("ci/kind-up.sh"),
+        "{file}: the container step must run before ci/kind-up.sh"
+    );
 }
