@@ -178,14 +178,21 @@ async fn the_deployed_group_is_deleted_and_awaited_however_the_run_ends() {
     std::env::set_var("EDW_ARM_TOKEN", "test-token-0123456789");
     std::env::set_var("EDW_ARM_POLL_INTERVAL", "50ms");
     let (target, config) = local_target().await;
-    let endings: [(&str, StepFn, bool); 5] = [
-        ("success", passes, false),
-        ("a failed step", fails, false),
-        ("a panic", panics, false),
-        ("a step timeout", hangs, false),
-        ("an interruption (Ctrl-C, SIGTERM)", hangs, true),
+    // (how it ends, the step, interrupted, a whole-run deadline)
+    let endings: [(&str, StepFn, bool, Option<Duration>); 6] = [
+        ("success", passes, false, None),
+        ("a failed step", fails, false, None),
+        ("a panic", panics, false, None),
+        ("a step timeout", hangs, false, None),
+        ("an interruption (Ctrl-C, SIGTERM)", hangs, true, None),
+        (
+            "the whole-run timeout",
+            hangs,
+            false,
+            Some(Duration::from_millis(500)),
+        ),
     ];
-    for (ending, step, interrupt) in endings {
+    for (ending, step, interrupt, deadline) in endings {
         let server = MockServer::start().await;
         let id = mount_resource_group(&server, GROUP).await;
         let scenario = Scenario {
@@ -208,7 +215,11 @@ async fn the_deployed_group_is_deleted_and_awaited_however_the_run_ends() {
                 cancel.cancel();
             });
         }
-        let report = run(&scenario, &mut context, &RunOptions::default(), &cancel).await;
+        let options = RunOptions {
+            deadline,
+            ..RunOptions::default()
+        };
+        let report = run(&scenario, &mut context, &options, &cancel).await;
         assert_eq!(
             report.passed(),
             ending == "success",
@@ -229,7 +240,7 @@ async fn the_deployed_group_is_deleted_and_awaited_however_the_run_ends() {
             "{ending}"
         );
     }
-    println!("aks cleanup: the resource group was deleted and awaited after 5 endings (success, failed step, panic, step timeout, interruption)");
+    println!("aks cleanup: the resource group was deleted and awaited after 6 endings (success, failed step, panic, step timeout, interruption, whole-run timeout)");
 }
 
 #[tokio::test]

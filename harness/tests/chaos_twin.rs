@@ -14,7 +14,13 @@ use harness::scenario::{catalogue, run, Context, RunOptions};
 use harness::target::{Target, TargetKind};
 use tokio_util::sync::CancellationToken;
 
-const MESSAGES: u64 = 2000;
+/// Messages through the twin (`EDW_CHAOS_MESSAGES` overrides, for longer runs).
+fn messages() -> u64 {
+    std::env::var("EDW_CHAOS_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
 
 fn property(report: &ScenarioReport, key: &str) -> Option<String> {
     report
@@ -64,7 +70,8 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
             .await
             .expect("local target"),
     );
-    let scenario = catalogue::chaos(MESSAGES);
+    let messages = messages();
+    let scenario = catalogue::chaos(messages);
     let mut context = Context::new(target.clone(), config, scenario.settings.clone());
     let report = run(
         &scenario,
@@ -81,7 +88,7 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
     assert!(report.passed(), "{}", steps.join("\n"));
     assert!(report.cleanup.iter().all(|s| s.outcome == Outcome::Passed));
     let figure = |key: &str| property(&report, key).unwrap_or_else(|| panic!("{key} missing"));
-    assert_eq!(figure("messages.processed_once"), MESSAGES.to_string());
+    assert_eq!(figure("messages.processed_once"), messages.to_string());
     assert_eq!(figure("messages.duplicated"), "0");
     let killed: u64 = figure("chaos.pods_killed").parse().unwrap();
     let removed: u64 = figure("chaos.nodeclaims_deleted").parse().unwrap();
@@ -100,7 +107,7 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
         Target::Cluster(_) => unreachable!("a local target"),
     };
     println!(
-        "chaos through the twin: {MESSAGES} sent, processed once {}, duplicated 0; {killed} consumer pods killed, {removed} NodeClaims deleted and replaced; {faults} storage faults in {} queue requests; {governor}; {:.0} s",
+        "chaos through the twin: {messages} sent, processed once {}, duplicated 0; {killed} consumer pods killed, {removed} NodeClaims deleted and replaced; {faults} storage faults in {} queue requests; {governor}; {:.0} s",
         figure("messages.processed_once"),
         proxy.requests(),
         started.elapsed().as_secs_f64()

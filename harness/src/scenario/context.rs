@@ -283,10 +283,17 @@ impl Context {
 
     /// How to remove what a kept run left behind.
     pub fn cleanup_hint(&self) -> String {
-        format!(
-            "kubectl delete namespace {} && edw queue delete --queue {} (and table {})",
-            self.names.namespace, self.names.queue, self.names.table
-        )
+        match &self.deployed_group {
+            // The group holds the cluster and the storage account: deleting it removes all.
+            Some(group) => format!(
+                "az group delete --name {} --subscription {} --yes (or `edw sweep --yes` after its edw-expires tag)",
+                group.resource_group, group.subscription
+            ),
+            None => format!(
+                "kubectl delete namespace {} && edw queue delete --queue {} (and table {})",
+                self.names.namespace, self.names.queue, self.names.table
+            ),
+        }
     }
 
     /// Stops the recorder and keeps its timeline.

@@ -96,6 +96,11 @@ pub async fn run(
     ticker.cancel();
     progress.finish();
     drop(context);
+    if let Target::Local(local) = target.as_ref() {
+        // How faithful the simulated time was: the governed clock slows when the real
+        // consumers lag (harness::twin_governor).
+        eprintln!("twin clock: {}", local.governor_summary());
+    }
     if let Ok(target) = Arc::try_unwrap(target) {
         target.shutdown().await;
     }
