@@ -253,7 +253,7 @@ async fn bench_prints_every_figure_and_measures_idle_on_another_process() {
         "observation latency",
         "full local flow",
         "twin: worked example",
-        "on the kube target (kube:",
+        "on the kube target (a served twin in another process",
         "% of a core",
         "memory (peak during the wait)",
     ] {
