@@ -1,6 +1,6 @@
 //! `edw run`: the sample's flow on a target, with live progress, reports and an exit code.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +99,13 @@ pub async fn run(
     if let Target::Local(local) = target.as_ref() {
         // How faithful the simulated time was: the governed clock slows when the real
         // consumers lag (harness::twin_governor).
-        eprintln!("twin clock: {}", local.governor_summary());
+        // Not eprintln!: stderr may be closed by now (a caller that stopped reading after the
+        // cleanup), and a failed write must not turn a finished run into a panic.
+        let _ = writeln!(
+            std::io::stderr(),
+            "twin clock: {}",
+            local.governor_summary()
+        );
     }
     if let Ok(target) = Arc::try_unwrap(target) {
         target.shutdown().await;
@@ -279,7 +285,10 @@ impl Progress {
     fn line(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            // A closed stderr (a reader that went away) must not panic the run.
+            None => {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
         }
     }
 
