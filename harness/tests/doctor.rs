@@ -478,7 +478,7 @@ async fn a_served_twin_with_azurite_passes_every_kube_check() {
     let sandbox = Sandbox::new();
     let kubeconfig = sandbox.dir.path().join("twin.kubeconfig");
     let _served = support::served::serve_twin(&env, &kubeconfig, &[]);
-    for tool in ["kubectl", "helm", "kind"] {
+    for tool in ["kubectl", "helm", "kind", "docker"] {
         sandbox.tool(tool, "exit 0");
     }
     let run = sandbox.doctor(

@@ -50,6 +50,12 @@ pub(crate) const TOOLS: &[Tool] = &[
         used_for: "ci/kind-up.sh (it creates the kind cluster)",
         fix: "install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
     },
+    Tool {
+        name: "docker",
+        needed_by: &[TargetKind::Kube],
+        used_for: "ci/kind-up.sh (kind runs its nodes, and Azurite, as Docker containers)",
+        fix: "install Docker Engine: https://docs.docker.com/engine/install/ (the client alone is not enough: kind needs a running engine)",
+    },
 ];
 
 /// The first executable file named `program` in the directories of `path` (a `PATH` value).
