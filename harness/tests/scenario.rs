@@ -304,13 +304,13 @@ async fn a_configuration_that_cannot_meet_its_drain_target_fails_naming_the_sett
 async fn a_steady_rate_the_baseline_cannot_carry_fails_naming_min_replica_count() {
     let (target, config) = local_target().await;
     let mut scenario = harness::scenario::steady::steady_rate();
-    // The walkthrough's minReplicaCount 0 cannot hold anything under a steady 2.5 msg/s.
-    scenario.settings.min_replicas = 1;
+    // The walkthrough's minReplicaCount 0 cannot hold anything under a steady 1.5 msg/s.
+    scenario.settings.min_replicas = 0;
     let report = run_on(target, config, &scenario).await;
     let failed = only_failure(&report);
     match &failed.outcome {
         Outcome::Failed { message } => assert!(
-            message.contains("minReplicaCount 1 cannot keep up with 2.5 msg/s (3 needed)"),
+            message.contains("minReplicaCount 0 cannot keep up with 1.5 msg/s (2 needed)"),
             "{message}"
         ),
         other => panic!("{other:?}"),
