@@ -154,6 +154,27 @@ async fn an_interrupted_deploy_stops_its_process_group() {
     );
 }
 
+/// Runs `command`: its exit code, stdout and stderr.
+fn outcome(command: &mut Command) -> (Option<i32>, String, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A kubeconfig in `dir` whose cluster does not answer: the aks target cannot open.
+fn unreachable_kubeconfig(dir: &Path) -> std::path::PathBuf {
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: kube-token-never-printed\n",
+    )
+    .unwrap();
+    kubeconfig
+}
+
 fn passes(_: &mut Context) -> StepFuture<'_> {
     Box::pin(async { StepResult::passed(["fine".to_owned()]) })
 }
@@ -249,14 +270,9 @@ async fn edw_run_deploy_tags_the_group_and_deletes_it_when_the_target_cannot_ope
     let server = MockServer::start().await;
     let id = mount_resource_group(&server, GROUP).await;
     let line = fake_deploy(dir.path(), "echo deployed");
-    // A kubeconfig whose cluster does not answer: the aks target cannot open.
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: kube-token-never-printed\n",
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_edw"))
+    let kubeconfig = unreachable_kubeconfig(dir.path());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    command
         .args([
             "run",
             "--plain",
@@ -277,14 +293,9 @@ async fn edw_run_deploy_tags_the_group_and_deletes_it_when_the_target_cannot_ope
         .env_remove("EDW_DEPLOY_STATE")
         .env_remove("AZURE_STORAGE_CONNECTION_STRING")
         .env_remove("AZURE_STORAGE_KEY")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert_ne!(output.status.code(), Some(0), "{stdout}{stderr}");
+        .current_dir(dir.path());
+    let (code, stdout, stderr) = outcome(&mut command);
+    assert_ne!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stderr.contains(&format!(
             "tagged resource group {GROUP} with edw-run-id edw-k3x9q2-"
@@ -311,4 +322,42 @@ async fn edw_run_deploy_tags_the_group_and_deletes_it_when_the_target_cannot_ope
             "{secret} leaked"
         );
     }
+}
+
+/// A crashed `--deploy` run's ledger is cleaned by `edw cleanup` even when its cluster (inside
+/// the deployed group) can no longer be reached: the group is deleted and awaited.
+#[tokio::test]
+async fn edw_cleanup_deletes_a_crashed_runs_group_when_its_cluster_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = MockServer::start().await;
+    let id = mount_resource_group(&server, GROUP).await;
+    let ledger = dir.path().join("edw-run.state");
+    std::fs::write(
+        &ledger,
+        format!(
+            "EDW_RUN_TARGET=aks\nEDW_RUN_NAMESPACE=aqs-demo\nEDW_RUN_DEPLOYED_GROUP={SUB}|{GROUP}|{}\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = unreachable_kubeconfig(dir.path());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    command
+        .args(["cleanup", "--target", "aks", "--run-state"])
+        .arg(&ledger)
+        .env("AZURE_STORAGE_ACCOUNT_NAME", "storaksdemok3x9q2")
+        .env("EDW_ARM_TOKEN", "arm-token-never-printed")
+        .env("EDW_ARM_POLL_INTERVAL", "50ms")
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("EDW_TARGET")
+        .env_remove("EDW_DEPLOY_STATE")
+        .current_dir(dir.path());
+    let (code, stdout, stderr) = outcome(&mut command);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("deleted resource group {GROUP} and waited")),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(calls(&server, &id).await, ["GET", "DELETE", "GET", "GET"]);
+    assert!(!stderr.contains("arm-token-never-printed"));
 }

@@ -160,3 +160,23 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
     }
     Ok(target)
 }
+
+/// The resource group a run deployed, read from its run state alone (for a cleanup whose
+/// cluster, inside that group, can no longer be reached); `None` when there is none or the
+/// file cannot be read.
+pub fn deployed_group(path: &Path) -> Option<super::context::DeployedGroup> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("EDW_RUN_DEPLOYED_GROUP="))
+        .and_then(|value| {
+            let parts: Vec<&str> = value.splitn(3, '|').collect();
+            let [subscription, resource_group, arm_url] = parts[..] else {
+                return None;
+            };
+            Some(super::context::DeployedGroup {
+                subscription: subscription.to_owned(),
+                resource_group: resource_group.to_owned(),
+                arm_url: arm_url.to_owned(),
+            })
+        })
+}

@@ -27,11 +27,26 @@ pub async fn run(
     let mut scenario = flow::phase(phase)
         .ok_or_else(|| Failure::usage(anyhow::anyhow!("unknown phase {phase}")))?;
     let config = session::load_config(global)?;
-    let target = Arc::new(
-        Target::open(kind, &config)
-            .await
-            .map_err(Failure::environment)?,
-    );
+    let target = match Target::open(kind, &config).await {
+        Ok(target) => Arc::new(target),
+        Err(e) => {
+            // The cluster of a `--deploy` run lives in the group it deployed: when it cannot be
+            // reached, the group is still deleted (everything of the run is in it).
+            if phase == "cleanup" {
+                if let Some(group) = run_state::deployed_group(&args.run_state) {
+                    eprintln!("the target does not open ({e}); deleting resource group {} (the run deployed it)…", group.resource_group);
+                    return match flow::delete_group(&group).await {
+                        Ok(done) => {
+                            println!("{done}");
+                            Ok(exit::OK)
+                        }
+                        Err(failed) => Err(Failure::environment(anyhow::anyhow!(failed))),
+                    };
+                }
+            }
+            return Err(Failure::environment(e));
+        }
+    };
     let settings = FlowSettings {
         messages: args.messages,
         ..scenario.settings.clone()
