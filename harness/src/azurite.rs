@@ -1,5 +1,8 @@
-//! Embedded Azurite: starts real Azurite (queue and table services, in memory, on free
-//! loopback ports) as child processes and stops them on drop. When no `azurite-queue` /
+//! Embedded Azurite: starts real Azurite (queue and table services on free loopback ports) as
+//! child processes and stops them on drop. The queue service keeps its data in a temporary
+//! directory (removed on drop), the table service in memory: Azurite's in-memory queue store
+//! blocks the whole service while it sweeps deleted messages (51 s after 6,000 deletes, see
+//! the README's notes), its disk store does not. When no `azurite-queue` /
 //! `azurite-table` is on the PATH it installs the pinned npm package once into a per-user
 //! cache, under a file lock so that parallel test processes do not race. Readiness is probed
 //! over HTTP, not slept for. `EDW_AZURITE_QUEUE_ENDPOINT` and `EDW_AZURITE_TABLE_ENDPOINT`
@@ -85,6 +88,10 @@ pub struct AzuriteOptions {
     /// `docker` (the Azurite image through testcontainers; needs the `docker-azurite` feature
     /// and a Docker engine). When `None`, `EDW_AZURITE_RUNTIME` decides.
     pub runtime: Option<String>,
+    /// Queue services to start (npm runtime; 0 counts as 1). With more than one, every queue
+    /// is partitioned over them (see [`crate::storage::Queue`]): one Azurite queue process
+    /// slows down as its backlog grows, so backlogs of many thousands need several.
+    pub queue_partitions: usize,
 }
 
 impl AzuriteOptions {
@@ -96,6 +103,7 @@ impl AzuriteOptions {
             existing: var("EDW_AZURITE_QUEUE_ENDPOINT").zip(var("EDW_AZURITE_TABLE_ENDPOINT")),
             cache_dir: None,
             runtime: var("EDW_AZURITE_RUNTIME"),
+            queue_partitions: 1,
         }
     }
 }
@@ -103,7 +111,8 @@ impl AzuriteOptions {
 /// A running Azurite (queue and table services). Embedded processes stop when it is dropped.
 #[derive(Debug)]
 pub struct Azurite {
-    queue_endpoint: String,
+    /// One queue service's endpoint, or several when the queues are partitioned.
+    queue_endpoints: Vec<String>,
     table_endpoint: String,
     services: Vec<Service>,
     #[cfg(feature = "docker-azurite")]
@@ -113,6 +122,8 @@ pub struct Azurite {
 #[derive(Debug)]
 struct Service {
     child: Child,
+    /// The queue service's data directory (removed when the service is dropped).
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Azurite {
@@ -125,7 +136,7 @@ impl Azurite {
     pub async fn start_with(options: &AzuriteOptions) -> Result<Azurite, AzuriteError> {
         if let Some((queue, table)) = &options.existing {
             return Ok(Azurite {
-                queue_endpoint: queue.trim_end_matches('/').to_owned(),
+                queue_endpoints: vec![queue.trim_end_matches('/').to_owned()],
                 table_endpoint: table.trim_end_matches('/').to_owned(),
                 services: Vec::new(),
                 #[cfg(feature = "docker-azurite")]
@@ -144,12 +155,19 @@ impl Azurite {
             Some(other) => return Err(AzuriteError::UnknownRuntime(other.to_owned())),
         }
         let bin = locate_or_install(options.cache_dir.as_deref()).await?;
-        let queue = start_service(&bin, "queue").await?;
-        let table = start_service(&bin, "table").await?;
+        let mut services = Vec::new();
+        let mut queue_endpoints = Vec::new();
+        for _ in 0..options.queue_partitions.max(1) {
+            let (service, endpoint) = start_service(&bin, "queue").await?;
+            services.push(service);
+            queue_endpoints.push(endpoint);
+        }
+        let (table, table_endpoint) = start_service(&bin, "table").await?;
+        services.push(table);
         Ok(Azurite {
-            queue_endpoint: queue.1,
-            table_endpoint: table.1,
-            services: vec![queue.0, table.0],
+            queue_endpoints,
+            table_endpoint,
+            services,
             #[cfg(feature = "docker-azurite")]
             container: None,
         })
@@ -159,7 +177,7 @@ impl Azurite {
     async fn start_container() -> Result<Azurite, AzuriteError> {
         let (container, queue_endpoint, table_endpoint) = docker::start().await?;
         Ok(Azurite {
-            queue_endpoint,
+            queue_endpoints: vec![queue_endpoint],
             table_endpoint,
             services: Vec::new(),
             container: Some(container),
@@ -173,7 +191,12 @@ impl Azurite {
 
     /// The queue service base URL, with the account path.
     pub fn queue_endpoint(&self) -> &str {
-        &self.queue_endpoint
+        self.queue_endpoints.first().map_or("", String::as_str)
+    }
+
+    /// Every queue service's base URL (more than one when the queues are partitioned).
+    pub fn queue_endpoints(&self) -> &[String] {
+        &self.queue_endpoints
     }
 
     /// The table service base URL, with the account path.
@@ -192,14 +215,16 @@ impl Azurite {
 
     /// The development account on this Azurite.
     pub fn storage_target(&self) -> StorageTarget {
-        StorageTarget::development(&self.queue_endpoint, &self.table_endpoint)
+        StorageTarget::development_partitioned(&self.queue_endpoints, &self.table_endpoint)
     }
 
-    /// A connection string for this Azurite with the published development key.
+    /// A connection string for this Azurite with the published development key (its first
+    /// queue service: a connection string names one).
     pub fn connection_string(&self) -> String {
         format!(
             "DefaultEndpointsProtocol=http;AccountName={DEVELOPMENT_ACCOUNT};AccountKey={DEVELOPMENT_KEY};QueueEndpoint={};TableEndpoint={};",
-            self.queue_endpoint, self.table_endpoint
+            self.queue_endpoint(),
+            self.table_endpoint
         )
     }
 
@@ -374,9 +399,13 @@ async fn start_service(
             program: program.clone(),
             reason: format!("no free loopback port: {e}"),
         })?;
+        let (persistence, data) = persistence_for(service).map_err(|e| AzuriteError::Spawn {
+            program: program.clone(),
+            reason: format!("no temporary directory for its data: {e}"),
+        })?;
         let mut child = Command::new(&program)
+            .args(&persistence)
             .args([
-                "--inMemoryPersistence",
                 "--skipApiVersionCheck",
                 "--loose",
                 "--silent",
@@ -404,7 +433,10 @@ async fn start_service(
         }
         let endpoint = format!("http://127.0.0.1:{port}/{DEVELOPMENT_ACCOUNT}");
         match wait_ready(&mut child, service, port, &endpoint, &tail).await {
-            Ok(()) => return Ok((Service { child }, endpoint)),
+            Ok(()) => {
+                let service = Service { child, _data: data };
+                return Ok((service, endpoint));
+            }
             Err(AzuriteError::Exited { output, .. }) if output.contains("EADDRINUSE") => {
                 last_error = Some(output);
             }
@@ -416,6 +448,21 @@ async fn start_service(
         status: "port in use three times".into(),
         output: last_error.unwrap_or_default(),
     })
+}
+
+/// Where a service keeps its data: the queue service on disk in a fresh temporary directory
+/// (its in-memory store stalls on every sweep of deleted messages), the table service in memory.
+fn persistence_for(
+    service: &str,
+) -> std::io::Result<(Vec<std::ffi::OsString>, Option<tempfile::TempDir>)> {
+    if service != "queue" {
+        return Ok((vec!["--inMemoryPersistence".into()], None));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("edw-azurite-queue-")
+        .tempdir()?;
+    let args = vec!["--location".into(), dir.path().as_os_str().to_owned()];
+    Ok((args, Some(dir)))
 }
 
 fn free_port() -> std::io::Result<u16> {

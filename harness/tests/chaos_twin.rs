@@ -1,7 +1,9 @@
-//! Chaos through the twin: the `flow::chaos` scenario (consumer pods killed at random, every
-//! Karpenter NodeClaim deleted mid-drain) on the local target, with the real consumers' queue
-//! service behind the fault proxy (503, 429 with Retry-After, dropped connections, latency).
-//! Every message is still processed exactly once, nothing is duplicated, and the cleanup runs.
+//! Chaos through the twin: the `flow::chaos` scenario (10,000 messages; consumer pods killed at
+//! random, every Karpenter NodeClaim deleted mid-drain) on the local target, with the real
+//! consumers' queue services behind fault proxies (503, 429 with Retry-After, dropped
+//! connections, latency). Every message is still processed exactly once, nothing is
+//! duplicated, and the cleanup runs. The queue is partitioned over four Azurite queue
+//! services: one Azurite process takes about 65 ms per receive at a depth of 6,000.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,13 +16,16 @@ use harness::scenario::{catalogue, run, Context, RunOptions};
 use harness::target::{Target, TargetKind};
 use tokio_util::sync::CancellationToken;
 
-/// Messages through the twin (`EDW_CHAOS_MESSAGES` overrides, for longer runs).
+/// Messages through the twin (`EDW_CHAOS_MESSAGES` overrides).
 fn messages() -> u64 {
     std::env::var("EDW_CHAOS_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000)
+        .unwrap_or(10_000)
 }
+
+/// Azurite queue services the queue is partitioned over.
+const PARTITIONS: usize = 4;
 
 fn property(report: &ScenarioReport, key: &str) -> Option<String> {
     report
@@ -34,26 +39,35 @@ fn property(report: &ScenarioReport, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing() {
     let started = Instant::now();
-    let azurite = Azurite::start_with(&AzuriteOptions::default())
-        .await
-        .expect("Azurite");
-    let proxy = FaultProxy::start(azurite.queue_endpoint())
-        .await
-        .expect("fault proxy");
-    // About 1 % of queue calls fail: 503 (1 in 200), a dropped connection (1 in 200), 429 with
-    // Retry-After 1 s (1 in 1000); 1 in 10 is 20 ms slower. (Higher rates are the workload-level
-    // chaos test's job: here every retried call is a pod stuck in real time, and the governed
-    // clock slows down with it, as it should, which makes the run long.)
-    proxy.inject(&FaultMix {
-        throttled_one_in: 1000,
-        unavailable_one_in: 200,
-        reset_one_in: 200,
-        delayed_one_in: 10,
-        delay: Duration::from_millis(20),
-    });
+    let azurite = Azurite::start_with(&AzuriteOptions {
+        queue_partitions: PARTITIONS,
+        ..AzuriteOptions::default()
+    })
+    .await
+    .expect("Azurite");
+    let mut proxies = Vec::new();
+    for endpoint in azurite.queue_endpoints() {
+        let proxy = FaultProxy::start(endpoint).await.expect("fault proxy");
+        // About 1 % of queue calls fail: 503 (1 in 200), a dropped connection (1 in 200), 429
+        // with Retry-After 1 s (1 in 1000); 1 in 10 is 20 ms slower. (Higher rates are the
+        // workload-level chaos test's job: here every retried call is a pod stuck in real time,
+        // and the governed clock slows down with it, as it should, which makes the run long.)
+        proxy.inject(&FaultMix {
+            throttled_one_in: 1000,
+            unavailable_one_in: 200,
+            reset_one_in: 200,
+            delayed_one_in: 10,
+            delay: Duration::from_millis(20),
+        });
+        proxies.push(proxy);
+    }
+    let queue_endpoints: Vec<String> = proxies.iter().map(FaultProxy::url).collect();
     let inputs = ConfigInputs {
         env: [
-            ("EDW_AZURITE_QUEUE_ENDPOINT".to_owned(), proxy.url()),
+            (
+                "EDW_AZURITE_QUEUE_ENDPOINT".to_owned(),
+                queue_endpoints.join(","),
+            ),
             (
                 "EDW_AZURITE_TABLE_ENDPOINT".to_owned(),
                 azurite.table_endpoint().to_owned(),
@@ -85,6 +99,7 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
         .iter()
         .map(|s| format!("{}: {:?} {:?}", s.name, s.outcome, s.details))
         .collect();
+    println!("{}", steps.join("\n"));
     assert!(report.passed(), "{}", steps.join("\n"));
     assert!(report.cleanup.iter().all(|s| s.outcome == Outcome::Passed));
     let figure = |key: &str| property(&report, key).unwrap_or_else(|| panic!("{key} missing"));
@@ -96,20 +111,27 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
         killed >= 3 && removed >= 1,
         "{killed} kills, {removed} nodes"
     );
-    let faults = proxy.faults_injected();
+    let faults: u64 = proxies.iter().map(FaultProxy::faults_injected).sum();
+    let requests: u64 = proxies.iter().map(FaultProxy::requests).sum();
     assert!(
         faults > 0,
-        "the proxy injected no fault in {} requests",
-        proxy.requests()
+        "the proxies injected no fault in {requests} requests"
     );
+    // Every partition carried its share (the queue was really spread over them).
+    for (index, proxy) in proxies.iter().enumerate() {
+        assert!(
+            proxy.requests() > messages / PARTITIONS as u64,
+            "partition {index} saw only {} requests",
+            proxy.requests()
+        );
+    }
     let governor = match target.as_ref() {
         Target::Local(local) => local.governor_summary().to_string(),
         Target::Cluster(_) => unreachable!("a local target"),
     };
     println!(
-        "chaos through the twin: {messages} sent, processed once {}, duplicated 0; {killed} consumer pods killed, {removed} NodeClaims deleted and replaced; {faults} storage faults in {} queue requests; {governor}; {:.0} s",
+        "chaos through the twin: {messages} sent, processed once {}, duplicated 0; {killed} consumer pods killed, {removed} NodeClaims deleted and replaced; {faults} storage faults in {requests} queue requests over {PARTITIONS} queue partitions; {governor}; {:.0} s",
         figure("messages.processed_once"),
-        proxy.requests(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -149,6 +149,7 @@ async fn account_key_and_connection_string_authenticate() {
         auth: StorageAuth::AccountKey(Secret::new(harness::azurite::DEVELOPMENT_KEY)),
         queue_endpoint: Some(env.azurite.queue_endpoint().into()),
         table_endpoint: Some(env.azurite.table_endpoint().into()),
+        queue_partitions: Vec::new(),
         retry: RetrySettings::default(),
     };
     let by_connection_string = StorageTarget {
@@ -156,6 +157,7 @@ async fn account_key_and_connection_string_authenticate() {
         auth: StorageAuth::ConnectionString(Secret::new(env.azurite.connection_string())),
         queue_endpoint: None,
         table_endpoint: None,
+        queue_partitions: Vec::new(),
         retry: RetrySettings::default(),
     };
     for target in [by_key, by_connection_string] {
@@ -192,6 +194,7 @@ async fn wrong_key_is_refused_once_with_a_clear_error() {
         auth: StorageAuth::AccountKey(Secret::new(wrong_key)),
         queue_endpoint: Some(proxy.url()),
         table_endpoint: Some(env.azurite.table_endpoint().into()),
+        queue_partitions: Vec::new(),
         retry: RetrySettings::default(),
     };
     let storage = Storage::connect(&target).unwrap();
@@ -326,6 +329,7 @@ async fn incomplete_targets_are_rejected_before_any_request() {
         auth: StorageAuth::AccountKey(Secret::new("a-key-that-is-long-enough")),
         queue_endpoint: None,
         table_endpoint: None,
+        queue_partitions: Vec::new(),
         retry: RetrySettings::default(),
     };
     let error = Storage::connect(&no_account).unwrap_err();

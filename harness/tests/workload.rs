@@ -264,6 +264,7 @@ async fn a_refused_credential_stops_producer_and_consumer_with_the_reason() {
         )),
         queue_endpoint: Some(env.azurite.queue_endpoint().into()),
         table_endpoint: Some(env.azurite.table_endpoint().into()),
+        queue_partitions: Vec::new(),
         retry: Default::default(),
     };
     let refused = harness::storage::Storage::connect(&target).unwrap();

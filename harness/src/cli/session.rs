@@ -43,13 +43,17 @@ pub async fn open(global: &GlobalArgs) -> Result<Session, Failure> {
     let (target, azurite) = match config.storage().map_err(Failure::usage)? {
         StorageChoice::Target(target) => (target, None),
         StorageChoice::EmbeddedAzurite => {
-            let azurite = Azurite::start_with(&AzuriteOptions::default())
+            let options = AzuriteOptions {
+                queue_partitions: config.azurite_queue_partitions(),
+                ..AzuriteOptions::default()
+            };
+            let azurite = Azurite::start_with(&options)
                 .await
                 .map_err(Failure::environment)?;
             tracing::info!(
-                queue = azurite.queue_endpoint(),
+                queue = azurite.queue_endpoints().join(","),
                 table = azurite.table_endpoint(),
-                "started embedded Azurite (in memory; it stops with this command)"
+                "started embedded Azurite (it stops with this command)"
             );
             (azurite.storage_target(), Some(azurite))
         }

@@ -44,6 +44,7 @@ pub const STORAGE_KEYS: &[&str] = &[
     "EDW_STORAGE_MAX_RETRIES",
     "EDW_AZURITE_QUEUE_ENDPOINT",
     "EDW_AZURITE_TABLE_ENDPOINT",
+    "EDW_AZURITE_QUEUE_PARTITIONS",
 ];
 
 /// Keys whose values are secrets: never shown in messages, logs or reports.

@@ -222,13 +222,15 @@ impl Config {
             auth,
             queue_endpoint: self.get("EDW_QUEUE_ENDPOINT").map(str::to_owned),
             table_endpoint: self.get("EDW_TABLE_ENDPOINT").map(str::to_owned),
+            queue_partitions: Vec::new(),
             retry: self.retry_settings(),
         };
         let choice = match mode {
             "azurite" => match azurite {
+                // Several queue endpoints, comma-separated: one queue partitioned over them.
                 Some((queue, table)) => StorageChoice::Target(StorageTarget {
                     retry: self.retry_settings(),
-                    ..StorageTarget::development(queue, table)
+                    ..StorageTarget::development_partitioned(&endpoint_list(queue), table)
                 }),
                 None => StorageChoice::EmbeddedAzurite,
             },
@@ -275,6 +277,15 @@ impl Config {
         Ok(choice)
     }
 
+    /// How many queue services an embedded Azurite starts, each holding a partition of every
+    /// queue (`EDW_AZURITE_QUEUE_PARTITIONS`, default 1): one Azurite process slows down as
+    /// its backlog grows, so backlogs of many thousands need several.
+    pub fn azurite_queue_partitions(&self) -> usize {
+        self.get("EDW_AZURITE_QUEUE_PARTITIONS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+    }
+
     fn retry_settings(&self) -> RetrySettings {
         let mut retry = RetrySettings::default();
         if let Some(n) = self
@@ -285,6 +296,16 @@ impl Config {
         }
         retry
     }
+}
+
+/// The endpoints of a comma-separated list.
+fn endpoint_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn state_file_path(inputs: &ConfigInputs) -> Option<PathBuf> {

@@ -16,7 +16,8 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
         ("AQS_TARGET_DEPLOYMENT", dns_label),
         ("SERVICE_ACCOUNT", dns_label),
         ("EDW_STORAGE_MAX_RETRIES", small_count),
-        ("EDW_AZURITE_QUEUE_ENDPOINT", http_url),
+        ("EDW_AZURITE_QUEUE_ENDPOINT", http_url_list),
+        ("EDW_AZURITE_QUEUE_PARTITIONS", partition_count),
         ("EDW_AZURITE_TABLE_ENDPOINT", http_url),
         ("EDW_QUEUE_ENDPOINT", http_url),
         ("EDW_TABLE_ENDPOINT", http_url),
@@ -84,6 +85,25 @@ fn small_count(value: &str) -> Result<(), String> {
     match value.parse::<u32>() {
         Ok(n) if n <= 20 => Ok(()),
         _ => Err("expected a whole number from 0 to 20".to_owned()),
+    }
+}
+
+fn partition_count(value: &str) -> Result<(), String> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=16).contains(&n) => Ok(()),
+        _ => Err("expected a whole number from 1 to 16".to_owned()),
+    }
+}
+
+/// One URL, or several separated by commas (a queue partitioned over several services).
+fn http_url_list(value: &str) -> Result<(), String> {
+    let urls: Vec<&str> = value.split(',').map(str::trim).collect();
+    match urls.iter().find(|url| http_url(url).is_err()) {
+        None => Ok(()),
+        Some(bad) if urls.len() > 1 => Err(format!(
+            "{bad:?} is not an http:// or https:// URL (expected one, or several separated by commas)"
+        )),
+        Some(_) => http_url(value),
     }
 }
 

@@ -81,6 +81,10 @@ pub struct StorageTarget {
     pub queue_endpoint: Option<String>,
     /// Base URL of the table service, as `queue_endpoint`.
     pub table_endpoint: Option<String>,
+    /// More queue services (Azurite's development account only) over which every queue is
+    /// partitioned, for backlogs one Azurite process cannot carry: see [`Queue`]. Empty: the
+    /// queue lives on `queue_endpoint` alone.
+    pub queue_partitions: Vec<String>,
     pub retry: RetrySettings,
 }
 
@@ -92,7 +96,22 @@ impl StorageTarget {
             auth: StorageAuth::DevelopmentAccount,
             queue_endpoint: Some(queue_endpoint.trim_end_matches('/').to_owned()),
             table_endpoint: Some(table_endpoint.trim_end_matches('/').to_owned()),
+            queue_partitions: Vec::new(),
             retry: RetrySettings::default(),
+        }
+    }
+
+    /// The development account with its queues partitioned over several queue services
+    /// (the first is `queue_endpoints[0]`).
+    pub fn development_partitioned(queue_endpoints: &[String], table_endpoint: &str) -> Self {
+        let first = queue_endpoints.first().map_or("", String::as_str);
+        StorageTarget {
+            queue_partitions: queue_endpoints
+                .iter()
+                .skip(1)
+                .map(|e| e.trim_end_matches('/').to_owned())
+                .collect(),
+            ..Self::development(first, table_endpoint)
         }
     }
 }
@@ -100,9 +119,9 @@ impl StorageTarget {
 /// Connected queue and table service clients for one account.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    queues: QueueServiceClient,
+    /// One queue service, or several that partition every queue: (client, endpoint).
+    queues: Vec<(QueueServiceClient, String)>,
     tables: TableServiceClient,
-    queue_endpoint: String,
     table_endpoint: String,
     auth_kind: &'static str,
 }
@@ -127,13 +146,36 @@ impl Storage {
         target: &StorageTarget,
         options: ClientOptions,
     ) -> Result<Storage, StorageError> {
+        if !target.queue_partitions.is_empty()
+            && !matches!(target.auth, StorageAuth::DevelopmentAccount)
+        {
+            return Err(StorageError::Config(
+                "queue partitions are for Azurite's development account only".to_owned(),
+            ));
+        }
         let resolved = resolve(target)?;
-        let queues = azure_storage_queues::QueueServiceClientBuilder::with_location(
-            resolved.queue_location.clone(),
-            resolved.credentials.clone(),
-        )
-        .client_options(options.clone())
-        .build();
+        let mut queue_locations = vec![resolved.queue_location.clone()];
+        if !target.queue_partitions.is_empty() {
+            queue_locations.extend(target.queue_partitions.iter().map(|uri| {
+                CloudLocation::Custom {
+                    account: DEVELOPMENT_ACCOUNT.to_owned(),
+                    uri: uri.trim_end_matches('/').to_owned(),
+                }
+            }));
+        }
+        let queues = queue_locations
+            .into_iter()
+            .map(|location| {
+                let endpoint = location_url(&location, "queue");
+                let client = azure_storage_queues::QueueServiceClientBuilder::with_location(
+                    location,
+                    resolved.credentials.clone(),
+                )
+                .client_options(options.clone())
+                .build();
+                (client, endpoint)
+            })
+            .collect();
         let tables = azure_data_tables::clients::TableServiceClientBuilder::with_location(
             resolved.table_location.clone(),
             resolved.credentials,
@@ -143,7 +185,6 @@ impl Storage {
         Ok(Storage {
             queues,
             tables,
-            queue_endpoint: location_url(&resolved.queue_location, "queue"),
             table_endpoint: location_url(&resolved.table_location, "table"),
             auth_kind: target.auth.kind(),
         })
@@ -151,7 +192,12 @@ impl Storage {
 
     /// A handle on queue `name` (nothing is sent until an operation is called).
     pub fn queue(&self, name: &str) -> Queue {
-        Queue::new(self.queues.queue_client(name), name, &self.queue_endpoint)
+        let services = self
+            .queues
+            .iter()
+            .map(|(service, endpoint)| (service.queue_client(name), endpoint.clone()))
+            .collect();
+        Queue::new(services, name)
     }
 
     /// A handle on table `name` (nothing is sent until an operation is called).
@@ -159,9 +205,9 @@ impl Storage {
         Table::new(self.tables.table_client(name), name, &self.table_endpoint)
     }
 
-    /// The queue service base URL (no secret in it).
+    /// The queue service base URL (no secret in it); the first one of a partitioned queue.
     pub fn queue_endpoint(&self) -> &str {
-        &self.queue_endpoint
+        self.queues.first().map_or("", |(_, endpoint)| endpoint)
     }
 
     /// The table service base URL (no secret in it).
@@ -171,9 +217,15 @@ impl Storage {
 
     /// One line for logs: endpoints and how the suite authenticates.
     pub fn describe(&self) -> String {
+        let partitions = match self.queues.len() {
+            0 | 1 => String::new(),
+            n => format!(" (partitioned over {n} queue services)"),
+        };
         format!(
-            "queue {} and table {} ({})",
-            self.queue_endpoint, self.table_endpoint, self.auth_kind
+            "queue {}{partitions} and table {} ({})",
+            self.queue_endpoint(),
+            self.table_endpoint,
+            self.auth_kind
         )
     }
 }

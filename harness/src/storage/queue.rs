@@ -1,6 +1,11 @@
 //! Queue operations: create/delete a queue, send, receive a batch with a visibility timeout,
-//! delete by pop receipt, peek, approximate count and clear.
+//! delete by pop receipt, peek, approximate count and clear. A queue may be partitioned over
+//! several Azurite queue services (one Azurite process cannot carry a 10,000-message backlog:
+//! its receive and delete cost grows with the messages it holds); it then behaves as one
+//! queue: sends go round-robin, a receive tries each partition in turn, counts add up.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use azure_storage_queues::prelude::{NumberOfMessages, PopReceipt, VisibilityTimeout};
@@ -24,6 +29,8 @@ pub struct ReceivedMessage {
     pub text: String,
     /// When it was first put on the queue; stays the same across redeliveries.
     pub insertion_time: OffsetDateTime,
+    /// Which partition of a partitioned queue holds it (0 for a queue of one service).
+    pub partition: usize,
 }
 
 /// A message seen without taking it.
@@ -46,20 +53,38 @@ pub struct QueueStats {
     pub visible_is_lower_bound: bool,
 }
 
-/// One queue of the storage account.
+/// One queue of the storage account (on one queue service, or partitioned over several).
 #[derive(Debug, Clone)]
 pub struct Queue {
-    client: QueueClient,
+    partitions: Arc<[Partition]>,
     name: String,
+    /// The partition the next send or receive starts at (shared by clones of the handle).
+    cursor: Arc<AtomicUsize>,
+}
+
+/// The queue on one queue service.
+#[derive(Debug)]
+struct Partition {
+    client: QueueClient,
     endpoint: String,
 }
 
+/// Spreads the first partition of new handles, so that consumers start on different ones.
+static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(0);
+
 impl Queue {
-    pub(super) fn new(client: QueueClient, name: &str, endpoint: &str) -> Self {
+    /// `services`: (client of this queue, its service's endpoint), one per partition.
+    pub(super) fn new(services: Vec<(QueueClient, String)>, name: &str) -> Self {
+        let partitions: Arc<[Partition]> = services
+            .into_iter()
+            .map(|(client, endpoint)| Partition { client, endpoint })
+            .collect();
         Queue {
-            client,
+            cursor: Arc::new(AtomicUsize::new(
+                NEXT_HANDLE.fetch_add(1, Ordering::Relaxed) % partitions.len().max(1),
+            )),
+            partitions,
             name: name.to_owned(),
-            endpoint: endpoint.to_owned(),
         }
     }
 
@@ -68,54 +93,101 @@ impl Queue {
         &self.name
     }
 
-    fn failed(&self, operation: &'static str) -> Failed<'_> {
+    /// How many queue services the queue is spread over (1 unless partitioned).
+    pub fn partition_count(&self) -> usize {
+        self.partitions.len()
+    }
+
+    fn failed<'a>(&'a self, partition: &'a Partition, operation: &'static str) -> Failed<'a> {
         Failed {
             operation,
             resource: &self.name,
-            endpoint: &self.endpoint,
+            endpoint: &partition.endpoint,
         }
+    }
+
+    /// The partitions in the order the next send or receive tries them (each call moves on).
+    fn rotation(&self) -> impl Iterator<Item = (usize, &Partition)> {
+        let n = self.partitions.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(move |i| {
+            let index = (start + i) % n;
+            (index, &self.partitions[index])
+        })
     }
 
     /// Creates the queue; an existing queue is fine.
     pub async fn create(&self) -> Result<(), StorageError> {
-        self.failed("create queue")
-            .tolerate(self.client.create().await, StorageError::is_conflict)
+        for part in self.partitions.iter() {
+            self.failed(part, "create queue")
+                .tolerate(part.client.create().await, StorageError::is_conflict)?;
+        }
+        Ok(())
     }
 
     /// Deletes the queue; a missing queue is fine.
     pub async fn delete(&self) -> Result<(), StorageError> {
-        self.failed("delete queue")
-            .tolerate(self.client.delete().await, StorageError::is_not_found)
-    }
-
-    /// True when the queue exists.
-    pub async fn exists(&self) -> Result<bool, StorageError> {
-        match self.client.get_metadata().await {
-            Ok(_) => Ok(true),
-            Err(e) => match self.failed("get queue properties").classify(e) {
-                missing if missing.is_not_found() => Ok(false),
-                other => Err(other),
-            },
+        for part in self.partitions.iter() {
+            self.failed(part, "delete queue")
+                .tolerate(part.client.delete().await, StorageError::is_not_found)?;
         }
+        Ok(())
     }
 
-    /// Puts one message; returns its id.
+    /// True when the queue exists (on every partition).
+    pub async fn exists(&self) -> Result<bool, StorageError> {
+        for part in self.partitions.iter() {
+            match part.client.get_metadata().await {
+                Ok(_) => {}
+                Err(e) => match self.failed(part, "get queue properties").classify(e) {
+                    missing if missing.is_not_found() => return Ok(false),
+                    other => return Err(other),
+                },
+            }
+        }
+        Ok(true)
+    }
+
+    /// Puts one message (on the next partition in turn); returns its id.
     pub async fn send(&self, text: &str) -> Result<String, StorageError> {
-        self.client
+        let Some((_, part)) = self.rotation().next() else {
+            return Err(StorageError::Config(format!(
+                "queue {} has no queue service",
+                self.name
+            )));
+        };
+        part.client
             .put_message(text)
             .await
             .map(|r| r.queue_message.message_id)
-            .map_err(|e| self.failed("send message").classify(e))
+            .map_err(|e| self.failed(part, "send message").classify(e))
     }
 
     /// Receives up to `max` (1 to 32) messages and hides them for `visibility`
-    /// (at least 1 s, whole seconds).
+    /// (at least 1 s, whole seconds). A partitioned queue answers from the first partition, in
+    /// turn, that has a visible message.
     pub async fn receive(
         &self,
         max: u8,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, StorageError> {
-        let response = self
+        for (index, part) in self.rotation() {
+            let received = self.receive_from(index, part, max, visibility).await?;
+            if !received.is_empty() {
+                return Ok(received);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn receive_from(
+        &self,
+        index: usize,
+        part: &Partition,
+        max: u8,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, StorageError> {
+        let response = part
             .client
             .get_messages()
             .number_of_messages(NumberOfMessages::new(max.clamp(1, MAX_BATCH)))
@@ -123,7 +195,7 @@ impl Queue {
                 visibility.max(Duration::from_secs(1)),
             ))
             .await
-            .map_err(|e| self.failed("receive messages").classify(e))?;
+            .map_err(|e| self.failed(part, "receive messages").classify(e))?;
         Ok(response
             .messages
             .into_iter()
@@ -133,6 +205,7 @@ impl Queue {
                 dequeue_count: m.dequeue_count,
                 text: m.message_text,
                 insertion_time: m.insertion_time,
+                partition: index,
             })
             .collect())
     }
@@ -140,7 +213,16 @@ impl Queue {
     /// Deletes a received message. A message that is already gone (deleted by another
     /// receiver after its visibility timeout) gives [`StorageError::NotFound`].
     pub async fn delete_message(&self, message: &ReceivedMessage) -> Result<(), StorageError> {
-        self.client
+        let Some(part) = self.partitions.get(message.partition) else {
+            return Err(StorageError::Config(format!(
+                "message {} names partition {} of queue {}, which has {}",
+                message.id,
+                message.partition,
+                self.name,
+                self.partitions.len()
+            )));
+        };
+        part.client
             .pop_receipt_client(PopReceipt::new(
                 message.id.clone(),
                 message.pop_receipt.clone(),
@@ -148,35 +230,47 @@ impl Queue {
             .delete()
             .await
             .map(|_| ())
-            .map_err(|e| self.failed("delete message").classify(e))
+            .map_err(|e| self.failed(part, "delete message").classify(e))
     }
 
-    /// Looks at up to `max` (1 to 32) visible messages without taking them.
+    /// Looks at up to `max` (1 to 32) visible messages without taking them (over the
+    /// partitions in order).
     pub async fn peek(&self, max: u8) -> Result<Vec<PeekedMessage>, StorageError> {
-        let response = self
-            .client
-            .peek_messages()
-            .number_of_messages(NumberOfMessages::new(max.clamp(1, MAX_BATCH)))
-            .await
-            .map_err(|e| self.failed("peek messages").classify(e))?;
-        Ok(response
-            .messages
-            .into_iter()
-            .map(|m| PeekedMessage {
+        let max = max.clamp(1, MAX_BATCH);
+        let mut peeked = Vec::new();
+        for part in self.partitions.iter() {
+            let wanted = usize::from(max) - peeked.len();
+            if wanted == 0 {
+                break;
+            }
+            let response = part
+                .client
+                .peek_messages()
+                .number_of_messages(NumberOfMessages::new(wanted as u8))
+                .await
+                .map_err(|e| self.failed(part, "peek messages").classify(e))?;
+            peeked.extend(response.messages.into_iter().map(|m| PeekedMessage {
                 id: m.message_id,
                 dequeue_count: m.dequeue_count,
                 text: m.message_text,
-            })
-            .collect())
+            }));
+        }
+        Ok(peeked)
     }
 
-    /// The service's approximate message count (visible and in-flight), as KEDA reads it.
+    /// The service's approximate message count (visible and in-flight), as KEDA reads it
+    /// (summed over the partitions).
     pub async fn approximate_count(&self) -> Result<u64, StorageError> {
-        self.client
-            .get_metadata()
-            .await
-            .map(|r| r.approximate_messages_count as u64)
-            .map_err(|e| self.failed("get queue properties").classify(e))
+        let mut total = 0;
+        for part in self.partitions.iter() {
+            total += part
+                .client
+                .get_metadata()
+                .await
+                .map(|r| r.approximate_messages_count as u64)
+                .map_err(|e| self.failed(part, "get queue properties").classify(e))?;
+        }
+        Ok(total)
     }
 
     /// Approximate and visible counts.
@@ -193,10 +287,12 @@ impl Queue {
 
     /// Deletes every message.
     pub async fn clear(&self) -> Result<(), StorageError> {
-        self.client
-            .clear_messages()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.failed("clear messages").classify(e))
+        for part in self.partitions.iter() {
+            part.client
+                .clear_messages()
+                .await
+                .map_err(|e| self.failed(part, "clear messages").classify(e))?;
+        }
+        Ok(())
     }
 }

@@ -49,7 +49,11 @@ impl LocalTarget {
         let (target, azurite) = match config.storage()? {
             StorageChoice::Target(target) => (target, None),
             StorageChoice::EmbeddedAzurite => {
-                let azurite = Azurite::start_with(&AzuriteOptions::default()).await?;
+                let options = AzuriteOptions {
+                    queue_partitions: config.azurite_queue_partitions(),
+                    ..AzuriteOptions::default()
+                };
+                let azurite = Azurite::start_with(&options).await?;
                 (azurite.storage_target(), Some(azurite))
             }
         };

@@ -9,7 +9,10 @@ pub async fn run(cancel: &CancellationToken) -> Result<u8, Failure> {
     let azurite = Azurite::start_with(&AzuriteOptions::default())
         .await
         .map_err(Failure::environment)?;
-    println!("Azurite {AZURITE_VERSION} is running (in memory) until Ctrl-C.");
+    println!(
+        "Azurite {AZURITE_VERSION} is running until Ctrl-C (queues in a temporary directory, \
+         tables in memory)."
+    );
     println!("For edw in another shell:");
     println!(
         "  export EDW_AZURITE_QUEUE_ENDPOINT={}",
