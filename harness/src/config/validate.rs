@@ -27,7 +27,8 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
             check(value).map_err(|reason| ConfigError::Invalid {
                 key: (*key).to_owned(),
                 origin: config.source(key).cloned().unwrap_or(Source::Default),
-                reason: format!("{value:?}: {reason}"),
+                // The value is shown to say what is wrong, unless it is also a secret's value.
+                reason: crate::secrets::redact(&format!("{value:?}: {reason}")),
             })?;
         }
     }
