@@ -478,9 +478,14 @@ async fn a_served_twin_with_azurite_passes_every_kube_check() {
     let sandbox = Sandbox::new();
     let kubeconfig = sandbox.dir.path().join("twin.kubeconfig");
     let _served = support::served::serve_twin(&env, &kubeconfig, &[]);
-    for tool in ["kubectl", "helm", "kind", "docker"] {
+    for tool in ["kubectl", "helm", "kind"] {
         sandbox.tool(tool, "exit 0");
     }
+    // A client whose engine answers `docker version --format {{.Server.Version}}`.
+    sandbox.tool(
+        "docker",
+        r#"[ "$1 $2 $3" = "version --format {{.Server.Version}}" ] && echo 27.3.1"#,
+    );
     let run = sandbox.doctor(
         &["--target", "kube"],
         &[
@@ -505,4 +510,44 @@ async fn a_served_twin_with_azurite_passes_every_kube_check() {
         );
     }
     assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(
+        run.line("docker engine"),
+        "ok   docker engine: Docker Engine 27.3.1"
+    );
+}
+
+#[test]
+fn a_docker_client_without_an_engine_fails_the_kube_target_only() {
+    let sandbox = Sandbox::new();
+    // As on a machine with the client alone: the client runs, the daemon does not answer.
+    sandbox.tool(
+        "docker",
+        "echo 'Client: Docker Engine - Community'; echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2; exit 1",
+    );
+    let run = sandbox.doctor(&["--target", "kube"], &[]);
+    let line = run.line("docker engine");
+    assert!(
+        line.starts_with("FAIL docker engine: the docker client reaches no engine: Cannot connect to the Docker daemon"),
+        "{line}"
+    );
+    assert!(line.contains("fix: start the Docker engine"), "{line}");
+    // The tool itself is there: only the engine is missing.
+    assert!(run.line("tool docker").starts_with("ok   tool docker: "));
+    assert_eq!(run.code(), Some(3));
+    // Other targets do not need an engine: skipped, never passed.
+    for target in ["local", "aks"] {
+        let run = sandbox.doctor(&["--target", target], &[]);
+        let line = run.line("docker engine");
+        assert!(
+            line.starts_with("skip docker engine: only kind") && line.contains(target),
+            "{line}"
+        );
+    }
+    // Without the client there is no engine to ask: skipped, the tool check fails instead.
+    std::fs::remove_file(sandbox.bin().join("docker")).unwrap();
+    let run = sandbox.doctor(&["--target", "kube"], &[]);
+    assert!(run
+        .line("docker engine")
+        .starts_with("skip docker engine: docker is not on PATH"));
+    assert!(run.line("tool docker").starts_with("FAIL tool docker: "));
 }

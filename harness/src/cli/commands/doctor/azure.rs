@@ -2,11 +2,11 @@
 //! subscription, the NodeAutoProvisioningPreview feature and the aks-preview extension.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::tools::{run_tool, ToolRun};
 use super::{names, Finding};
 use crate::arm::{api, ArmError};
 use crate::cli::args::DoctorArgs;
@@ -166,31 +166,23 @@ pub(crate) fn feature_finding(answer: Result<Value, ArmError>) -> Finding {
     }
 }
 
-/// How `az extension show` ended.
-#[derive(Debug)]
-pub(crate) enum AzRun {
-    Exited { success: bool, stderr: String },
-    TimedOut(Duration),
-    NotStarted(String),
-}
-
 /// The aks-preview check from the run of `az extension show --name aks-preview`.
-pub(crate) fn extension_finding(run: AzRun) -> Finding {
+pub(crate) fn extension_finding(run: ToolRun) -> Finding {
     let name = names::EXTENSION;
     let fix = "`az extension add --name aks-preview` (or `az extension update --name aks-preview`)";
     match run {
-        AzRun::Exited { success: true, .. } => Finding::ok(name, "installed"),
-        AzRun::Exited { stderr, .. } => {
+        ToolRun::Exited { success: true, .. } => Finding::ok(name, "installed"),
+        ToolRun::Exited { stderr, .. } => {
             let said = stderr.lines().map(str::trim).find(|l| !l.is_empty());
             let said = said.map(|l| format!(": {l}")).unwrap_or_default();
             Finding::fail(name, format!("not installed{said}"), fix)
         }
-        AzRun::TimedOut(waited) => Finding::fail(
+        ToolRun::TimedOut(waited) => Finding::fail(
             name,
             format!("`az extension show --name aks-preview` did not finish within {waited:?}"),
             format!("run it yourself to see why; if it is missing: {fix}"),
         ),
-        AzRun::NotStarted(reason) => Finding::fail(
+        ToolRun::NotStarted(reason) => Finding::fail(
             name,
             format!("cannot run az: {reason}"),
             "check the Azure CLI installation: https://learn.microsoft.com/cli/azure/install-azure-cli",
@@ -339,32 +331,15 @@ pub(super) async fn extension_check(target: TargetKind, az: Option<&Path>) -> Fi
             "az is not on PATH (see `tool az`), so its extensions cannot be listed",
         );
     };
-    let mut command = tokio::process::Command::new(az);
-    command
-        .args([
-            "extension",
-            "show",
-            "--name",
-            "aks-preview",
-            "--output",
-            "none",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let run = match command.spawn() {
-        Err(e) => AzRun::NotStarted(format!("{}: {e}", az.display())),
-        Ok(child) => match tokio::time::timeout(AZ_WITHIN, child.wait_with_output()).await {
-            Err(_) => AzRun::TimedOut(AZ_WITHIN),
-            Ok(Err(e)) => AzRun::NotStarted(format!("{}: {e}", az.display())),
-            Ok(Ok(output)) => AzRun::Exited {
-                success: output.status.success(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            },
-        },
-    };
-    extension_finding(run)
+    let args = [
+        "extension",
+        "show",
+        "--name",
+        "aks-preview",
+        "--output",
+        "none",
+    ];
+    extension_finding(run_tool(az, &args, AZ_WITHIN).await)
 }
 
 #[cfg(test)]
@@ -473,15 +448,17 @@ mod tests {
     #[test]
     fn the_extension_check_quotes_az_and_gives_the_add_command() {
         assert_eq!(
-            extension_finding(AzRun::Exited {
+            extension_finding(ToolRun::Exited {
                 success: true,
+                stdout: String::new(),
                 stderr: String::new()
             })
             .status,
             Status::Ok("installed".into())
         );
-        let missing = extension_finding(AzRun::Exited {
+        let missing = extension_finding(ToolRun::Exited {
             success: false,
+            stdout: String::new(),
             stderr: "\nERROR: The extension aks-preview is not installed.\n".into(),
         });
         assert!(
@@ -490,7 +467,7 @@ mod tests {
                     && fix.contains("az extension add --name aks-preview")),
             "{missing:?}"
         );
-        assert!(extension_finding(AzRun::TimedOut(AZ_WITHIN)).is_failed());
-        assert!(extension_finding(AzRun::NotStarted("denied".into())).is_failed());
+        assert!(extension_finding(ToolRun::TimedOut(AZ_WITHIN)).is_failed());
+        assert!(extension_finding(ToolRun::NotStarted("denied".into())).is_failed());
     }
 }

@@ -1,8 +1,9 @@
 //! `edw doctor`: the walkthrough's prerequisites for a target, one line per check: `ok` with
 //! what was found, `FAIL` with what is wrong and the fix, or `skip` with why the check does not
-//! apply to the target (never counted as passed). Tools on PATH, an Azure Resource Manager
-//! token, the subscription, the NodeAutoProvisioningPreview feature, the aks-preview extension,
-//! the cluster's API server and the storage endpoints. Exit 3 when a check failed.
+//! apply to the target (never counted as passed). Tools on PATH, the Docker engine (kube), an
+//! Azure Resource Manager token, the subscription, the NodeAutoProvisioningPreview feature, the
+//! aks-preview extension, the cluster's API server and the storage endpoints. Exit 3 when a
+//! check failed.
 //!
 //! The decisions are small pure functions (tool, subscription, feature, extension, endpoint) so
 //! that they are unit-tested; the command only gathers their inputs.
@@ -20,7 +21,7 @@ use crate::target::TargetKind;
 use azure::{azure_findings, extension_check};
 use cluster::cluster_finding;
 use storage::storage_findings;
-use tools::{find_on_path, tool_finding, TOOLS};
+use tools::{docker_engine_check, find_on_path, tool_finding, TOOLS};
 
 /// How one check ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +108,15 @@ pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8, Failure> 
         })
         .collect();
     let az = find_on_path("az", path.as_deref());
-    let (azure, extension, cluster, storage) = tokio::join!(
+    let docker = find_on_path("docker", path.as_deref());
+    let (docker_engine, azure, extension, cluster, storage) = tokio::join!(
+        docker_engine_check(target, docker.as_deref()),
         azure_findings(target, args),
         extension_check(target, az.as_deref()),
         cluster_finding(target),
         storage_findings(target, global, path.as_deref()),
     );
+    findings.push(docker_engine);
     findings.extend(azure);
     findings.push(extension);
     findings.push(cluster);

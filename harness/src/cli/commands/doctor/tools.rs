@@ -1,11 +1,17 @@
-//! The tools checks of `edw doctor`: which command-line tools each target needs, and whether
-//! they are on PATH.
+//! The tools checks of `edw doctor`: which command-line tools each target needs, whether they
+//! are on PATH, and whether the Docker client reaches an engine (kind needs one).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
 
 use super::Finding;
 use crate::target::TargetKind;
+
+/// `docker version` (answers at once from a running engine).
+const DOCKER_WITHIN: Duration = Duration::from_secs(15);
+const DOCKER_ENGINE: &str = "docker engine";
 
 /// A command-line tool and the targets that need it.
 #[derive(Debug)]
@@ -129,6 +135,96 @@ pub(crate) fn tool_finding(tool: &Tool, target: TargetKind, found: Option<&Path>
             ),
             tool.fix,
         ),
+    }
+}
+
+/// How a tool's run ended.
+#[derive(Debug)]
+pub(crate) enum ToolRun {
+    Exited {
+        success: bool,
+        stdout: String,
+        stderr: String,
+    },
+    TimedOut(Duration),
+    NotStarted(String),
+}
+
+/// Runs `program args` with no input, waiting at most `within` (it is killed after that).
+pub(crate) async fn run_tool(program: &Path, args: &[&str], within: Duration) -> ToolRun {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    match command.spawn() {
+        Err(e) => ToolRun::NotStarted(format!("{}: {e}", program.display())),
+        Ok(child) => match tokio::time::timeout(within, child.wait_with_output()).await {
+            Err(_) => ToolRun::TimedOut(within),
+            Ok(Err(e)) => ToolRun::NotStarted(format!("{}: {e}", program.display())),
+            Ok(Ok(output)) => ToolRun::Exited {
+                success: output.status.success(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            },
+        },
+    }
+}
+
+/// Whether the Docker client reaches an engine: kind runs its nodes (and `ci/kind-up.sh` runs
+/// Azurite) as containers, so a client without an engine is not enough.
+pub(crate) async fn docker_engine_check(target: TargetKind, docker: Option<&Path>) -> Finding {
+    if target != TargetKind::Kube {
+        return Finding::skip(
+            DOCKER_ENGINE,
+            format!(
+                "only kind (the kube target's CI cluster) needs a Docker engine (target {})",
+                target.name()
+            ),
+        );
+    }
+    let Some(docker) = docker else {
+        return Finding::skip(
+            DOCKER_ENGINE,
+            "docker is not on PATH (see `tool docker`), so no engine can be asked",
+        );
+    };
+    let args = ["version", "--format", "{{.Server.Version}}"];
+    docker_engine_finding(run_tool(docker, &args, DOCKER_WITHIN).await)
+}
+
+/// The engine check from the run of `docker version --format {{.Server.Version}}`.
+pub(crate) fn docker_engine_finding(run: ToolRun) -> Finding {
+    let fix =
+        "start the Docker engine (`sudo systemctl start docker`, or Docker Desktop), or point \
+               DOCKER_HOST at one: kind runs its nodes as containers";
+    match run {
+        ToolRun::Exited {
+            success: true,
+            stdout,
+            ..
+        } if !stdout.trim().is_empty() => {
+            Finding::ok(DOCKER_ENGINE, format!("Docker Engine {}", stdout.trim()))
+        }
+        ToolRun::Exited { stderr, .. } => {
+            let said = stderr.lines().map(str::trim).find(|l| !l.is_empty());
+            let said = said.map(|l| format!(": {l}")).unwrap_or_default();
+            Finding::fail(
+                DOCKER_ENGINE,
+                format!("the docker client reaches no engine{said}"),
+                fix,
+            )
+        }
+        ToolRun::TimedOut(waited) => Finding::fail(
+            DOCKER_ENGINE,
+            format!("`docker version` did not answer within {waited:?}"),
+            fix,
+        ),
+        ToolRun::NotStarted(reason) => {
+            Finding::fail(DOCKER_ENGINE, format!("cannot run docker: {reason}"), fix)
+        }
     }
 }
 
