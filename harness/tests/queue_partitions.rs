@@ -10,6 +10,7 @@ use harness::azurite::{Azurite, AzuriteOptions};
 use harness::config::{Config, ConfigInputs, StorageChoice};
 use harness::naming::run_queue_name;
 use harness::storage::{Storage, StorageTarget};
+use harness::target::{Target, TargetKind};
 
 const PARTITIONS: usize = 3;
 
@@ -121,25 +122,28 @@ async fn a_partitioned_queue_behaves_as_one_queue() {
     }
 }
 
+/// The configuration of an Azurite whose queue endpoint setting is `queue`.
+fn azurite_config(queue: &str) -> Result<Config, harness::config::ConfigError> {
+    Config::load(&ConfigInputs {
+        env: [
+            ("EDW_AZURITE_QUEUE_ENDPOINT".to_owned(), queue.to_owned()),
+            (
+                "EDW_AZURITE_TABLE_ENDPOINT".to_owned(),
+                "http://127.0.0.1:10002/devstoreaccount1".to_owned(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        working_dir: Some(std::env::temp_dir()),
+        ..ConfigInputs::default()
+    })
+}
+
 #[test]
 fn the_configuration_takes_partitions_as_an_endpoint_list() {
-    let load = |queue: &str| {
-        Config::load(&ConfigInputs {
-            env: [
-                ("EDW_AZURITE_QUEUE_ENDPOINT".to_owned(), queue.to_owned()),
-                (
-                    "EDW_AZURITE_TABLE_ENDPOINT".to_owned(),
-                    "http://127.0.0.1:10002/devstoreaccount1".to_owned(),
-                ),
-            ]
-            .into_iter()
-            .collect(),
-            working_dir: Some(std::env::temp_dir()),
-            ..ConfigInputs::default()
-        })
-    };
-    let config = load("http://127.0.0.1:1/devstoreaccount1, http://127.0.0.1:2/devstoreaccount1")
-        .expect("two endpoints");
+    let config =
+        azurite_config("http://127.0.0.1:1/devstoreaccount1, http://127.0.0.1:2/devstoreaccount1")
+            .expect("two endpoints");
     let Ok(StorageChoice::Target(target)) = config.storage() else {
         panic!("an Azurite target");
     };
@@ -152,7 +156,7 @@ fn the_configuration_takes_partitions_as_an_endpoint_list() {
         vec!["http://127.0.0.1:2/devstoreaccount1".to_owned()]
     );
     // A bad entry is named.
-    let error = load("http://127.0.0.1:1/devstoreaccount1,127.0.0.1:2")
+    let error = azurite_config("http://127.0.0.1:1/devstoreaccount1,127.0.0.1:2")
         .expect_err("a bad second endpoint")
         .to_string();
     assert!(
@@ -166,4 +170,23 @@ fn the_configuration_takes_partitions_as_an_endpoint_list() {
     real.queue_partitions = vec!["http://127.0.0.1:3/x".into()];
     let error = Storage::connect(&real).unwrap_err().to_string();
     assert!(error.contains("queue partitions"), "{error}");
+}
+
+#[tokio::test]
+async fn a_cluster_target_refuses_partitions_its_pods_would_not_read() {
+    let config =
+        azurite_config("http://127.0.0.1:1/devstoreaccount1,http://127.0.0.1:2/devstoreaccount1")
+            .unwrap();
+    for kind in [TargetKind::Kube, TargetKind::Aks] {
+        let Err(error) = Target::open(kind, &config).await else {
+            panic!("{kind:?} opened with partitions");
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("EDW_AZURITE_QUEUE_ENDPOINT")
+                && text.contains("2 queue endpoints")
+                && text.contains("local target"),
+            "{text}"
+        );
+    }
 }

@@ -31,6 +31,30 @@ fn connection_for_pods(target: &StorageTarget) -> Option<crate::secrets::Secret>
     }
 }
 
+/// The cluster's pods and KEDA read one queue endpoint: a queue partitioned over several
+/// (`EDW_AZURITE_QUEUE_ENDPOINT` listing more than one) would spread the load over partitions
+/// they never read. Refused before anything is created.
+fn refuse_queue_partitions(kind: TargetKind, config: &Config) -> Result<(), TargetError> {
+    let Ok(StorageChoice::Target(target)) = config.storage() else {
+        return Ok(());
+    };
+    if target.queue_partitions.is_empty() {
+        return Ok(());
+    }
+    Err(TargetError::Config(crate::config::ConfigError::Invalid {
+        key: "EDW_AZURITE_QUEUE_ENDPOINT".to_owned(),
+        origin: config
+            .source("EDW_AZURITE_QUEUE_ENDPOINT")
+            .cloned()
+            .unwrap_or(crate::config::Source::Default),
+        reason: format!(
+            "it lists {} queue endpoints: partitions are for the local target, a {} cluster's consumers and KEDA read one queue endpoint",
+            target.queue_partitions.len() + 1,
+            kind.name()
+        ),
+    }))
+}
+
 /// A real cluster.
 pub struct ClusterTarget {
     kind: TargetKind,
@@ -44,6 +68,7 @@ pub struct ClusterTarget {
 
 impl ClusterTarget {
     pub async fn open(kind: TargetKind, config: &Config) -> Result<ClusterTarget, TargetError> {
+        refuse_queue_partitions(kind, config)?;
         let context = std::env::var("EDW_KUBE_CONTEXT")
             .ok()
             .filter(|c| !c.is_empty());
