@@ -179,37 +179,46 @@ async fn wrong_credentials_exit_3_without_printing_the_key() {
     );
 }
 
-#[test]
-fn azurite_runs_in_the_foreground_until_interrupted() {
-    let mut child = edw()
+/// Starts `edw azurite` with `env`; returns it and the queue and table endpoint values it
+/// prints for `export`.
+fn foreground_azurite(env: &[(&str, &str)]) -> (std::process::Child, String, String) {
+    let mut command = edw();
+    command
         .arg("azurite")
         .env_remove("EDW_AZURITE_QUEUE_ENDPOINT")
         .env_remove("EDW_AZURITE_TABLE_ENDPOINT")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut endpoints = Vec::new();
-    for line in lines.by_ref() {
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut queue, mut table) = (String::new(), String::new());
+    for line in lines {
         let line = line.unwrap();
-        if let Some(value) = line
-            .trim()
-            .strip_prefix("export EDW_AZURITE_QUEUE_ENDPOINT=")
-        {
-            endpoints.push(value.to_owned());
+        let line = line.trim();
+        if let Some(value) = line.strip_prefix("export EDW_AZURITE_QUEUE_ENDPOINT=") {
+            queue = value.to_owned();
         }
-        if let Some(value) = line
-            .trim()
-            .strip_prefix("export EDW_AZURITE_TABLE_ENDPOINT=")
-        {
-            endpoints.push(value.to_owned());
+        if let Some(value) = line.strip_prefix("export EDW_AZURITE_TABLE_ENDPOINT=") {
+            table = value.to_owned();
         }
         if line.contains("AZURE_STORAGE_CONNECTION_STRING=") {
             break;
         }
     }
-    assert_eq!(endpoints.len(), 2, "{endpoints:?}");
+    assert!(
+        !queue.is_empty() && !table.is_empty(),
+        "{queue:?} {table:?}"
+    );
+    (child, queue, table)
+}
+
+#[test]
+fn azurite_runs_in_the_foreground_until_interrupted() {
+    let (mut child, queue_endpoint, table_endpoint) = foreground_azurite(&[]);
+    let endpoints = [queue_endpoint, table_endpoint];
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let storage = harness::storage::Storage::connect(
         &harness::storage::StorageTarget::development(&endpoints[0], &endpoints[1]),
@@ -246,6 +255,38 @@ fn azurite_runs_in_the_foreground_until_interrupted() {
             }
         },
     ));
+}
+
+#[test]
+fn azurite_in_the_foreground_prints_every_queue_partition() {
+    let (mut child, queue_endpoints, table_endpoint) =
+        foreground_azurite(&[("EDW_AZURITE_QUEUE_PARTITIONS", "2")]);
+    // What it prints is what `produce`/`consume`/`queue stats` take back: a list of two.
+    let listed: Vec<&str> = queue_endpoints.split(',').collect();
+    assert_eq!(listed.len(), 2, "{queue_endpoints}");
+    let (code, stdout, stderr) = run(edw()
+        .args(["produce", "--count", "6", "--queue", "partitioned"])
+        .env("EDW_AZURITE_QUEUE_ENDPOINT", &queue_endpoints)
+        .env("EDW_AZURITE_TABLE_ENDPOINT", &table_endpoint));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for endpoint in &listed {
+            let alone = harness::storage::Storage::connect(
+                &harness::storage::StorageTarget::development(endpoint, &table_endpoint),
+            )
+            .unwrap();
+            let count = alone.queue("partitioned").approximate_count().await;
+            assert_eq!(count.unwrap(), 3, "on {endpoint}");
+        }
+    });
+    // Ctrl-C, so that edw stops its Azurite processes (a SIGKILL would orphan them).
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
 #[test]

@@ -3,10 +3,17 @@
 use tokio_util::sync::CancellationToken;
 
 use crate::azurite::{Azurite, AzuriteOptions, AZURITE_VERSION};
+use crate::cli::args::GlobalArgs;
+use crate::cli::session::load_config;
 use crate::cli::{exit, Failure};
 
-pub async fn run(cancel: &CancellationToken) -> Result<u8, Failure> {
-    let azurite = Azurite::start_with(&AzuriteOptions::default())
+pub async fn run(global: &GlobalArgs, cancel: &CancellationToken) -> Result<u8, Failure> {
+    let config = load_config(global)?;
+    let options = AzuriteOptions {
+        queue_partitions: config.azurite_queue_partitions(),
+        ..AzuriteOptions::default()
+    };
+    let azurite = Azurite::start_with(&options)
         .await
         .map_err(Failure::environment)?;
     println!(
@@ -16,12 +23,18 @@ pub async fn run(cancel: &CancellationToken) -> Result<u8, Failure> {
     println!("For edw in another shell:");
     println!(
         "  export EDW_AZURITE_QUEUE_ENDPOINT={}",
-        azurite.queue_endpoint()
+        azurite.queue_endpoints().join(",")
     );
     println!(
         "  export EDW_AZURITE_TABLE_ENDPOINT={}",
         azurite.table_endpoint()
     );
+    if azurite.queue_endpoints().len() > 1 {
+        println!(
+            "(the queues are partitioned over {} queue services; other tools see the first only)",
+            azurite.queue_endpoints().len()
+        );
+    }
     println!("For other tools (the published development key):");
     println!(
         "  AZURE_STORAGE_CONNECTION_STRING='{}'",

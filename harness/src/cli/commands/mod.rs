@@ -27,7 +27,7 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Queue {
             command: QueueCommand::Stats { json },
         } => queue::stats(&cli.global, json).await,
-        Command::Azurite => azurite::run(cancel).await,
+        Command::Azurite => azurite::run(&cli.global, cancel).await,
         Command::Roundtrip(args) => roundtrip::run(&cli.global, &args, cancel).await,
         Command::Config => config::run(&cli.global),
         Command::CheckConfig(args) => check_config::run(&cli.global, &args),
