@@ -133,7 +133,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Messages per throughput measurement (keep under ~3,000: Azurite's sweep stalls beyond).
+    /// Messages per throughput measurement (one Azurite queue process slows down as its backlog
+    /// grows: keep it to a few thousand).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3000))]
     pub messages: u64,
     /// How long to measure the harness's overhead while it waits (the goal is stated for 5 minutes).
