@@ -134,18 +134,19 @@ impl Queue {
         Ok(())
     }
 
-    /// True when the queue exists (on every partition).
+    /// True when the queue exists (on any partition: a queue left on one is not gone, which is
+    /// what a cleanup check needs to know).
     pub async fn exists(&self) -> Result<bool, StorageError> {
         for part in self.partitions.iter() {
             match part.client.get_metadata().await {
-                Ok(_) => {}
+                Ok(_) => return Ok(true),
                 Err(e) => match self.failed(part, "get queue properties").classify(e) {
-                    missing if missing.is_not_found() => return Ok(false),
+                    missing if missing.is_not_found() => {}
                     other => return Err(other),
                 },
             }
         }
-        Ok(true)
+        Ok(false)
     }
 
     /// Puts one message (on the next partition in turn); returns its id.
