@@ -270,8 +270,7 @@ async fn edw_run_deploy_tags_the_group_and_deletes_it_when_the_target_cannot_ope
     let server = MockServer::start().await;
     let id = mount_resource_group(&server, GROUP).await;
     let line = fake_deploy(dir.path(), "echo deployed");
-    let kubeconfig = unreachable_kubeconfig(dir.path());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut command = edw_with_unreachable_cluster(dir.path());
     command
         .args([
             "run",
@@ -286,14 +285,8 @@ async fn edw_run_deploy_tags_the_group_and_deletes_it_when_the_target_cannot_ope
         .arg(dir.path().join("reports"))
         .env("AZURE_SUBSCRIPTION_ID", SUB)
         .env("EDW_ARM_URL", server.uri())
-        .env("EDW_ARM_TOKEN", "arm-token-never-printed")
-        .env("EDW_ARM_POLL_INTERVAL", "50ms")
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("EDW_TARGET")
-        .env_remove("EDW_DEPLOY_STATE")
         .env_remove("AZURE_STORAGE_CONNECTION_STRING")
-        .env_remove("AZURE_STORAGE_KEY")
-        .current_dir(dir.path());
+        .env_remove("AZURE_STORAGE_KEY");
     let (code, stdout, stderr) = outcome(&mut command);
     assert_ne!(code, Some(0), "{stdout}{stderr}");
     assert!(
@@ -324,6 +317,20 @@ async fn edw_run_deploy_tags_the_group_and_deletes_it_when_the_target_cannot_ope
     }
 }
 
+/// `edw` in `dir` with the mock ARM's token and a fast poll, and a kubeconfig whose cluster
+/// does not answer (no EDW_TARGET or EDW_DEPLOY_STATE from the environment).
+fn edw_with_unreachable_cluster(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    command
+        .env("EDW_ARM_TOKEN", "arm-token-never-printed")
+        .env("EDW_ARM_POLL_INTERVAL", "50ms")
+        .env("KUBECONFIG", unreachable_kubeconfig(dir))
+        .env_remove("EDW_TARGET")
+        .env_remove("EDW_DEPLOY_STATE")
+        .current_dir(dir);
+    command
+}
+
 /// A crashed `--deploy` run's ledger is cleaned by `edw cleanup` even when its cluster (inside
 /// the deployed group) can no longer be reached: the group is deleted and awaited.
 #[tokio::test]
@@ -340,18 +347,11 @@ async fn edw_cleanup_deletes_a_crashed_runs_group_when_its_cluster_is_gone() {
         ),
     )
     .unwrap();
-    let kubeconfig = unreachable_kubeconfig(dir.path());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut command = edw_with_unreachable_cluster(dir.path());
     command
         .args(["cleanup", "--target", "aks", "--run-state"])
         .arg(&ledger)
-        .env("AZURE_STORAGE_ACCOUNT_NAME", "storaksdemok3x9q2")
-        .env("EDW_ARM_TOKEN", "arm-token-never-printed")
-        .env("EDW_ARM_POLL_INTERVAL", "50ms")
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("EDW_TARGET")
-        .env_remove("EDW_DEPLOY_STATE")
-        .current_dir(dir.path());
+        .env("AZURE_STORAGE_ACCOUNT_NAME", "storaksdemok3x9q2");
     let (code, stdout, stderr) = outcome(&mut command);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
