@@ -29,7 +29,7 @@ pub fn all() -> Vec<Scenario> {
         super::steady::steady_rate(),
         poison(),
         consumer_restart(),
-        chaos(1000),
+        chaos(2000),
     ]
 }
 
@@ -730,7 +730,8 @@ pub fn remove_nodes_step() -> Step {
     )
 }
 
-/// Kills 30 % of the Running consumer pods (at least one) every poll, three times.
+/// Kills 30 % of the Running consumer pods (at least one), three times: each round after the
+/// Deployment has replaced the previous round's pods (or a polling interval has passed).
 pub fn kill_random_pods_step() -> Step {
     Step::new(
         "chaos: 30 % of the consumer pods killed at random, three times",
@@ -877,7 +878,22 @@ fn kill_random_pods(ctx: &mut Context) -> StepFuture<'_> {
             .await;
             let mut names = match running {
                 Ok(names) => names,
-                Err(last) => return StepResult::failed(format!("round {round}: {last}"), details),
+                Err(last) => {
+                    let depth = match ctx
+                        .target
+                        .storage()
+                        .queue(&ctx.names.queue)
+                        .approximate_count()
+                        .await
+                    {
+                        Ok(n) => format!("the queue holds about {n} messages"),
+                        Err(e) => format!("the queue depth could not be read: {e}"),
+                    };
+                    return StepResult::failed(
+                        format!("round {round}: {last}; {depth} (a drained backlog means the load was too small for three rounds of chaos: give the flow more messages)"),
+                        details,
+                    );
+                }
             };
             let kill = (names.len() * 3).div_ceil(10).max(1);
             // Partial Fisher-Yates with an xorshift generator.
@@ -901,7 +917,25 @@ fn kill_random_pods(ctx: &mut Context) -> StepFuture<'_> {
                 "round {round}: killed {kill} of {} running consumer pods",
                 names.len()
             ));
-            clock.sleep(poll).await;
+            if round == 3 {
+                break;
+            }
+            // The next round once the Deployment has replaced the killed pods: waiting a whole
+            // polling interval would let a small backlog drain before the third round.
+            let (before, doomed) = (names.len(), names[..kill].to_vec());
+            let replaced = poll_until(&clock, poll, || async {
+                let now = running_consumers(&pods).await?;
+                let fresh = now.iter().filter(|n| !doomed.contains(n)).count();
+                if fresh >= before {
+                    Ok(fresh)
+                } else {
+                    Err(format!("{fresh} of {before} consumer pods Running again"))
+                }
+            })
+            .await;
+            if let Err(last) = replaced {
+                details.push(format!("round {round}: not all replaced within a polling interval ({last}); next round anyway"));
+            }
         }
         ctx.property("chaos.pods_killed", total);
         StepResult::passed(details)
