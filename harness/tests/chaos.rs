@@ -1,9 +1,10 @@
 //! No message lost or duplicated under chaos: 10,000 messages across four real Azurite
-//! instances (a queue service that has deleted a few thousand messages stalls during its sweep,
-//! so the load is sharded), each behind the fault proxy injecting 503s, 429s with Retry-After,
-//! connection resets and latency, while consumer workers are killed at random (30 % each round)
-//! and restarted, some of them dying between the table write and the delete. At the end, for
-//! every shard: produced = processed once + poisoned, and nothing is duplicated.
+//! instances (Azurite's receive and delete scan every message of the account, so one process
+//! slows down with a deep backlog: the load is sharded), each behind the fault proxy injecting
+//! 503s, 429s with Retry-After, connection resets and latency, while consumer workers are
+//! killed at random (30 % each round) and restarted, some of them dying between the table
+//! write and the delete. At the end, for every shard: produced = processed once + poisoned, and
+//! nothing is duplicated.
 
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use support::served::{serve_twin, use_azurite, KillOnDrop};
+use support::served::{edw_on_served_twin, serve_twin, use_azurite, KillOnDrop};
 use support::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,21 +17,15 @@ async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("twin.kubeconfig");
     let _served = serve_twin(&env, &kubeconfig, &[]);
-    let mut run = Command::new(env!("CARGO_BIN_EXE_edw"));
-    run.args([
-        "run",
-        "--target",
-        "kube",
-        "--plain",
-        "--messages",
-        "200",
-        "--report-dir",
-    ])
+    let output = edw_on_served_twin(
+        &env,
+        &kubeconfig,
+        &["run", "--target", "kube", "--plain", "--messages", "200"],
+    )
+    .arg("--report-dir")
     .arg(dir.path())
-    .env("KUBECONFIG", &kubeconfig)
-    .env_remove("EDW_KUBE_CONTEXT");
-    use_azurite(&mut run, &env);
-    let output = run.output().unwrap();
+    .output()
+    .unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
@@ -84,20 +78,15 @@ async fn the_phases_run_one_at_a_time_sharing_the_run_state() {
         ("scale", "ok   verify: every message processed exactly once"),
         ("cleanup", "ok   delete queue, poison queue and table"),
     ] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
-        command
-            .args([
-                phase,
-                "--target",
-                "kube",
-                "--messages",
-                "1000",
-                "--run-state",
-            ])
-            .arg(&state)
-            .env("KUBECONFIG", &kubeconfig);
-        use_azurite(&mut command, &env);
-        let output = command.output().unwrap();
+        let output = edw_on_served_twin(
+            &env,
+            &kubeconfig,
+            &[phase, "--target", "kube", "--messages", "1000"],
+        )
+        .arg("--run-state")
+        .arg(&state)
+        .output()
+        .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(
             output.status.code(),
@@ -159,21 +148,15 @@ async fn a_crashed_run_is_cleaned_from_its_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("twin.kubeconfig");
     let _served = serve_twin(&env, &kubeconfig, &[]);
-    let mut run = Command::new(env!("CARGO_BIN_EXE_edw"));
-    run.args([
-        "run",
-        "--target",
-        "kube",
-        "--plain",
-        "--messages",
-        "500",
-        "--report-dir",
-    ])
-    .arg(dir.path())
-    .env("KUBECONFIG", &kubeconfig)
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null());
-    use_azurite(&mut run, &env);
+    let mut run = edw_on_served_twin(
+        &env,
+        &kubeconfig,
+        &["run", "--target", "kube", "--plain", "--messages", "500"],
+    );
+    run.arg("--report-dir")
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
     let mut child = KillOnDrop(run.spawn().unwrap());
     let mut queue = None;
     for line in BufReader::new(child.0.stderr.take().unwrap()).lines() {
@@ -194,13 +177,14 @@ async fn a_crashed_run_is_cleaned_from_its_ledger() {
         "the crashed run left its queue"
     );
 
-    let mut cleanup = Command::new(env!("CARGO_BIN_EXE_edw"));
-    cleanup
-        .args(["cleanup", "--target", "kube", "--run-state"])
-        .arg(dir.path().join("edw-run.state"))
-        .env("KUBECONFIG", &kubeconfig);
-    use_azurite(&mut cleanup, &env);
-    let output = cleanup.output().unwrap();
+    let output = edw_on_served_twin(
+        &env,
+        &kubeconfig,
+        &["cleanup", "--target", "kube", "--run-state"],
+    )
+    .arg(dir.path().join("edw-run.state"))
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -227,9 +211,10 @@ async fn bench_prints_every_figure_and_measures_idle_on_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("twin.kubeconfig");
     let _served = serve_twin(&env, &kubeconfig, &[]);
-    let mut bench = Command::new(env!("CARGO_BIN_EXE_edw"));
-    bench
-        .args([
+    let output = edw_on_served_twin(
+        &env,
+        &kubeconfig,
+        &[
             "bench",
             "--messages",
             "50",
@@ -237,12 +222,12 @@ async fn bench_prints_every_figure_and_measures_idle_on_another_process() {
             "2s",
             "--idle-on",
             "kube",
-        ])
-        .arg("--report-dir")
-        .arg(dir.path())
-        .env("KUBECONFIG", &kubeconfig);
-    use_azurite(&mut bench, &env);
-    let output = bench.output().unwrap();
+        ],
+    )
+    .arg("--report-dir")
+    .arg(dir.path())
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let report = std::fs::read_to_string(dir.path().join("bench.md")).unwrap();

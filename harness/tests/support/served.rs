@@ -28,6 +28,18 @@ pub fn use_azurite(command: &mut Command, env: &Env) {
         .current_dir(std::env::temp_dir());
 }
 
+/// `edw <args>` on the `kube` target of a served twin: its `kubeconfig` (current context) and
+/// the test's Azurite.
+pub fn edw_on_served_twin(env: &Env, kubeconfig: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    command
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("EDW_KUBE_CONTEXT");
+    use_azurite(&mut command, env);
+    command
+}
+
 /// `edw twin serve` (with `extra` arguments) writing `kubeconfig`; returns once it serves.
 pub fn serve_twin(env: &Env, kubeconfig: &Path, extra: &[&str]) -> KillOnDrop {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
