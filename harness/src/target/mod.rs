@@ -148,14 +148,12 @@ impl Target {
 
     /// Latencies and rates the model should assume on this target.
     pub fn timing(&self) -> crate::model::TargetTiming {
-        match self {
-            // The twin follows the specification's defaults, storage included: its governed
-            // clock (`twin_governor`) slows simulated time whenever Azurite takes longer than
-            // the sample's one-second message cycle allows, so in simulated seconds a consumer
-            // pod processes one message per second however fast Azurite is, and Azurite is not
-            // the bottleneck the model has to assume.
-            Target::Local(_) | Target::Cluster(_) => crate::model::TargetTiming::default(),
-        }
+        // Every target follows the specification's defaults. The twin too, storage included:
+        // its governed clock (`twin_governor`) slows simulated time whenever Azurite takes
+        // longer than the sample's one-second message cycle allows, so in simulated seconds a
+        // consumer pod processes one message per second however fast Azurite is, and Azurite
+        // is not the bottleneck the model has to assume.
+        crate::model::TargetTiming::default()
     }
 
     /// The connection string the consumer pods and KEDA use on a cluster that reaches storage
