@@ -321,4 +321,15 @@ fn bad_arguments_exit_2() {
         stderr.contains("rate must be a positive number"),
         "{stderr}"
     );
+    let (code, _, stderr) = run(edw().args(["twin", "serve", "--activation-queue-length", "0"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--deploy-sample"), "{stderr}");
+    let (code, _, stderr) = run(edw().args([
+        "twin",
+        "serve",
+        "--deploy-sample",
+        "--activation-queue-length=-1",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--activation-queue-length"), "{stderr}");
 }

@@ -213,6 +213,16 @@ pub struct ServeArgs {
     /// for the configured queue and table, and create them in storage.
     #[arg(long)]
     pub deploy_sample: bool,
+    /// The deployed ScaledObject's activationQueueLength (default: the walkthrough's 20). With
+    /// 0 the queue is read down to its last message; with 20 a tail of up to 20 messages can be
+    /// left at 0 replicas (the finding `stranded-tail`).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 20,
+        requires = "deploy_sample"
+    )]
+    pub activation_queue_length: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -49,7 +49,10 @@ pub async fn serve(
             &engine.store,
             queue.name(),
             table.name(),
-            &ScalingConfig::default(),
+            &ScalingConfig {
+                activation: i64::from(args.activation_queue_length),
+                ..ScalingConfig::default()
+            },
         )
         .map_err(Failure::environment)?;
     }
