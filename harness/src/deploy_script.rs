@@ -83,6 +83,7 @@ impl DeployCommand {
         progress: &(dyn Fn(&str) + Sync),
         cancel: &CancellationToken,
     ) -> Deployed {
+        let before = StateBefore::read(&self.state_file);
         let outcome = self.run_command(progress, cancel).await;
         match outcome {
             Ok(()) => Deployed {
@@ -91,7 +92,9 @@ impl DeployCommand {
             },
             Err(error) => Deployed {
                 result: Err(error),
-                partial: load_deploy_state(&self.state_file).ok(),
+                // Only what this command wrote: an earlier deployment's lines name resources
+                // this run did not create, which its cleanup must not delete.
+                partial: before.written_since(),
             },
         }
     }
@@ -192,6 +195,40 @@ impl DeployCommand {
             });
         }
         Ok(())
+    }
+}
+
+/// A deploy.state as it was before the deploy command ran, to tell what the command wrote: the
+/// sample's deploy.sh appends to the file, so a directory that was deployed before holds the
+/// earlier deployment's lines too.
+#[derive(Debug, Clone)]
+pub struct StateBefore {
+    file: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl StateBefore {
+    /// The file's contents now (none when it does not exist).
+    pub fn read(file: &Path) -> Self {
+        StateBefore {
+            file: file.to_owned(),
+            bytes: std::fs::read(file).unwrap_or_default(),
+        }
+    }
+
+    /// What the command has written since, in complete lines (a line still being written is
+    /// left for the next look): the lines appended to the earlier contents, or the whole file
+    /// when the command rewrote it. `None` when it wrote nothing that parses.
+    pub fn written_since(&self) -> Option<DeployState> {
+        let now = std::fs::read(&self.file).ok()?;
+        let fresh = now.strip_prefix(self.bytes.as_slice()).unwrap_or(&now);
+        let complete = fresh
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&fresh[..0], |end| &fresh[..=end]);
+        crate::config::parse_bytes(&self.file, complete)
+            .ok()
+            .filter(|state| !state.entries.is_empty())
     }
 }
 

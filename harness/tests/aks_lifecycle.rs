@@ -2,7 +2,9 @@
 //! (tests/support/arm_replay.rs): the team's deploy command (its log in install.log, secrets
 //! redacted, a failed or interrupted deploy read back for cleanup), and the deletion of the
 //! resource group a run deployed, awaited, however the run ends: success, a failed step, a
-//! panic, a step timeout, an interruption, and `edw run --deploy` whose target cannot open.
+//! panic, a step timeout, an interruption, and `edw run --deploy` whose target cannot open;
+//! through the binary, SIGINT/SIGTERM during the deploy, and SIGKILL mid-deploy cleaned from the
+//! ledger by `edw cleanup`.
 
 mod support;
 
@@ -270,21 +272,8 @@ async fn edw_run_deploy_tags_the_group_and_deletes_it_when_the_target_cannot_ope
     let server = MockServer::start().await;
     let id = mount_resource_group(&server, GROUP).await;
     let line = fake_deploy(dir.path(), "echo deployed");
-    let mut command = edw_with_unreachable_cluster(dir.path());
+    let mut command = edw_run_deploy(dir.path(), &line, &server.uri());
     command
-        .args([
-            "run",
-            "--plain",
-            "--target",
-            "aks",
-            "--deploy",
-            "--deploy-command",
-        ])
-        .arg(&line)
-        .arg("--report-dir")
-        .arg(dir.path().join("reports"))
-        .env("AZURE_SUBSCRIPTION_ID", SUB)
-        .env("EDW_ARM_URL", server.uri())
         .env_remove("AZURE_STORAGE_CONNECTION_STRING")
         .env_remove("AZURE_STORAGE_KEY");
     let (code, stdout, stderr) = outcome(&mut command);
@@ -315,6 +304,27 @@ async fn edw_run_deploy_tags_the_group_and_deletes_it_when_the_target_cannot_ope
             "{secret} leaked"
         );
     }
+}
+
+/// `edw run --target aks --deploy` in `dir` with the deploy command `line`, against the mock
+/// ARM at `arm_url`, a cluster that does not answer, and reports in `dir/reports`.
+fn edw_run_deploy(dir: &Path, line: &str, arm_url: &str) -> Command {
+    let mut command = edw_with_unreachable_cluster(dir);
+    command
+        .args([
+            "run",
+            "--plain",
+            "--target",
+            "aks",
+            "--deploy",
+            "--deploy-command",
+            line,
+            "--report-dir",
+        ])
+        .arg(dir.join("reports"))
+        .env("AZURE_SUBSCRIPTION_ID", SUB)
+        .env("EDW_ARM_URL", arm_url);
+    command
 }
 
 /// `edw` in `dir` with the mock ARM's token and a fast poll, and a kubeconfig whose cluster
@@ -360,4 +370,141 @@ async fn edw_cleanup_deletes_a_crashed_runs_group_when_its_cluster_is_gone() {
     );
     assert_eq!(calls(&server, &id).await, ["GET", "DELETE", "GET", "GET"]);
     assert!(!stderr.contains("arm-token-never-printed"));
+}
+
+/// `edw run --target aks --deploy` with a deploy command that hangs after writing the resource
+/// group to deploy.state: the ledger records the group while the command runs, and `signal`
+/// (INT or KILL) is sent to edw once it says so. Returns edw's exit code and its stderr.
+fn deploy_until_recorded_then(dir: &Path, server_uri: &str, signal: &str) -> (Option<i32>, String) {
+    let line = fake_deploy(dir, "sleep 60 &\nwait");
+    let mut child = edw_run_deploy(dir, &line, server_uri)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    let mut signalled = false;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap())) {
+        let line = line.unwrap();
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if !signalled && line.contains(&format!("records resource group {GROUP}")) {
+            signalled = true;
+            assert!(Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success());
+        }
+    }
+    let code = child.wait().unwrap().code();
+    assert!(signalled, "edw never said it recorded the group:\n{stderr}");
+    (code, stderr)
+}
+
+/// The fake deploy's process group (its script wrote its pid, which leads the group).
+fn kill_deploy_group(dir: &Path) {
+    if let Ok(pid) = std::fs::read_to_string(dir.join("deploy.pid")) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", pid.trim())])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Ctrl-C and SIGTERM during the deploy: the deploy command is stopped, and the group it had
+/// begun to create is tagged, deleted and awaited before edw exits with 130.
+#[tokio::test]
+async fn sigint_or_sigterm_during_the_deploy_deletes_the_group_it_was_creating() {
+    for signal in ["-INT", "-TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = MockServer::start().await;
+        let id = mount_resource_group(&server, GROUP).await;
+        let (code, stderr) = deploy_until_recorded_then(dir.path(), &server.uri(), signal);
+        kill_deploy_group(dir.path());
+        assert_eq!(code, Some(130), "{signal}:\n{stderr}");
+        assert!(
+            stderr.contains("was interrupted and stopped")
+                && stderr.contains(&format!("deleted resource group {GROUP} and waited")),
+            "{signal}:\n{stderr}"
+        );
+        // Tag (GET, PUT), then delete (GET, DELETE, GET, GET).
+        assert_eq!(
+            calls(&server, &id).await,
+            ["GET", "PUT", "GET", "DELETE", "GET", "GET"],
+            "{signal}"
+        );
+        assert!(!stderr.contains("arm-token-never-printed"));
+    }
+    println!("aks deploy interrupted by SIGINT and by SIGTERM: the group was deleted and awaited both times");
+}
+
+/// edw killed (SIGKILL: no handler runs) in the middle of the deploy: its ledger already names
+/// the group, and `edw cleanup --run-state` deletes it.
+#[tokio::test]
+async fn a_run_killed_mid_deploy_is_cleaned_from_its_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = MockServer::start().await;
+    let id = mount_resource_group(&server, GROUP).await;
+    let (code, stderr) = deploy_until_recorded_then(dir.path(), &server.uri(), "-KILL");
+    // A killed edw cannot stop the deploy it started: the test does.
+    kill_deploy_group(dir.path());
+    assert_eq!(code, None, "killed by a signal:\n{stderr}");
+    assert!(
+        calls(&server, &id).await.is_empty(),
+        "the killed run reached ARM"
+    );
+    let ledger = dir.path().join("reports/edw-run.state");
+    let text = std::fs::read_to_string(&ledger).expect("the ledger");
+    assert!(
+        text.contains(&format!("EDW_RUN_DEPLOYED_GROUP={SUB}|{GROUP}|")),
+        "{text}"
+    );
+    let mut command = edw_with_unreachable_cluster(dir.path());
+    command
+        .args(["cleanup", "--target", "aks", "--run-state"])
+        .arg(&ledger)
+        .env("EDW_ARM_URL", server.uri());
+    let (code, stdout, stderr) = outcome(&mut command);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("deleted resource group {GROUP} and waited")),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(calls(&server, &id).await, ["GET", "DELETE", "GET", "GET"]);
+}
+
+/// A directory deployed before holds that deployment's deploy.state (the sample appends to
+/// it): a deploy that fails before writing anything must not hand the earlier group to the
+/// cleanup, and one that appends names only its own group; a line still being written is not
+/// read.
+#[tokio::test]
+async fn only_what_this_deploy_wrote_is_cleaned_up() {
+    let kept = "SUFFIX=old111\nRESOURCE_GROUP=rg-aksdemo-old111\n";
+    let cases: [(&str, Option<&str>); 3] = [
+        ("exit 1", None),
+        (
+            "echo SUFFIX=k3x9q2 >> deployment/deploy.state\necho RESOURCE_GROUP=rg-aksdemo-k3x9q2 >> deployment/deploy.state\nexit 1",
+            Some("rg-aksdemo-k3x9q2"),
+        ),
+        (
+            "printf 'RESOURCE_GROUP=rg-aks' >> deployment/deploy.state\nexit 1",
+            None,
+        ),
+    ];
+    for (script, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("deployment")).unwrap();
+        std::fs::write(dir.path().join("deployment/deploy.state"), kept).unwrap();
+        let deployed = command(dir.path(), script.to_owned())
+            .run(&|_: &str| {}, &CancellationToken::new())
+            .await;
+        assert!(deployed.result.is_err(), "{script}");
+        let group = deployed
+            .partial
+            .as_ref()
+            .and_then(|s| s.get("RESOURCE_GROUP"))
+            .map(|e| e.value.as_str());
+        assert_eq!(group, expected, "{script}");
+    }
 }

@@ -66,16 +66,35 @@ pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
         context.nodes_before_load,
         applied.join(";")
     );
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| RunStateError::Write {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    }
-    std::fs::write(path, text).map_err(|e| RunStateError::Write {
+    write(path, &text)
+}
+
+/// The ledger of a run whose deploy command is still running: its target and the resource
+/// group the command is creating, so that `edw cleanup --run-state` deletes the group if this
+/// process dies before the run's own ledger replaces this one.
+pub fn save_deploying(
+    path: &Path,
+    target: &str,
+    group: &super::context::DeployedGroup,
+) -> Result<(), RunStateError> {
+    write(
+        path,
+        &format!(
+            "# edw run state: written while the deploy command runs (the group it is creating)\nEDW_RUN_TARGET={target}\nEDW_RUN_DEPLOYED_GROUP={}|{}|{}\n",
+            group.subscription, group.resource_group, group.arm_url
+        ),
+    )
+}
+
+fn write(path: &Path, text: &str) -> Result<(), RunStateError> {
+    let failed = |e: std::io::Error| RunStateError::Write {
         path: path.display().to_string(),
         reason: e.to_string(),
-    })
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    std::fs::write(path, text).map_err(failed)
 }
 
 /// Restores a run's names and progress into `context`. Returns the target name it was for.

@@ -8,10 +8,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::args::{GlobalArgs, RunArgs};
 use crate::cli::{exit, session, Failure};
-use crate::deploy_script::DeployCommand;
+use crate::deploy_script::{DeployCommand, StateBefore};
 use crate::scenario::model::Outcome;
 use crate::scenario::{
-    flow, report, run as run_scenario, Context, DeployedGroup, FlowSettings, RunOptions,
+    flow, report, run as run_scenario, run_state, Context, DeployedGroup, FlowSettings, RunOptions,
 };
 use crate::target::{Target, TargetKind};
 
@@ -180,13 +180,6 @@ async fn deploy(
         command.command,
         command.log.display()
     );
-    let deployed = command
-        .run(&|line: &str| eprintln!("  | {line}"), cancel)
-        .await;
-    let state = deployed.result.as_ref().ok().or(deployed.partial.as_ref());
-    let group = state
-        .and_then(|s| s.get("RESOURCE_GROUP"))
-        .map(|e| e.value.clone());
     let subscription = std::env::var("AZURE_SUBSCRIPTION_ID")
         .ok()
         .filter(|s| !s.is_empty());
@@ -194,6 +187,25 @@ async fn deploy(
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| crate::arm::DEFAULT_BASE_URL.to_owned());
+    let deployed = {
+        let running = command.run(&|line: &str| eprintln!("  | {line}"), cancel);
+        let ledger = args.report_dir.join("edw-run.state");
+        let recording = record_group_while_deploying(
+            StateBefore::read(&command.state_file),
+            &ledger,
+            subscription.as_deref(),
+            &arm_url,
+        );
+        tokio::pin!(running, recording);
+        tokio::select! {
+            deployed = &mut running => deployed,
+            never = &mut recording => match never {},
+        }
+    };
+    let state = deployed.result.as_ref().ok().or(deployed.partial.as_ref());
+    let group = state
+        .and_then(|s| s.get("RESOURCE_GROUP"))
+        .map(|e| e.value.clone());
     let group = match (group, subscription) {
         (Some(resource_group), Some(subscription)) => Some(DeployedGroup {
             subscription,
@@ -242,6 +254,44 @@ async fn deploy(
             }
             Err(Failure::environment(error))
         }
+    }
+}
+
+/// While the deploy command runs: as soon as its deploy.state names the resource group (the
+/// sample writes RESOURCE_GROUP before it creates the group), the ledger records it, so that a
+/// run killed mid-deploy is cleaned by `edw cleanup --target aks --run-state <ledger>`. Runs
+/// until dropped.
+async fn record_group_while_deploying(
+    state: StateBefore,
+    ledger: &std::path::Path,
+    subscription: Option<&str>,
+    arm_url: &str,
+) -> std::convert::Infallible {
+    let mut recorded = false;
+    loop {
+        if !recorded {
+            let group = state
+                .written_since()
+                .and_then(|state| state.get("RESOURCE_GROUP").map(|e| e.value.clone()));
+            if let (Some(resource_group), Some(subscription)) = (group, subscription) {
+                let group = DeployedGroup {
+                    subscription: subscription.to_owned(),
+                    resource_group,
+                    arm_url: arm_url.to_owned(),
+                };
+                match run_state::save_deploying(ledger, TargetKind::Aks.name(), &group) {
+                    Ok(()) => eprintln!(
+                        "ledger: {} records resource group {} (`edw cleanup --target aks --run-state {}` deletes it if this run dies)",
+                        ledger.display(),
+                        group.resource_group,
+                        ledger.display()
+                    ),
+                    Err(e) => eprintln!("warning: {e}"),
+                }
+                recorded = true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
