@@ -62,6 +62,8 @@ pub enum ManifestError {
     Yaml { template: String, reason: String },
     #[error("{kind} is not a kind the suite applies")]
     UnknownKind { kind: String },
+    #[error("{kind} {name} already exists and this run did not create it: it is left untouched (a run creates objects only in names of its own; another run or the team owns this one)")]
+    AlreadyExists { kind: String, name: String },
     #[error("applying {kind} {name}: {source}")]
     Apply {
         kind: String,
@@ -153,6 +155,7 @@ fn resource_of(api_version: &str, kind: &str) -> Option<(ApiResource, bool)> {
         "TriggerAuthentication" => ("triggerauthentications", true),
         "NodePool" => ("nodepools", false),
         "Secret" => ("secrets", true),
+        "ConfigMap" => ("configmaps", true),
         _ => return None,
     };
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
@@ -208,6 +211,249 @@ pub fn planned(objects: &[Value]) -> Vec<Applied> {
             })
         })
         .collect()
+}
+
+/// The label (and annotation) every object a run creates carries, with the run's id: cleanup
+/// deletes an object only while it still carries this run's id.
+pub const RUN_ID_LABEL: &str = "edw-conformance/run-id";
+/// The annotation that says which tool created an object, for people reading the cluster.
+pub const CREATED_BY_ANNOTATION: &str = "edw-conformance/created-by";
+
+/// What marks a run's objects as its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub run_id: String,
+    /// The run's NodePool, when it creates one: its consumer pods select it and tolerate its
+    /// taint, so that the nodes it grows are the run's alone.
+    pub nodepool: Option<String>,
+}
+
+impl Ownership {
+    /// The taint on the run's NodePool (and the toleration of its consumer pods).
+    fn taint(&self) -> Value {
+        serde_json::json!({"key": RUN_ID_LABEL, "value": self.run_id, "effect": "NoSchedule"})
+    }
+}
+
+fn insert_at(object: &mut Value, pointer: &str, key: &str, value: Value) {
+    let mut at = &mut *object;
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        if !at.get(part).is_some_and(Value::is_object) {
+            at[part] = serde_json::json!({});
+        }
+        at = &mut at[part];
+    }
+    at[key] = value;
+}
+
+fn push_at(object: &mut Value, pointer: &str, key: &str, value: Value) {
+    insert_at(object, pointer, key, Value::Null);
+    let list = object
+        .pointer_mut(&format!("{pointer}/{key}"))
+        .expect("just inserted");
+    match list.as_array_mut() {
+        Some(items) => items.push(value),
+        None => *list = Value::Array(vec![value]),
+    }
+}
+
+/// Marks `objects` as the run's own: the run-id label and annotations on each; the consumer
+/// Deployment's selector and pods carry the run id too (so it never adopts another
+/// Deployment's pods in a shared namespace), and, when the run has a NodePool, its pods select
+/// that pool and tolerate its taint; the NodePool (the captured walkthrough pool) gets the
+/// run's name, loses the labels and annotations of the Helm release that manages AKS's own
+/// pool, and carries the run's label and taint on the nodes it creates.
+pub fn stamp_ownership(objects: &mut [Value], owner: &Ownership) {
+    let id = Value::String(owner.run_id.clone());
+    for object in objects.iter_mut() {
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        if kind == "NodePool" {
+            if let Some(pool) = &owner.nodepool {
+                object["metadata"]["name"] = Value::String(pool.clone());
+            }
+            if let Some(meta) = object["metadata"].as_object_mut() {
+                for field in ["labels", "annotations"] {
+                    if let Some(map) = meta.get_mut(field).and_then(Value::as_object_mut) {
+                        map.retain(|k, _| {
+                            !(k.starts_with("meta.helm.sh/")
+                                || k.starts_with("helm.toolkit.fluxcd.io/")
+                                || k.starts_with("karpenter.sh/nodepool-hash")
+                                || k == "app.kubernetes.io/managed-by")
+                        });
+                    }
+                }
+            }
+            insert_at(
+                object,
+                "/spec/template/metadata/labels",
+                RUN_ID_LABEL,
+                id.clone(),
+            );
+            push_at(object, "/spec/template/spec", "taints", owner.taint());
+        }
+        insert_at(object, "/metadata/labels", RUN_ID_LABEL, id.clone());
+        insert_at(object, "/metadata/annotations", RUN_ID_LABEL, id.clone());
+        insert_at(
+            object,
+            "/metadata/annotations",
+            CREATED_BY_ANNOTATION,
+            Value::String(format!(
+                "edw-conformance run {}: deleted by its cleanup",
+                owner.run_id
+            )),
+        );
+        if kind == "Deployment" {
+            insert_at(
+                object,
+                "/spec/selector/matchLabels",
+                RUN_ID_LABEL,
+                id.clone(),
+            );
+            insert_at(
+                object,
+                "/spec/template/metadata/labels",
+                RUN_ID_LABEL,
+                id.clone(),
+            );
+            if let Some(pool) = &owner.nodepool {
+                insert_at(
+                    object,
+                    "/spec/template/spec/nodeSelector",
+                    "karpenter.sh/nodepool",
+                    Value::String(pool.clone()),
+                );
+                let mut toleration = owner.taint();
+                toleration["operator"] = Value::String("Equal".to_owned());
+                push_at(object, "/spec/template/spec", "tolerations", toleration);
+            }
+        }
+    }
+}
+
+/// Creates `objects` in order (never updates one): an object that already exists is an
+/// [`ManifestError::AlreadyExists`] and is left as it is.
+pub async fn create(
+    client: &kube::Client,
+    objects: &[Value],
+) -> Result<Vec<Applied>, ManifestError> {
+    let mut created = Vec::new();
+    for object in objects {
+        let reference = reference_of(object)?;
+        let (resource, _) =
+            resource_of(&reference.api_version, &reference.kind).ok_or_else(|| {
+                ManifestError::UnknownKind {
+                    kind: reference.kind.clone(),
+                }
+            })?;
+        let api = api_for(client, &resource, reference.namespace.as_deref());
+        let typed: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(|e| ManifestError::Yaml {
+                template: format!("{} {}", reference.kind, reference.name),
+                reason: e.to_string(),
+            })?;
+        match api.create(&Default::default(), &typed).await {
+            Ok(_) => created.push(reference),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                return Err(ManifestError::AlreadyExists {
+                    kind: reference.kind,
+                    name: reference.name,
+                })
+            }
+            Err(source) => {
+                return Err(ManifestError::Apply {
+                    kind: reference.kind,
+                    name: reference.name,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(created)
+}
+
+fn reference_of(object: &Value) -> Result<Applied, ManifestError> {
+    let text = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (api_version, kind, name) = (text("/apiVersion"), text("/kind"), text("/metadata/name"));
+    let (_, namespaced) = resource_of(&api_version, &kind)
+        .ok_or_else(|| ManifestError::UnknownKind { kind: kind.clone() })?;
+    let namespace = namespaced.then(|| {
+        object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_owned()
+    });
+    Ok(Applied {
+        api_version,
+        kind,
+        namespace,
+        name,
+    })
+}
+
+/// What the cleanup of one ledger entry found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// It carried the run's id and was deleted.
+    Deleted,
+    /// It was not there.
+    AlreadyGone,
+    /// It exists without the run's id (someone else's, or made before the run): left alone.
+    NotOurs { run_id: Option<String> },
+}
+
+/// Deletes `object` only if it still carries `run_id` (the label [`RUN_ID_LABEL`]), with the
+/// uid it was read with as a precondition, so an object replaced in between is never deleted.
+pub async fn delete_owned(
+    client: &kube::Client,
+    object: &Applied,
+    run_id: &str,
+) -> Result<Removal, ManifestError> {
+    let (resource, _) = resource_of(&object.api_version, &object.kind).ok_or_else(|| {
+        ManifestError::UnknownKind {
+            kind: object.kind.clone(),
+        }
+    })?;
+    let api = api_for(client, &resource, object.namespace.as_deref());
+    let failed = |source| ManifestError::Apply {
+        kind: object.kind.clone(),
+        name: object.name.clone(),
+        source,
+    };
+    let Some(found) = api.get_opt(&object.name).await.map_err(failed)? else {
+        return Ok(Removal::AlreadyGone);
+    };
+    let owner = found
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(RUN_ID_LABEL))
+        .cloned();
+    if run_id.is_empty() || owner.as_deref() != Some(run_id) {
+        return Ok(Removal::NotOurs { run_id: owner });
+    }
+    let params = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: found.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&object.name, &params).await {
+        Ok(_) => Ok(Removal::Deleted),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Removal::AlreadyGone),
+        // 409: the uid precondition failed, the object was replaced by someone else's.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            Ok(Removal::NotOurs { run_id: None })
+        }
+        Err(source) => Err(failed(source)),
+    }
 }
 
 /// Server-side applies `objects` (field manager `edw`), in order.

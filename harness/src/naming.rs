@@ -27,18 +27,36 @@ pub fn unique_suffix() -> String {
 
 /// A queue name `<base>-<suffix>` (the base is cut so the name fits 63 characters).
 pub fn run_queue_name(base: &str) -> String {
+    run_queue_name_for(base, &unique_suffix())
+}
+
+/// The queue name `<base>-<run id>` of a run (the base is cut so the name fits 63 characters).
+pub fn run_queue_name_for(base: &str, run_id: &str) -> String {
     let base: String = base.chars().take(50).collect();
-    format!("{}-{}", base.trim_end_matches('-'), unique_suffix())
+    format!("{}-{run_id}", base.trim_end_matches('-'))
 }
 
 /// A table name `<base><suffix>` (letters and digits only).
 pub fn run_table_name(base: &str) -> String {
+    run_table_name_for(base, &unique_suffix())
+}
+
+/// The table name `<base><run id>` of a run (letters and digits only).
+pub fn run_table_name_for(base: &str, run_id: &str) -> String {
     let base: String = base
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .take(50)
         .collect();
-    format!("{base}{}", unique_suffix())
+    format!("{base}{run_id}")
+}
+
+/// A Kubernetes object name `<base>-<run id>`, the base cut so that the name stays a valid
+/// DNS label (63 characters at most, no trailing `-` before the id).
+pub fn with_run_id(base: &str, run_id: &str) -> String {
+    let room = 63usize.saturating_sub(run_id.len() + 1);
+    let base: String = base.chars().take(room).collect();
+    format!("{}-{run_id}", base.trim_end_matches('-'))
 }
 
 #[cfg(test)]
@@ -53,5 +71,22 @@ mod tests {
         assert!(crate::config::validate_queue_name(&a).is_ok(), "{a}");
         let t = run_table_name("aws2azpmts");
         assert!(crate::config::validate_table_name(&t).is_ok(), "{t}");
+    }
+
+    #[test]
+    fn object_names_with_a_run_id_stay_dns_labels() {
+        assert_eq!(with_run_id("aqs-demo", "k3x9q2"), "aqs-demo-k3x9q2");
+        let long = with_run_id(&"a".repeat(80), "k3x9q2");
+        assert_eq!(long.len(), 63);
+        assert!(long.ends_with("-k3x9q2"));
+        assert_eq!(with_run_id("edw-", "k3x9q2"), "edw-k3x9q2");
+        assert_eq!(
+            run_queue_name_for("aws2azmsgs", "k3x9q2"),
+            "aws2azmsgs-k3x9q2"
+        );
+        assert_eq!(
+            run_table_name_for("aws2az-pmts", "k3x9q2"),
+            "aws2azpmtsk3x9q2"
+        );
     }
 }

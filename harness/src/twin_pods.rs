@@ -142,12 +142,10 @@ impl QueueProbe for StorageQueueProbe {
             let ticket = self.governor.started();
             let count = self.storage.queue(queue).approximate_count().await;
             self.governor.finished(ticket);
-            match count {
-                Ok(count) => Ok(count),
-                // The ScaledObject names a queue that does not exist (yet): an empty queue.
-                Err(e) if e.is_not_found() => Ok(0),
-                Err(e) => Err(e.to_string()),
-            }
+            // A queue the twin's storage does not hold (the ScaledObject names another
+            // account's queue, or the harness and the twin use different storage) is a scaler
+            // error, as KEDA reports it: KEDAScalerFailed, Ready=False.
+            count.map_err(|e| e.to_string())
         })
     }
 }

@@ -129,6 +129,11 @@ pub struct RunArgs {
     /// `edw-expires` tag), in case this run dies before its cleanup.
     #[arg(long, value_parser = parse_duration, default_value = "6h")]
     pub expires_after: Duration,
+    /// kube/aks: exercise the consumer the team already deployed (AQS_TARGET_NAMESPACE,
+    /// AQS_TARGET_DEPLOYMENT, its ScaledObject, AZURE_QUEUE_NAME and AZURE_TABLE_NAME): load and
+    /// observe only; no Kubernetes object, queue or table is created or deleted.
+    #[arg(long, conflicts_with = "deploy")]
+    pub use_deployed: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,12 +9,12 @@ use serde_json::Value;
 use super::FindingsError;
 use crate::config::Config;
 use crate::manifests::render;
-use crate::scenario::context::{FlowSettings, RunNames};
+use crate::scenario::context::{FlowSettings, Footprint, RunNames};
 
 /// The variables the flow renders the manifests with (`Context::template_vars`), from the
 /// configuration and the flow's default settings (the walkthrough's scaling numbers).
 pub fn template_vars(config: &Config) -> BTreeMap<String, String> {
-    let names = RunNames::for_run(config);
+    let names = RunNames::for_run(config, Footprint::OwnNamespace);
     let s = FlowSettings::default();
     let account = config
         .get("AZURE_STORAGE_ACCOUNT_NAME")
@@ -35,6 +35,10 @@ pub fn template_vars(config: &Config) -> BTreeMap<String, String> {
         ("AQS_TARGET_NAMESPACE", names.namespace),
         ("AQS_TARGET_DEPLOYMENT", names.deployment),
         ("SERVICE_ACCOUNT", names.service_account),
+        ("SCALED_OBJECT_NAME", names.scaled_object),
+        ("TRIGGER_AUTHENTICATION_NAME", names.trigger_authentication),
+        ("STORAGE_SECRET_NAME", names.storage_secret),
+        ("NODEPOOL_NAME", names.nodepool),
         ("AZURE_QUEUE_NAME", names.queue),
         ("AZURE_TABLE_NAME", names.table),
         ("AZURE_STORAGE_ACCOUNT_NAME", account.to_owned()),

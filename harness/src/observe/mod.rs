@@ -3,10 +3,12 @@
 //! predicates over observations ("eventually within T", "consistently for W"), and the
 //! diagnostic bundle captured when something fails.
 
+mod autoscaler;
 mod diagnostics;
 mod recorder;
 mod wait;
 
+pub use autoscaler::{disagreement, read_view, Agreement, AutoscalerView, Mismatch};
 pub use diagnostics::capture as capture_diagnostics;
 pub use recorder::{sample as sample_once, Recorder, Subject};
 pub use wait::{consistently, eventually, Expect, WaitFailure};

@@ -651,6 +651,7 @@ pub fn consumer_restart() -> Scenario {
 fn kill_pods(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
+        let selector = ctx.pod_selector();
         let within = ctx.model().timeouts(messages(ctx)).nodes_grow;
         let clock = ctx.clock();
         let mut details = Vec::new();
@@ -658,7 +659,7 @@ fn kill_pods(ctx: &mut Context) -> StepFuture<'_> {
         for round in 1..=2 {
             let killed_before = killed.clone();
             let running = poll_until(&clock, within, || async {
-                let names: Vec<String> = running_consumers(&pods)
+                let names: Vec<String> = running_consumers(&pods, &selector)
                     .await?
                     .into_iter()
                     // The next round kills the replacements, not pods already killed.
@@ -762,9 +763,11 @@ async fn live_claims(claims: &Api<DynamicObject>, pool: &str) -> Result<Vec<Stri
 }
 
 /// Running, not terminating consumer pods.
-async fn running_consumers(pods: &Api<Pod>) -> Result<Vec<String>, String> {
+/// `selector` picks the run's consumer pods ([`Context::pod_selector`]): in a shared namespace
+/// the team's own consumer pods are never counted, let alone killed.
+async fn running_consumers(pods: &Api<Pod>, selector: &str) -> Result<Vec<String>, String> {
     let list = pods
-        .list(&ListParams::default().labels("app=aqs-reader"))
+        .list(&ListParams::default().labels(selector))
         .await
         .map_err(|e| e.to_string())?;
     Ok(list
@@ -789,11 +792,12 @@ fn remove_nodes(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let claims = nodeclaims(ctx);
         let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
+        let selector = ctx.pod_selector();
         let pool = ctx.names.nodepool.clone();
         let within = ctx.model().timeouts(messages(ctx)).nodes_grow;
         let clock = ctx.clock();
         let ready = poll_until(&clock, within, || async {
-            let running = running_consumers(&pods).await?;
+            let running = running_consumers(&pods, &selector).await?;
             let live = live_claims(&claims, &pool).await?;
             if running.len() >= 3 && !live.is_empty() {
                 Ok((live, running.len()))
@@ -853,6 +857,7 @@ fn remove_nodes(ctx: &mut Context) -> StepFuture<'_> {
 fn kill_random_pods(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
+        let selector = ctx.pod_selector();
         let within = ctx.model().timeouts(messages(ctx)).nodes_grow;
         let poll = ctx.model().scaling.polling;
         let clock = ctx.clock();
@@ -868,7 +873,7 @@ fn kill_random_pods(ctx: &mut Context) -> StepFuture<'_> {
             });
         for round in 1..=3 {
             let running = poll_until(&clock, within, || async {
-                let names = running_consumers(&pods).await?;
+                let names = running_consumers(&pods, &selector).await?;
                 if names.is_empty() {
                     Err("no consumer pod Running".to_owned())
                 } else {
@@ -924,7 +929,7 @@ fn kill_random_pods(ctx: &mut Context) -> StepFuture<'_> {
             // polling interval would let a small backlog drain before the third round.
             let (before, doomed) = (names.len(), names[..kill].to_vec());
             let replaced = poll_until(&clock, poll, || async {
-                let now = running_consumers(&pods).await?;
+                let now = running_consumers(&pods, &selector).await?;
                 let fresh = now.iter().filter(|n| !doomed.contains(n)).count();
                 if fresh >= before {
                     Ok(fresh)

@@ -8,16 +8,53 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::manifests::Applied;
-use crate::naming::{run_queue_name, run_table_name};
+use crate::naming::{run_queue_name_for, run_table_name_for};
 use crate::observe::{capture_diagnostics, Recorder, Subject};
 use crate::target::Target;
 use crate::workload::{poison_queue_name, ProduceReport};
 
 use super::model::{Observation, Phase, TargetInfo};
 
-/// The names of what a run creates.
+/// How a run treats the cluster it runs on: which objects it creates (and may delete) and which
+/// it only uses. Whatever the footprint, a run never deletes or changes an object it did not
+/// create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Footprint {
+    /// Everything in names of its own: a namespace `<AQS_TARGET_NAMESPACE>-<run id>` with its
+    /// service account, Deployment, ScaledObject, TriggerAuthentication, a NodePool
+    /// `edw-<run id>`, and run-scoped queue and table. The default on the local and kube
+    /// targets (storage by connection string).
+    OwnNamespace,
+    /// The walkthrough's namespace and service account, which must exist (workload identity binds
+    /// the consumer to them through a federated credential) and are used without being changed;
+    /// the run's own objects get run-unique names. The default where pods reach storage through
+    /// workload identity (aks).
+    SharedNamespace,
+    /// The team's deployed consumer (`--use-deployed`): load and observe only. No Kubernetes
+    /// object is created or deleted; the configured queue and table are used, not created or
+    /// deleted; verify counts only this run's messages.
+    UseDeployed,
+}
+
+impl Footprint {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Footprint::OwnNamespace => "a namespace of its own",
+            Footprint::SharedNamespace => {
+                "the existing namespace and service account, objects of its own"
+            }
+            Footprint::UseDeployed => "the deployed consumer (load and observe only)",
+        }
+    }
+}
+
+/// The names of what a run creates (or, with [`Footprint::UseDeployed`], uses).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunNames {
+    /// Six letters and digits, different for every run: the value of the
+    /// [`crate::manifests::RUN_ID_LABEL`] label and annotation on everything the run creates,
+    /// and the suffix of its names.
+    pub run_id: String,
     pub namespace: String,
     pub deployment: String,
     pub service_account: String,
@@ -25,36 +62,87 @@ pub struct RunNames {
     pub poison: String,
     pub table: String,
     pub scaled_object: String,
+    pub trigger_authentication: String,
+    pub storage_secret: String,
     pub hpa: String,
     pub nodepool: String,
 }
 
+/// The walkthrough's ScaledObject name.
+pub const SAMPLE_SCALED_OBJECT: &str = "aws2az-queue-scaleobj";
+/// The walkthrough's TriggerAuthentication name.
+pub const SAMPLE_TRIGGER_AUTHENTICATION: &str = "keda-az-credentials";
+/// The NodePool AKS Node Autoprovisioning creates, which the walkthrough uses.
+pub const SAMPLE_NODEPOOL: &str = "default";
+
 impl RunNames {
-    /// The sample's names from `config`, with a run-scoped queue and table.
-    pub fn for_run(config: &Config) -> Self {
-        let queue = run_queue_name(config.queue_name());
-        RunNames {
-            namespace: config
-                .get("AQS_TARGET_NAMESPACE")
-                .unwrap_or("aqs-demo")
-                .to_owned(),
-            deployment: config
-                .get("AQS_TARGET_DEPLOYMENT")
-                .unwrap_or("aqs-app")
-                .to_owned(),
-            service_account: config
-                .get("SERVICE_ACCOUNT")
-                .unwrap_or("aqs-app-service-account")
-                .to_owned(),
-            poison: poison_queue_name(&queue),
-            table: run_table_name(config.table_name()),
-            queue,
-            scaled_object: "aws2az-queue-scaleobj".to_owned(),
-            hpa: "keda-hpa-aws2az-queue-scaleobj".to_owned(),
-            nodepool: "default".to_owned(),
+    /// The names a run with `footprint` works in: the sample's, made run-unique for whatever
+    /// the run creates.
+    pub fn for_run(config: &Config, footprint: Footprint) -> Self {
+        let run_id = crate::naming::unique_suffix();
+        let namespace = config.get("AQS_TARGET_NAMESPACE").unwrap_or("aqs-demo");
+        let deployment = config.get("AQS_TARGET_DEPLOYMENT").unwrap_or("aqs-app");
+        let service_account = config
+            .get("SERVICE_ACCOUNT")
+            .unwrap_or("aqs-app-service-account");
+        let own = |base: &str| crate::naming::with_run_id(base, &run_id);
+        let names = match footprint {
+            Footprint::UseDeployed => RunNames {
+                namespace: namespace.to_owned(),
+                deployment: deployment.to_owned(),
+                service_account: service_account.to_owned(),
+                queue: config.queue_name().to_owned(),
+                poison: poison_queue_name(config.queue_name()),
+                table: config.table_name().to_owned(),
+                scaled_object: SAMPLE_SCALED_OBJECT.to_owned(),
+                trigger_authentication: SAMPLE_TRIGGER_AUTHENTICATION.to_owned(),
+                storage_secret: String::new(),
+                hpa: format!("keda-hpa-{SAMPLE_SCALED_OBJECT}"),
+                nodepool: SAMPLE_NODEPOOL.to_owned(),
+                run_id,
+            },
+            Footprint::OwnNamespace | Footprint::SharedNamespace => {
+                let queue = run_queue_name_for(config.queue_name(), &run_id);
+                let scaled_object = own(SAMPLE_SCALED_OBJECT);
+                RunNames {
+                    namespace: if footprint == Footprint::OwnNamespace {
+                        own(namespace)
+                    } else {
+                        namespace.to_owned()
+                    },
+                    deployment: own(deployment),
+                    service_account: service_account.to_owned(),
+                    poison: poison_queue_name(&queue),
+                    table: run_table_name_for(config.table_name(), &run_id),
+                    queue,
+                    hpa: format!("keda-hpa-{scaled_object}"),
+                    scaled_object,
+                    trigger_authentication: own(SAMPLE_TRIGGER_AUTHENTICATION),
+                    storage_secret: own("edw-storage-connection"),
+                    nodepool: own("edw"),
+                    run_id,
+                }
+            }
+        };
+        names
+    }
+
+    /// The label selector of the run's consumer pods (for [`Footprint::UseDeployed`], the
+    /// deployed consumer's: `app=aqs-reader`).
+    pub fn pod_selector(&self, footprint: Footprint) -> String {
+        match footprint {
+            Footprint::UseDeployed => CONSUMER_SELECTOR.to_owned(),
+            _ => format!(
+                "{CONSUMER_SELECTOR},{}={}",
+                crate::manifests::RUN_ID_LABEL,
+                self.run_id
+            ),
         }
     }
 }
+
+/// The walkthrough's consumer pods' label.
+pub const CONSUMER_SELECTOR: &str = "app=aqs-reader";
 
 /// A resource group a run deployed, and where its Azure Resource Manager is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +195,18 @@ fn image_pull_policy() -> &'static str {
     }
 }
 
+/// Where pods reach storage through workload identity (no connection string for pods: aks,
+/// or a kube cluster with an account), the walkthrough's namespace and service account are
+/// federated and must be shared; everywhere else a run takes a namespace of its own.
+fn default_footprint(target: &Target) -> Footprint {
+    match target {
+        Target::Cluster(cluster) if cluster.connection_for_pods().is_none() => {
+            Footprint::SharedNamespace
+        }
+        _ => Footprint::OwnNamespace,
+    }
+}
+
 /// Progress lines for people (the CLI shows them live).
 pub type ProgressSink = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -115,6 +215,8 @@ pub struct Context {
     pub target: Arc<Target>,
     pub target_info: TargetInfo,
     pub config: Config,
+    /// What the run creates and what it only uses (see [`Footprint`]).
+    pub footprint: Footprint,
     pub names: RunNames,
     pub settings: FlowSettings,
     pub recorder: Option<Recorder>,
@@ -142,9 +244,12 @@ pub struct Context {
 }
 
 impl Context {
+    /// A run on `target` with the target's default footprint (see [`Footprint`]).
     pub fn new(target: Arc<Target>, config: Config, settings: FlowSettings) -> Self {
-        let names = RunNames::for_run(&config);
+        let footprint = default_footprint(&target);
+        let names = RunNames::for_run(&config, footprint);
         Context {
+            footprint,
             target_info: target.info(),
             target,
             config,
@@ -163,6 +268,13 @@ impl Context {
             progress: None,
             timeline: Vec::new(),
         }
+    }
+
+    /// The run with another footprint (and the names that go with it).
+    pub fn with_footprint(mut self, footprint: Footprint) -> Self {
+        self.footprint = footprint;
+        self.names = RunNames::for_run(&self.config, footprint);
+        self
     }
 
     /// Sends progress lines to `sink`.
@@ -188,12 +300,17 @@ impl Context {
             .push((key.to_owned(), value.to_string()));
     }
 
+    /// The label selector of the run's consumer pods.
+    pub fn pod_selector(&self) -> String {
+        self.names.pod_selector(self.footprint)
+    }
+
     /// What the recorder watches.
     pub fn subject(&self) -> Subject {
         Subject {
             namespace: self.names.namespace.clone(),
             deployment: self.names.deployment.clone(),
-            pod_selector: "app=aqs-reader".to_owned(),
+            pod_selector: self.pod_selector(),
             hpa: self.names.hpa.clone(),
             queue: Some(self.target.storage().queue(&self.names.queue)),
             karpenter: self.target.capabilities().karpenter,
@@ -215,6 +332,13 @@ impl Context {
             ("AQS_TARGET_NAMESPACE", self.names.namespace.clone()),
             ("AQS_TARGET_DEPLOYMENT", self.names.deployment.clone()),
             ("SERVICE_ACCOUNT", self.names.service_account.clone()),
+            ("SCALED_OBJECT_NAME", self.names.scaled_object.clone()),
+            (
+                "TRIGGER_AUTHENTICATION_NAME",
+                self.names.trigger_authentication.clone(),
+            ),
+            ("STORAGE_SECRET_NAME", self.names.storage_secret.clone()),
+            ("NODEPOOL_NAME", self.names.nodepool.clone()),
             ("AZURE_QUEUE_NAME", self.names.queue.clone()),
             ("AZURE_TABLE_NAME", self.names.table.clone()),
             ("AZURE_STORAGE_ACCOUNT_NAME", account.to_owned()),
@@ -290,8 +414,20 @@ impl Context {
                 group.resource_group, group.subscription
             ),
             None => format!(
-                "kubectl delete namespace {} && edw queue delete --queue {} (and table {})",
-                self.names.namespace, self.names.queue, self.names.table
+                "kubectl delete {} (each carries the label {}={}) && edw queue delete --queue {} (and table {})",
+                self.applied
+                    .iter()
+                    .rev()
+                    .map(|a| match &a.namespace {
+                        Some(ns) => format!("{} {} -n {ns}", a.kind.to_lowercase(), a.name),
+                        None => format!("{} {}", a.kind.to_lowercase(), a.name),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                crate::manifests::RUN_ID_LABEL,
+                self.names.run_id,
+                self.names.queue,
+                self.names.table
             ),
         }
     }

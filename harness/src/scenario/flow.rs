@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use tokio_util::sync::CancellationToken;
 
-use super::context::{Context, FlowSettings};
+use super::context::{Context, FlowSettings, Footprint};
 use super::runner::{Scenario, Step, StepFuture, StepResult};
-use crate::manifests::{apply, delete, exists, render, Applied};
+use crate::manifests::{create, delete_owned, exists, render, stamp_ownership, Applied, Removal};
 use crate::observe::{consistently, eventually, Expect, Recorder};
 use crate::target::TargetClock;
 use crate::workload::{produce, reconcile, ProduceReport, ProducerPlan, Reconciliation};
@@ -204,28 +204,38 @@ where
 
 pub(super) fn deploy(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let storage = ctx.target.storage();
-        let names = ctx.names.clone();
-        // The ledger first: a run that dies from here on is cleaned from it.
-        ctx.created_storage = true;
-        ctx.write_ledger();
-        for (what, result) in [
-            ("queue", storage.queue(&names.queue).create().await),
-            ("poison queue", storage.queue(&names.poison).create().await),
-            ("table", storage.table(&names.table).create().await),
-        ] {
-            if let Err(e) = result {
-                return StepResult::failed(format!("creating the {what}: {e}"), []);
-            }
+        if ctx.footprint == Footprint::UseDeployed {
+            return use_deployed(ctx).await;
         }
-        ctx.created_storage = true;
+        let names = ctx.names.clone();
+        if let Err(failed) = create_storage(ctx).await {
+            return failed;
+        }
         ctx.progress(&format!(
-            "run resources: namespace {} queue {} poison {} table {}",
-            names.namespace, names.queue, names.poison, names.table
+            "run resources: namespace {} queue {} poison {} table {} run-id {}",
+            names.namespace, names.queue, names.poison, names.table, names.run_id
         ));
-        let vars = ctx.template_vars();
         let karpenter = ctx.target.capabilities().karpenter;
-        let mut templates = vec!["namespace.yaml", "serviceaccount.yaml"];
+        let mut templates = Vec::new();
+        let mut details = vec![
+            format!(
+                "run id {}: every object this run creates carries the label {}={} and only those are deleted by its cleanup",
+                names.run_id,
+                crate::manifests::RUN_ID_LABEL,
+                names.run_id
+            ),
+            format!(
+                "created queue {}, poison queue {}, table {}",
+                names.queue, names.poison, names.table
+            ),
+        ];
+        match ctx.footprint {
+            Footprint::OwnNamespace => templates.extend(["namespace.yaml", "serviceaccount.yaml"]),
+            _ => match shared_namespace_ready(ctx).await {
+                Ok(seen) => details.push(seen),
+                Err(message) => return StepResult::failed(message, details),
+            },
+        }
         if karpenter {
             templates.push("default-pool.yaml");
         }
@@ -236,28 +246,10 @@ pub(super) fn deploy(ctx: &mut Context) -> StepFuture<'_> {
         } else {
             templates.push("consumer-deployment.yaml");
         }
-        let mut details = vec![format!(
-            "queue {}, poison queue {}, table {}",
-            names.queue, names.poison, names.table
-        )];
         for template in templates {
-            let objects = match render(template, &vars) {
-                Ok(objects) => objects,
-                Err(e) => return StepResult::failed(e.to_string(), details),
-            };
-            for planned in crate::manifests::planned(&objects) {
-                if !ctx.applied.contains(&planned) {
-                    ctx.applied.push(planned);
-                }
-            }
-            ctx.write_ledger();
-            match apply(&ctx.target.client(), &objects).await {
-                Ok(applied) => {
-                    for a in &applied {
-                        details.push(format!("applied {} {}", a.kind, a.name));
-                    }
-                }
-                Err(e) => return StepResult::failed(e.to_string(), details),
+            match create_owned(ctx, template).await {
+                Ok(created) => details.extend(created),
+                Err(message) => return StepResult::failed(message, details),
             }
         }
         if !karpenter {
@@ -271,6 +263,144 @@ pub(super) fn deploy(ctx: &mut Context) -> StepFuture<'_> {
         ));
         StepResult::passed(details)
     })
+}
+
+/// Creates the run's queue, poison queue and table, recorded in the ledger first; refuses
+/// (creating none) when one of them already exists, since the run would then delete what it
+/// did not create.
+async fn create_storage(ctx: &mut Context) -> Result<(), StepResult> {
+    let storage = ctx.target.storage();
+    let names = ctx.names.clone();
+    let (queue, poison, table) = (
+        storage.queue(&names.queue),
+        storage.queue(&names.poison),
+        storage.table(&names.table),
+    );
+    for (what, name, exists) in [
+        ("queue", &names.queue, queue.exists().await),
+        ("poison queue", &names.poison, poison.exists().await),
+        ("table", &names.table, table.exists().await),
+    ] {
+        match exists {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(StepResult::failed(
+                    format!("the {what} {name} already exists and this run did not create it: it is left untouched"),
+                    [],
+                ))
+            }
+            Err(e) => return Err(StepResult::failed(format!("checking the {what} {name}: {e}"), [])),
+        }
+    }
+    // The ledger first: a run that dies from here on is cleaned from it.
+    ctx.created_storage = true;
+    ctx.write_ledger();
+    for (what, result) in [
+        ("queue", queue.create().await),
+        ("poison queue", poison.create().await),
+        ("table", table.create().await),
+    ] {
+        if let Err(e) = result {
+            return Err(StepResult::failed(format!("creating the {what}: {e}"), []));
+        }
+    }
+    Ok(())
+}
+
+/// On a shared namespace (workload identity): the namespace and the federated service account
+/// must already be there; the run uses them and changes neither.
+async fn shared_namespace_ready(ctx: &Context) -> Result<String, String> {
+    let client = ctx.target.client();
+    let (namespace, account) = (&ctx.names.namespace, &ctx.names.service_account);
+    let why = format!(
+        "the consumer's workload identity is federated to system:serviceaccount:{namespace}:{account}, so the run uses that namespace and service account as they are and never creates or changes them: deploy the sample first (its deploy scripts create both), or set AQS_TARGET_NAMESPACE / SERVICE_ACCOUNT to the ones the federated credential names"
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.get_opt(namespace).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(format!("namespace {namespace} does not exist: {why}")),
+        Err(e) => return Err(format!("reading namespace {namespace}: {e}")),
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(client, namespace);
+    match accounts.get_opt(account).await {
+        Ok(Some(_)) => Ok(format!(
+            "uses the existing namespace {namespace} and service account {account} (not created, not changed, not deleted)"
+        )),
+        Ok(None) => Err(format!(
+            "service account {account} does not exist in namespace {namespace}: {why}"
+        )),
+        Err(e) => Err(format!("reading service account {namespace}/{account}: {e}")),
+    }
+}
+
+/// Renders `template`, marks its objects as this run's, records them in the ledger and creates
+/// them (never over an existing object). Returns what it created.
+async fn create_owned(ctx: &mut Context, template: &str) -> Result<Vec<String>, String> {
+    let mut objects = render(template, &ctx.template_vars()).map_err(|e| e.to_string())?;
+    let owner = crate::manifests::Ownership {
+        run_id: ctx.names.run_id.clone(),
+        nodepool: ctx
+            .target
+            .capabilities()
+            .karpenter
+            .then(|| ctx.names.nodepool.clone()),
+    };
+    stamp_ownership(&mut objects, &owner);
+    for planned in crate::manifests::planned(&objects) {
+        if !ctx.applied.contains(&planned) {
+            ctx.applied.push(planned);
+        }
+    }
+    ctx.write_ledger();
+    let created = create(&ctx.target.client(), &objects)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(created
+        .iter()
+        .map(|a| format!("created {} {}", a.kind, a.name))
+        .collect())
+}
+
+/// `--use-deployed`: the team's consumer, ScaledObject, queue and table are used as they are;
+/// nothing is created. Checks they are there and starts observing.
+async fn use_deployed(ctx: &mut Context) -> StepResult {
+    let client = ctx.target.client();
+    let names = ctx.names.clone();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &names.namespace);
+    match deployments.get_opt(&names.deployment).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return StepResult::failed(
+                format!(
+                    "--use-deployed: Deployment {}/{} does not exist (set AQS_TARGET_NAMESPACE and AQS_TARGET_DEPLOYMENT to the deployed consumer)",
+                    names.namespace, names.deployment
+                ),
+                [],
+            )
+        }
+        Err(e) => return StepResult::failed(format!("reading Deployment {}/{}: {e}", names.namespace, names.deployment), []),
+    }
+    let queue = ctx.target.storage().queue(&names.queue);
+    match queue.exists().await {
+        Ok(true) => {}
+        Ok(false) => {
+            return StepResult::failed(
+                format!("--use-deployed: queue {} does not exist (set AZURE_QUEUE_NAME to the queue the deployed consumer reads)", names.queue),
+                [],
+            )
+        }
+        Err(e) => return StepResult::failed(format!("reading queue {}: {e}", names.queue), []),
+    }
+    ctx.recorder = Some(Recorder::start(
+        client,
+        ctx.subject(),
+        Duration::from_millis(100),
+        ctx.clock(),
+    ));
+    StepResult::passed([format!(
+        "--use-deployed: Deployment {}/{}, queue {} and table {} are the team's: used as they are, nothing created, nothing deleted",
+        names.namespace, names.deployment, names.queue, names.table
+    )])
 }
 
 pub(super) fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
@@ -321,11 +451,12 @@ pub(super) fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
         let service_account = ctx.names.service_account.clone();
+        let selector = ctx.pod_selector();
         let within = S(300);
         let clock = ctx.clock();
         let result = poll_until(&clock, within, || async {
             let list = pods
-                .list(&ListParams::default().labels("app=aqs-reader"))
+                .list(&ListParams::default().labels(&selector))
                 .await
                 .map_err(|e| e.to_string())?;
             let live: Vec<&Pod> = list
@@ -427,25 +558,21 @@ pub(super) fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
                 [],
             );
         }
+        if ctx.footprint == Footprint::UseDeployed {
+            // The team's ScaledObject: checked, never created or changed.
+            return check_scaled_object(ctx).await;
+        }
         let template = if ctx.target.connection_for_pods().is_some() {
             "scaledobject-connection.yaml"
         } else {
             "scaledobject.yaml"
         };
-        let objects = match render(template, &ctx.template_vars()) {
-            Ok(objects) => objects,
+        match render(template, &ctx.template_vars()) {
+            Ok(objects) => record_findings(ctx, &objects),
             Err(e) => return StepResult::failed(e.to_string(), []),
-        };
-        record_findings(ctx, &objects);
-        for planned in crate::manifests::planned(&objects) {
-            if !ctx.applied.contains(&planned) {
-                ctx.applied.push(planned);
-            }
         }
-        ctx.write_ledger();
-        let client = ctx.target.client();
-        if let Err(e) = apply(&client, &objects).await {
-            return StepResult::failed(e.to_string(), []);
+        if let Err(message) = create_owned(ctx, template).await {
+            return StepResult::failed(message, []);
         }
         check_scaled_object(ctx).await
     })
@@ -633,7 +760,31 @@ fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
     let expect = Expect::new(format!("desired replicas = {peak}"), move |o| {
         o.desired == peak
     });
-    wait_modelled(ctx, expect, timeouts.scale_out, line)
+    let guard = crate::observe::disagreement(agreement(ctx));
+    let wait = wait_modelled(ctx, expect, timeouts.scale_out, line);
+    Box::pin(async move {
+        tokio::select! {
+            result = wait => result,
+            mismatch = guard => StepResult::failed(mismatch.message, mismatch.details),
+        }
+    })
+}
+
+/// What the cluster's autoscaler should agree on with the harness while a backlog waits: the
+/// run's ScaledObject and HPA against the queue the harness reads; the cluster gets two polls
+/// and the HPA's 15 s sync to see a backlog.
+fn agreement(ctx: &Context) -> crate::observe::Agreement {
+    let polling = Duration::from_secs(ctx.settings.polling_interval);
+    crate::observe::Agreement {
+        client: ctx.target.client(),
+        namespace: ctx.names.namespace.clone(),
+        scaled_object: ctx.names.scaled_object.clone(),
+        hpa: ctx.names.hpa.clone(),
+        queue: ctx.target.storage().queue(&ctx.names.queue),
+        activation: ctx.settings.activation_queue_length,
+        grace: polling * 2 + Duration::from_secs(15),
+        clock: ctx.clock(),
+    }
 }
 
 fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
@@ -881,17 +1032,35 @@ pub(super) async fn stranded_on_queue(ctx: &Context, result: &Reconciliation) ->
 
 pub(super) fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
+        if ctx.applied.is_empty() {
+            return StepResult::skipped(match ctx.footprint {
+                Footprint::UseDeployed => "--use-deployed: the run created no Kubernetes object",
+                _ => "the run created no Kubernetes object",
+            });
+        }
         let client = ctx.target.client();
+        let run_id = ctx.names.run_id.clone();
         let mut details = Vec::new();
         let mut errors = Vec::new();
+        let mut deleted = Vec::new();
         // In reverse: the ScaledObject first (KEDA stops scaling), the namespace last.
         let applied: Vec<Applied> = ctx.applied.iter().rev().cloned().collect();
         for object in &applied {
-            match delete(&client, object).await {
-                Ok(true) => details.push(format!("deleted {} {}", object.kind, object.name)),
-                Ok(false) => {
+            match delete_owned(&client, object, &run_id).await {
+                Ok(Removal::Deleted) => {
+                    details.push(format!("deleted {} {}", object.kind, object.name));
+                    deleted.push(object.clone());
+                }
+                Ok(Removal::AlreadyGone) => {
                     details.push(format!("{} {} was already gone", object.kind, object.name))
                 }
+                Ok(Removal::NotOurs { run_id: owner }) => details.push(format!(
+                    "left alone: {} {} exists but does not carry this run's label {}={run_id} ({}): the run did not create it",
+                    object.kind,
+                    object.name,
+                    crate::manifests::RUN_ID_LABEL,
+                    owner.map_or("no run id".to_owned(), |o| format!("it carries {o}"))
+                )),
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -899,7 +1068,7 @@ pub(super) fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
         let clock = ctx.clock();
         let gone = poll_until(&clock, within, || async {
             let mut left = Vec::new();
-            for object in &applied {
+            for object in &deleted {
                 match exists(&client, object).await {
                     Ok(false) => {}
                     Ok(true) => left.push(format!("{} {}", object.kind, object.name)),
@@ -913,20 +1082,12 @@ pub(super) fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
             }
         })
         .await;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        if let Err(left) = gone {
-            errors.push(format!("still present: {left}"));
-        } else if matches!(namespaces.get_opt(&ctx.names.namespace).await, Ok(Some(_))) {
-            errors.push(format!("namespace {} is still there", ctx.names.namespace));
-        } else {
-            details.push("checked: every applied object is gone".to_owned());
-        }
-        let deployments: Api<Deployment> = Api::namespaced(client, &ctx.names.namespace);
-        if let Ok(Some(_)) = deployments.get_opt(&ctx.names.deployment).await {
-            errors.push(format!(
-                "Deployment {} is still there",
-                ctx.names.deployment
-            ));
+        match gone {
+            Err(left) => errors.push(format!("still present: {left}")),
+            Ok(()) => details.push(format!(
+                "checked: the {} object(s) this run created and deleted are gone",
+                deleted.len()
+            )),
         }
         if errors.is_empty() {
             StepResult::passed(details)

@@ -11,5 +11,5 @@ pub mod run_state;
 pub mod runner;
 pub mod steady;
 
-pub use context::{Context, DeployedGroup, FlowSettings, RunNames};
+pub use context::{Context, DeployedGroup, FlowSettings, Footprint, RunNames};
 pub use runner::{run, RunOptions, Scenario, Step, StepFn, StepFuture, StepResult};

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::context::Context;
+use super::context::{Context, Footprint};
 use crate::manifests::Applied;
 use crate::workload::ProduceReport;
 
@@ -55,9 +55,14 @@ pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
         })
         .unwrap_or_default();
     let text = format!(
-        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n{deployed}",
+        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_ID={}\nEDW_RUN_FOOTPRINT={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_DEPLOYMENT={}\nEDW_RUN_SCALED_OBJECT={}\nEDW_RUN_NODEPOOL={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n{deployed}",
         context.target_info.name,
+        n.run_id,
+        footprint_word(context.footprint),
         n.namespace,
+        n.deployment,
+        n.scaled_object,
+        n.nodepool,
         n.queue,
         n.poison,
         n.table,
@@ -97,7 +102,27 @@ fn write(path: &Path, text: &str) -> Result<(), RunStateError> {
     std::fs::write(path, text).map_err(failed)
 }
 
-/// Restores a run's names and progress into `context`. Returns the target name it was for.
+fn footprint_word(footprint: Footprint) -> &'static str {
+    match footprint {
+        Footprint::OwnNamespace => "own-namespace",
+        Footprint::SharedNamespace => "shared-namespace",
+        Footprint::UseDeployed => "use-deployed",
+    }
+}
+
+fn parse_footprint(word: &str) -> Option<Footprint> {
+    [
+        Footprint::OwnNamespace,
+        Footprint::SharedNamespace,
+        Footprint::UseDeployed,
+    ]
+    .into_iter()
+    .find(|f| footprint_word(*f) == word)
+}
+
+/// Restores a run's names and progress into `context`. A ledger without `EDW_RUN_ID` (older
+/// than run ids) restores no id, so its cleanup deletes no Kubernetes object: it cannot tell
+/// the run's objects from anyone else's. Returns the target name it was for.
 pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| RunStateError::Read {
@@ -105,6 +130,7 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
         reason: e.to_string(),
     })?;
     let mut target = String::new();
+    context.names.run_id.clear();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -133,7 +159,21 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
                     arm_url: arm_url.to_owned(),
                 });
             }
+            "EDW_RUN_ID" => context.names.run_id = value.to_owned(),
+            "EDW_RUN_FOOTPRINT" => {
+                context.footprint = parse_footprint(value).ok_or_else(|| {
+                    invalid(format!(
+                        "{value:?} is not own-namespace, shared-namespace or use-deployed"
+                    ))
+                })?
+            }
             "EDW_RUN_NAMESPACE" => context.names.namespace = value.to_owned(),
+            "EDW_RUN_DEPLOYMENT" => context.names.deployment = value.to_owned(),
+            "EDW_RUN_SCALED_OBJECT" => {
+                context.names.scaled_object = value.to_owned();
+                context.names.hpa = format!("keda-hpa-{value}");
+            }
+            "EDW_RUN_NODEPOOL" => context.names.nodepool = value.to_owned(),
             "EDW_RUN_QUEUE" => context.names.queue = value.to_owned(),
             "EDW_RUN_POISON" => context.names.poison = value.to_owned(),
             "EDW_RUN_TABLE" => context.names.table = value.to_owned(),

@@ -100,6 +100,22 @@ impl Table {
             .map_err(|e| self.failed("upsert entity").classify(e))
     }
 
+    /// True when the table exists (one page of keys is read: a missing table answers 404).
+    pub async fn exists(&self) -> Result<bool, StorageError> {
+        let mut pages = self
+            .client
+            .query()
+            .select(Select::new("PartitionKey"))
+            .into_stream::<KeysOnly>();
+        match pages.next().await {
+            None | Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => match self.failed("query entities").classify(e) {
+                missing if missing.is_not_found() => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
     /// The entity with keys (`partition_key`, `row_key`), if there is one.
     pub async fn get<E: DeserializeOwned + Send + Sync>(
         &self,

@@ -405,22 +405,26 @@ async fn observation_latency(
     target: &Arc<Target>,
     config: &crate::config::Config,
 ) -> Result<(f64, f64), anyhow::Error> {
+    // A namespace of its own, whatever the target: the measurement creates and deletes objects.
     let context = Context::new(
         target.clone(),
         config.clone(),
         crate::scenario::FlowSettings::default(),
-    );
+    )
+    .with_footprint(crate::scenario::Footprint::OwnNamespace);
     let client = target.client();
+    let owner = crate::manifests::Ownership {
+        run_id: context.names.run_id.clone(),
+        nodepool: None,
+    };
     for template in [
         "namespace.yaml",
         "serviceaccount.yaml",
         "consumer-deployment.yaml",
     ] {
-        crate::manifests::apply(
-            &client,
-            &crate::manifests::render(template, &context.template_vars())?,
-        )
-        .await?;
+        let mut objects = crate::manifests::render(template, &context.template_vars())?;
+        crate::manifests::stamp_ownership(&mut objects, &owner);
+        crate::manifests::create(&client, &objects).await?;
     }
     let recorder = Recorder::start(
         client.clone(),
@@ -452,10 +456,13 @@ async fn observation_latency(
         samples.push(started.elapsed().as_secs_f64());
     }
     recorder.stop();
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
-    let _ = namespaces
-        .delete(&context.names.namespace, &Default::default())
-        .await;
+    let namespace = crate::manifests::Applied {
+        api_version: "v1".to_owned(),
+        kind: "Namespace".to_owned(),
+        namespace: None,
+        name: context.names.namespace.clone(),
+    };
+    let _ = crate::manifests::delete_owned(&client, &namespace, &owner.run_id).await;
     samples.sort_by(f64::total_cmp);
     Ok((
         samples[samples.len() / 2],

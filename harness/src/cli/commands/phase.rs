@@ -78,7 +78,8 @@ pub async fn run(
             Outcome::Skipped { reason } => ("skip", format!(": {reason}")),
         };
         println!("  {mark} {}{text}", step.name);
-        if step.outcome.is_failed() {
+        // A cleanup says what it deleted and what it left alone (not the run's).
+        if step.outcome.is_failed() || phase == "cleanup" {
             for detail in &step.details {
                 println!("       {detail}");
             }

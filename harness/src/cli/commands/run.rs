@@ -11,7 +11,8 @@ use crate::cli::{exit, session, Failure};
 use crate::deploy_script::{DeployCommand, StateBefore};
 use crate::scenario::model::Outcome;
 use crate::scenario::{
-    flow, report, run as run_scenario, run_state, Context, DeployedGroup, FlowSettings, RunOptions,
+    flow, report, run as run_scenario, run_state, Context, DeployedGroup, FlowSettings, Footprint,
+    RunOptions,
 };
 use crate::target::{Target, TargetKind};
 
@@ -21,6 +22,11 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<u8, Failure> {
     let kind = TargetKind::parse(&args.target).map_err(Failure::usage)?;
+    if args.use_deployed && kind == TargetKind::Local {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--use-deployed exercises a consumer the team deployed on a cluster: it needs --target kube or aks (the local twin starts empty)"
+        )));
+    }
     let deployed_group = if args.deploy {
         if kind != TargetKind::Aks {
             return Err(Failure::usage(anyhow::anyhow!(
@@ -72,6 +78,16 @@ pub async fn run(
     let ledger = args.report_dir.join("edw-run.state");
     let mut context = Context::new(target.clone(), config, settings)
         .with_progress(Arc::new(move |line: &str| sink.line(line)));
+    if args.use_deployed {
+        context = context.with_footprint(Footprint::UseDeployed);
+    }
+    eprintln!(
+        "run {}: {} (only what carries the label {}={} is deleted by its cleanup)",
+        context.names.run_id,
+        context.footprint.describe(),
+        crate::manifests::RUN_ID_LABEL,
+        context.names.run_id
+    );
     context.ledger = Some(ledger.clone());
     context.deployed_group = deployed_group.clone();
     if kind == TargetKind::Local {
