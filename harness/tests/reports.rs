@@ -1,6 +1,8 @@
 //! The report writers for scenario runs: JUnit XML (snapshot, schema, structure), the JSON
 //! timeline, the SVG chart, the Markdown summary, and that no secret reaches any of them.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,6 +44,7 @@ fn step_at(
         duration: Duration::from_millis(millis),
         details: Vec::new(),
         properties: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 
@@ -831,4 +834,85 @@ proptest! {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Warnings (issue 15): a passed step that warns
+
+const COUNTS: &str = "sent 1000, processed once 988, duplicated 0, lost 0, stranded 12, poisoned 0";
+
+/// The passing run, its verify step warned about a stranded tail of 12.
+fn passing_with_a_stranded_tail() -> ScenarioReport {
+    let mut report = passing_simulated();
+    let mut verify = with_properties(
+        with_details(
+            step(
+                harness::scenario::flow::VERIFY_STEP,
+                Outcome::Passed,
+                172,
+                300,
+            ),
+            &[COUNTS, "peak desired replicas 10 (maxReplicaCount 15)"],
+        ),
+        &[("messages.stranded", "12"), ("messages.lost", "0")],
+    );
+    verify.warnings = vec![format!(
+        "stranded tail: 12 of 1000 sent message(s) were not processed; they are still on the queue at 0 replicas (12 <= activationQueueLength 20 with minReplicaCount 0, the configuration's finding `stranded-tail`) and wait for the next traffic ({COUNTS})"
+    )];
+    report.steps.push(verify);
+    report
+}
+
+#[test]
+fn junit_with_a_warning_stays_passed_carries_it_in_system_err_and_validates() {
+    let report = passing_with_a_stranded_tail();
+    assert!(report.passed(), "a warning does not fail the run");
+    let xml = junit(&[report]).expect("junit");
+    assert_snapshot("junit_stranded_tail_warning.xml", &xml);
+    assert!(
+        xmllint_available(),
+        "xmllint is needed for this test (libxml2-utils)"
+    );
+    validate_against_schema(&xml, "junit_stranded_tail_warning");
+
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    assert_eq!(count(&doc, "testcase"), 9);
+    assert_eq!(count(&doc, "failure"), 0);
+    assert_eq!(count(&doc, "system-err"), 1, "only the warned case");
+    let verify = harness::scenario::flow::VERIFY_STEP;
+    let err = support::junit_case_text(&doc, verify, "system-err").expect("system-err");
+    assert!(
+        err.starts_with("WARNING: stranded tail: 12 of 1000") && err.contains(COUNTS),
+        "{err}"
+    );
+    let out = support::junit_case_text(&doc, verify, "system-out").expect("system-out");
+    assert!(out.starts_with(COUNTS), "{out}");
+}
+
+#[test]
+fn summary_shows_warnings_near_the_top_and_in_the_step_row() {
+    let md = summary_markdown(&[passing_with_a_stranded_tail()]);
+    let warnings = support::summary_warnings(&md, 1);
+    assert!(
+        warnings[0].starts_with(&format!(
+            "> - **{}**: stranded tail: 12 of 1000",
+            harness::scenario::flow::VERIFY_STEP
+        )) && warnings[0].contains(COUNTS),
+        "{md}"
+    );
+    let row = md
+        .lines()
+        .find(|l| l.starts_with(&format!("| {} |", harness::scenario::flow::VERIFY_STEP)))
+        .expect("verify row");
+    assert!(
+        row.contains("| ⚠️ passed with warning |") && row.contains(COUNTS),
+        "{row}"
+    );
+    assert!(!md.contains("exactly once"));
+    // Without warnings nothing of this appears.
+    let plain = summary_markdown(&[passing_simulated()]);
+    assert!(
+        !plain.contains("warning(s)") && !plain.contains("⚠️ passed"),
+        "{plain}"
+    );
 }

@@ -17,6 +17,21 @@ fn edw(env: &Env, report_dir: &std::path::Path) -> Command {
     command
 }
 
+/// Runs `command`; asserts it exits with `code` and returns its stdout and stderr.
+fn exits_with(command: &mut Command, code: i32) -> (String, String) {
+    let output = command.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
 fn read_reports(dir: &std::path::Path) -> String {
     let run_dir = dir.join("flow-burst-local");
     ["junit.xml", "timeline.json", "timeline.svg", "summary.md"]
@@ -31,20 +46,12 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
     let env = Env::start().await;
     let dir = tempfile::tempdir().unwrap();
     let secret = "cGxhbnRlZC1zZWNyZXQta2V5LW5ldmVyLXByaW50ZWQ=";
-    let output = edw(&env, dir.path())
-        .args(["--messages", "200"])
-        .env("AZURE_STORAGE_KEY", secret)
-        .env("EDW_STORAGE_AUTH", "azurite")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    let (stdout, stderr) = exits_with(
+        edw(&env, dir.path())
+            .args(["--messages", "200"])
+            .env("AZURE_STORAGE_KEY", secret)
+            .env("EDW_STORAGE_AUTH", "azurite"),
+        0,
     );
     assert!(
         stdout.contains("[SIMULATED: not a cluster result]"),
@@ -55,8 +62,13 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
         reports.contains("[simulated]") && reports.contains("SIMULATED"),
         "reports name the target as simulated"
     );
-    assert!(reports.contains("every message processed exactly once"));
-    for text in [&reports, &stdout.to_string(), &stderr.to_string()] {
+    assert!(reports.contains(harness::scenario::flow::VERIFY_STEP));
+    assert!(
+        reports
+            .contains("sent 200, processed once 200, duplicated 0, lost 0, stranded 0, poisoned 0"),
+        "every count stated"
+    );
+    for text in [&reports, &stdout, &stderr] {
         assert!(!text.contains(secret), "the planted secret leaked");
     }
 }
@@ -169,4 +181,54 @@ async fn the_whole_run_timeout_stops_the_flow_and_still_cleans_up() {
             .is_not_found(),
         "table left behind"
     );
+}
+
+/// The parts every refusal of a load that cannot activate names: the flag, the threshold, the
+/// smallest load that activates and the scenario that tests the window.
+fn assert_names_the_activation_window(stderr: &str, messages: u64) {
+    for part in [
+        format!("--messages {messages} cannot start a scale-out"),
+        "minReplicaCount 0".to_owned(),
+        "activationQueueLength 20".to_owned(),
+        "use --messages 21 or more (activationQueueLength + 1)".to_owned(),
+        "flow::activation".to_owned(),
+    ] {
+        assert!(stderr.contains(&part), "missing {part:?} in:\n{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_that_cannot_activate_is_refused_before_anything_is_deployed() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, stderr) = exits_with(edw(&env, dir.path()).args(["--messages", "10"]), 2);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_names_the_activation_window(&stderr, 10);
+    // Refused before the target was opened: nothing deployed, no step ran, no report written.
+    assert!(!stderr.contains("opening the"), "{stderr}");
+    assert!(!stderr.contains("run resources:"), "{stderr}");
+    assert!(stdout.is_empty(), "no step list, no verdict: {stdout}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "no report (and no ledger) in {}",
+        dir.path().display()
+    );
+    // The threshold itself is still inside the window (AQ-7 is strict); 21 and more run (the
+    // full run with 200 is a_run_passes_and_no_planted_secret_reaches_a_report).
+    let (_, stderr) = exits_with(edw(&env, dir.path()).args(["--messages", "20"]), 2);
+    assert_names_the_activation_window(&stderr, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edw_load_refuses_a_burst_that_cannot_activate_before_sending() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("edw-run.state");
+    let mut load = Command::new(env!("CARGO_BIN_EXE_edw"));
+    load.args(["load", "--target", "kube", "--messages", "5", "--run-state"])
+        .arg(&state);
+    support::served::use_azurite(&mut load, &env);
+    let (_, stderr) = exits_with(&mut load, 2);
+    assert_names_the_activation_window(&stderr, 5);
+    assert!(!state.exists(), "nothing recorded: nothing was sent");
 }

@@ -323,14 +323,20 @@ async fn run_on(
     config: Config,
     scenario: &harness::scenario::Scenario,
 ) -> harness::scenario::model::ScenarioReport {
-    let mut context = Context::new(target, config, scenario.settings.clone());
-    run(
+    run_in(
+        Context::new(target, config, scenario.settings.clone()),
         scenario,
-        &mut context,
-        &RunOptions::default(),
-        &CancellationToken::new(),
     )
     .await
+}
+
+/// Runs `scenario` in `context` with the default options.
+async fn run_in(
+    mut context: Context,
+    scenario: &harness::scenario::Scenario,
+) -> harness::scenario::model::ScenarioReport {
+    let options = RunOptions::default();
+    run(scenario, &mut context, &options, &CancellationToken::new()).await
 }
 
 /// The report failed, at exactly one step: that step.
@@ -345,4 +351,129 @@ fn only_failure(
         .collect();
     assert_eq!(failed.len(), 1, "{:?}", report.steps);
     failed[0]
+}
+
+/// Issue 15: `activationQueueLength` messages on an idle queue stay there at 0 replicas (the
+/// walkthrough's stranded tail, deterministic here), and verify runs on them. It passes (none
+/// is lost: all are on the queue) but as a WARNING with every count, everywhere: the step's
+/// details and properties, the line `edw run` prints, the runner's progress, summary.md and
+/// junit.xml; nothing says "exactly once".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranded_tail_passes_verify_only_as_a_warning_that_states_every_count() {
+    use harness::scenario::report::{write_all, JUNIT_FILE, SUMMARY_FILE};
+    let (target, config) = local_target().await;
+    // flow::activation's first half (deploy, ScaledObject, load activationQueueLength
+    // messages, 0 replicas for two polls), then the verify step.
+    let window = harness::scenario::catalogue::activation_window();
+    let mut steps = window.steps[..4].to_vec();
+    steps.push(window.steps.last().unwrap().clone());
+    assert_eq!(steps[2].name, "load: activationQueueLength messages");
+    assert_eq!(steps[4].name, flow::VERIFY_STEP);
+    let scenario = Scenario {
+        name: "test::stranded_tail".to_owned(),
+        settings: window.settings.clone(),
+        steps,
+        cleanup: window.cleanup.clone(),
+    };
+    let progress = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = progress.clone();
+    let context = Context::new(target, config, scenario.settings.clone()).with_progress(Arc::new(
+        move |line: &str| sink.lock().unwrap().push(line.to_owned()),
+    ));
+    let report = run_in(context, &scenario).await;
+    assert!(report.passed(), "{:#?}", report.steps);
+    assert!(report.cleanup.iter().all(|s| s.outcome == Outcome::Passed));
+
+    let counts = "sent 20, processed once 0, duplicated 0, lost 0, stranded 20, poisoned 0";
+    let verify = report.steps.last().unwrap();
+    assert_eq!(
+        verify.outcome,
+        Outcome::Passed,
+        "the check holds: none lost"
+    );
+    assert_eq!(verify.details[0], counts);
+    let property = |key: &str| {
+        verify
+            .properties
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    for (key, value) in [
+        ("messages.sent", "20"),
+        ("messages.processed_once", "0"),
+        ("messages.duplicated", "0"),
+        ("messages.lost", "0"),
+        ("messages.stranded", "20"),
+        ("messages.poisoned", "0"),
+    ] {
+        assert_eq!(property(key), Some(value), "{key}: {:?}", verify.properties);
+    }
+    assert_eq!(verify.warnings.len(), 1, "{:?}", verify.warnings);
+    let warning = &verify.warnings[0];
+    for part in [
+        "stranded tail: 20 of 20 sent message(s) were not processed",
+        "still on the queue at 0 replicas",
+        "activationQueueLength 20 with minReplicaCount 0",
+        "`stranded-tail`",
+        counts,
+    ] {
+        assert!(warning.contains(part), "{part:?} not in {warning}");
+    }
+    assert_eq!(report.warnings(), [(flow::VERIFY_STEP, warning.as_str())]);
+
+    // The terminal: `edw run` (and `edw scale`) print the step with its status_line.
+    let (mark, text) = verify.status_line();
+    assert_eq!(mark, "WARN");
+    assert!(text.contains(counts), "{text}");
+    let progress = progress.lock().unwrap().join("\n");
+    assert!(
+        progress.contains(&format!(
+            "step {}: passed with WARNING: stranded tail",
+            flow::VERIFY_STEP
+        )),
+        "{progress}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    write_all(&report, dir.path()).unwrap();
+    let summary = std::fs::read_to_string(dir.path().join(SUMMARY_FILE)).unwrap();
+    let warning_line = support::summary_warnings(&summary, 1)[0];
+    assert!(
+        warning_line.contains("stranded tail: 20 of 20") && warning_line.contains(counts),
+        "{warning_line}"
+    );
+    let row = summary
+        .lines()
+        .find(|l| l.starts_with(&format!("| {} |", flow::VERIFY_STEP)))
+        .expect("the verify row");
+    assert!(
+        row.contains("⚠️ passed with warning") && row.contains(counts),
+        "{row}"
+    );
+
+    let xml = std::fs::read_to_string(dir.path().join(JUNIT_FILE)).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    assert_eq!(doc.root_element().attribute("failures"), Some("0"));
+    let case_text = |tag| support::junit_case_text(&doc, flow::VERIFY_STEP, tag);
+    assert_eq!(case_text("failure"), None, "the case passed");
+    let err = case_text("system-err").expect("the warning in system-err");
+    assert!(
+        err.starts_with("WARNING: stranded tail: 20 of 20") && err.contains(counts),
+        "{err}"
+    );
+    let out = case_text("system-out").expect("the details in system-out");
+    assert!(out.contains(counts), "{out}");
+    let stranded = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("property")
+                && n.attribute("name") == Some(&format!("{}.messages.stranded", flow::VERIFY_STEP))
+        })
+        .and_then(|n| n.attribute("value"));
+    assert_eq!(stranded, Some("20"));
+
+    for text in [&summary, &xml, &progress] {
+        assert!(!text.contains("exactly once"), "{text}");
+    }
 }

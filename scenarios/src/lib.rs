@@ -80,6 +80,9 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
         ));
         report::write_all(&result, &dir).map_err(|e| e.to_string())?;
         eprintln!("reports in {}", dir.display());
+        for (step, warning) in result.warnings() {
+            eprintln!("WARNING: {step}: {warning}");
+        }
         if result.passed() {
             Ok(())
         } else {

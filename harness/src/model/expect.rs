@@ -78,6 +78,12 @@ impl Model {
         count > self.scaling.activation
     }
 
+    /// AQ-7 with minReplicaCount 0: `messages` on an idle queue are never read (KEDA does not
+    /// activate and no consumer runs). The smallest load that is read is `activation + 1`.
+    pub fn never_read(&self, messages: u64) -> bool {
+        self.scaling.min_replicas == 0 && !self.is_active(messages)
+    }
+
     /// The replica count the system settles at for a steady queue length `count`.
     pub fn replicas_for(&self, count: u64) -> u64 {
         let s = &self.scaling;

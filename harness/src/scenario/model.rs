@@ -33,6 +33,29 @@ pub struct StepReport {
     pub details: Vec<String>,
     /// Figures for the report (JUnit properties), e.g. phase latencies.
     pub properties: Vec<(String, String)>,
+    /// What a passed step saw that people must know about (a stranded tail): the step still
+    /// passed (its check holds), but every report shows these next to it, never as a plain
+    /// "ok" (the terminal's `WARN`, summary.md's warnings, JUnit `system-err`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl StepReport {
+    /// True for a passed step that carries warnings.
+    pub fn warned(&self) -> bool {
+        self.outcome == Outcome::Passed && !self.warnings.is_empty()
+    }
+
+    /// The step's mark and what follows its name in a one-line listing: `ok`, `WARN` with
+    /// the warnings, `FAIL` with the message, `skip` with the reason.
+    pub fn status_line(&self) -> (&'static str, String) {
+        match &self.outcome {
+            Outcome::Passed if self.warnings.is_empty() => ("ok  ", String::new()),
+            Outcome::Passed => ("WARN", format!(": {}", self.warnings.join("; "))),
+            Outcome::Failed { message } => ("FAIL", format!(": {message}")),
+            Outcome::Skipped { reason } => ("skip", format!(": {reason}")),
+        }
+    }
 }
 
 /// Which system the run was against.
@@ -115,5 +138,15 @@ impl ScenarioReport {
             .iter()
             .chain(&self.cleanup)
             .any(|s| s.outcome.is_failed())
+    }
+
+    /// Every warning of the run's steps (cleanup included), each with its step's name. A
+    /// warning does not fail a run ([`ScenarioReport::passed`]); every report shows it.
+    pub fn warnings(&self) -> Vec<(&str, &str)> {
+        self.steps
+            .iter()
+            .chain(&self.cleanup)
+            .flat_map(|s| s.warnings.iter().map(|w| (s.name.as_str(), w.as_str())))
+            .collect()
     }
 }

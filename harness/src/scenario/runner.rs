@@ -23,8 +23,11 @@ pub type StepFn = for<'a> fn(&'a mut Context) -> StepFuture<'a>;
 /// A step's verdict, with what it checked and saw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepResult {
+    /// The step's check holds. `warnings` are what people must still be told (a stranded
+    /// tail): the step passes, and every report shows them (see [`StepReport::warnings`]).
     Passed {
         details: Vec<String>,
+        warnings: Vec<String>,
     },
     Failed {
         message: String,
@@ -37,8 +40,17 @@ pub enum StepResult {
 
 impl StepResult {
     pub fn passed(details: impl IntoIterator<Item = String>) -> Self {
+        Self::passed_with_warnings(details, [])
+    }
+
+    /// A pass that every report shows with `warnings` (the terminal's `WARN`, never `ok`).
+    pub fn passed_with_warnings(
+        details: impl IntoIterator<Item = String>,
+        warnings: impl IntoIterator<Item = String>,
+    ) -> Self {
         StepResult::Passed {
             details: details.into_iter().collect(),
+            warnings: warnings.into_iter().collect(),
         }
     }
 
@@ -129,23 +141,26 @@ async fn run_step(
             }
         } => StepResult::failed("interrupted (Ctrl-C, SIGTERM or the run's deadline)", []),
     };
-    let (outcome, details) = match result {
-        StepResult::Passed { details } => (Outcome::Passed, details),
+    let (outcome, details, warnings) = match result {
+        StepResult::Passed { details, warnings } => (Outcome::Passed, details, warnings),
         StepResult::Failed { message, details } => (
             Outcome::Failed {
                 message: crate::secrets::redact(&message),
             },
             details,
+            Vec::new(),
         ),
-        StepResult::Skipped { reason } => (Outcome::Skipped { reason }, Vec::new()),
+        StepResult::Skipped { reason } => (Outcome::Skipped { reason }, Vec::new(), Vec::new()),
     };
+    let redact = |lines: Vec<String>| lines.iter().map(|d| crate::secrets::redact(d)).collect();
     StepReport {
         name: step.name.to_owned(),
         outcome,
         started_at,
         duration: started.elapsed(),
-        details: details.iter().map(|d| crate::secrets::redact(d)).collect(),
+        details: redact(details),
         properties: std::mem::take(&mut context.current_properties),
+        warnings: redact(warnings),
     }
 }
 
@@ -179,16 +194,13 @@ pub async fn run(
                 duration: Duration::ZERO,
                 details: Vec::new(),
                 properties: Vec::new(),
+                warnings: Vec::new(),
             });
             continue;
         }
         context.progress(&format!("step {}", step.name));
         let report = run_step(step, context, Some(&interrupt)).await;
-        context.progress(&format!(
-            "step {}: {}",
-            step.name,
-            outcome_word(&report.outcome)
-        ));
+        context.progress(&format!("step {}: {}", step.name, outcome_word(&report)));
         failed = report.outcome.is_failed();
         steps.push(report);
     }
@@ -213,17 +225,14 @@ pub async fn run(
                 duration: Duration::ZERO,
                 details: Vec::new(),
                 properties: Vec::new(),
+                warnings: Vec::new(),
             });
             continue;
         }
         context.progress(&format!("cleanup {}", step.name));
         // Cleanup is not interruptible: a second Ctrl-C while cleaning would leak resources.
         let report = run_step(step, context, None).await;
-        context.progress(&format!(
-            "cleanup {}: {}",
-            step.name,
-            outcome_word(&report.outcome)
-        ));
+        context.progress(&format!("cleanup {}: {}", step.name, outcome_word(&report)));
         cleanup.push(report);
     }
     context.finish();
@@ -242,10 +251,15 @@ pub async fn run(
     }
 }
 
-fn outcome_word(outcome: &Outcome) -> &'static str {
-    match outcome {
+/// The progress line's verdict: a warned pass says so (with its warnings), never "passed" alone.
+fn outcome_word(report: &StepReport) -> String {
+    if report.warned() {
+        return format!("passed with WARNING: {}", report.warnings.join("; "));
+    }
+    match &report.outcome {
         Outcome::Passed => "passed",
         Outcome::Failed { .. } => "FAILED",
         Outcome::Skipped { .. } => "skipped",
     }
+    .to_owned()
 }

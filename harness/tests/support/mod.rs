@@ -63,3 +63,39 @@ where
         pause = (pause * 2).min(Duration::from_millis(250));
     }
 }
+
+/// The text of the `<tag>` child (`system-out`, `system-err`, `failure`) of the JUnit test case
+/// named `case`, if the case has one.
+pub fn junit_case_text<'a>(
+    doc: &'a roxmltree::Document<'a>,
+    case: &str,
+    tag: &str,
+) -> Option<&'a str> {
+    doc.descendants()
+        .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(case))?
+        .children()
+        .find(|n| n.has_tag_name(tag))
+        .and_then(|n| n.text())
+}
+
+/// Asserts that summary.md `md` says its run passed with `n` warning(s) in its heading and in a
+/// callout above the steps table; returns the callout's warning lines (`> - **step**: text`).
+pub fn summary_warnings(md: &str, n: usize) -> Vec<&str> {
+    let heading = md.lines().next().unwrap_or_default();
+    let verdict = format!("— ⚠️ passed with {n} warning(s)");
+    assert!(heading.ends_with(&verdict), "{heading}");
+    let callout = md
+        .find(&format!("> **{n} warning(s)** — the steps passed, but:"))
+        .expect("the warnings callout");
+    assert!(
+        callout < md.find("### Steps").expect("steps"),
+        "near the top: {md}"
+    );
+    let lines: Vec<&str> = md[callout..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("> - "))
+        .collect();
+    assert_eq!(lines.len(), n, "{md}");
+    lines
+}

@@ -7,7 +7,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::args::{GlobalArgs, PhaseArgs};
 use crate::cli::{exit, session, Failure};
-use crate::scenario::model::Outcome;
 use crate::scenario::{flow, run as run_scenario, run_state, Context, FlowSettings, RunOptions};
 use crate::target::{Target, TargetKind};
 
@@ -26,6 +25,14 @@ pub async fn run(
     }
     let mut scenario = flow::phase(phase)
         .ok_or_else(|| Failure::usage(anyhow::anyhow!("unknown phase {phase}")))?;
+    if phase == "load" {
+        // A burst the model says never activates tests nothing: refused before it is sent.
+        flow::check_load_activates(&FlowSettings {
+            messages: args.messages,
+            ..scenario.settings.clone()
+        })
+        .map_err(Failure::usage)?;
+    }
     let config = session::load_config(global)?;
     let target = match Target::open(kind, &config).await {
         Ok(target) => Arc::new(target),
@@ -72,11 +79,7 @@ pub async fn run(
     run_state::save(&context, &args.run_state).map_err(Failure::environment)?;
     println!("{} on {}", report.scenario, report.target.description);
     for step in report.steps.iter().chain(&report.cleanup) {
-        let (mark, text) = match &step.outcome {
-            Outcome::Passed => ("ok  ", String::new()),
-            Outcome::Failed { message } => ("FAIL", format!(": {message}")),
-            Outcome::Skipped { reason } => ("skip", format!(": {reason}")),
-        };
+        let (mark, text) = step.status_line();
         println!("  {mark} {}{text}", step.name);
         // A cleanup says what it deleted and what it left alone (not the run's).
         if step.outcome.is_failed() || phase == "cleanup" {

@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::args::{GlobalArgs, RunArgs};
 use crate::cli::{exit, session, Failure};
 use crate::deploy_script::{DeployCommand, StateBefore};
-use crate::scenario::model::Outcome;
 use crate::scenario::{
     flow, report, run as run_scenario, run_state, Context, DeployedGroup, FlowSettings, Footprint,
     RunOptions,
@@ -27,6 +26,12 @@ pub async fn run(
             "--use-deployed exercises a consumer the team deployed on a cluster: it needs --target kube or aks (the local twin starts empty)"
         )));
     }
+    // A burst the model says never activates tests nothing: refused before anything is deployed.
+    flow::check_load_activates(&FlowSettings {
+        messages: args.messages,
+        ..flow::burst().settings
+    })
+    .map_err(Failure::usage)?;
     let deployed_group = if args.deploy {
         if kind != TargetKind::Aks {
             return Err(Failure::usage(anyhow::anyhow!(
@@ -144,11 +149,7 @@ pub async fn run(
         }
     );
     for step in report.steps.iter().chain(&report.cleanup) {
-        let (mark, text) = match &step.outcome {
-            Outcome::Passed => ("ok  ", String::new()),
-            Outcome::Failed { message } => ("FAIL", format!(": {message}")),
-            Outcome::Skipped { reason } => ("skip", format!(": {reason}")),
-        };
+        let (mark, text) = step.status_line();
         println!(
             "  {mark} {} ({:.1} s){text}",
             step.name,

@@ -17,7 +17,8 @@ pub const REPORT_NAME: &str = "edw-conformance";
 ///
 /// A failed step carries a `<failure>` with its message and, as text, its details (preceded
 /// by the whole message when that has several lines); a skipped step carries `<skipped>`
-/// with the reason; a passed step's details are its `<system-out>`. The suite's properties
+/// with the reason; a passed step's details are its `<system-out>`, and its warnings (if any)
+/// its `<system-err>`, one `WARNING: ` line each (the case stays passed). The suite's properties
 /// are `target`, `target.description`, `simulated`, `phase.<name>` (seconds after the load
 /// started, `n/a` when the phase did not happen), every configuration finding as
 /// `finding.<id>` (`<severity>: <message>`) and every step property as `<step>.<name>`. The diagnostics are the suite's `<system-out>`. Timestamps and times
@@ -141,6 +142,19 @@ fn case(step: &StepReport, name: String, classname: &str) -> TestCase {
     case.set_time(step.duration);
     if matches!(step.outcome, Outcome::Passed) && !details.is_empty() {
         case.set_system_out(details);
+    }
+    if step.warned() {
+        // A warning keeps the test case passed (JUnit has no "passed with a warning") and goes
+        // to the case's <system-err>, one `WARNING: ` line each: the schema allows it on a
+        // testcase (a <properties> there it does not), and third-party readers show it next to
+        // the case (Jenkins' JUnit plugin, GitLab's test report, the GitHub test-report
+        // actions), where a suite property is easily missed.
+        let text: Vec<String> = step
+            .warnings
+            .iter()
+            .map(|w| format!("WARNING: {}", clean(w)))
+            .collect();
+        case.set_system_err(text.join("\n"));
     }
     case
 }

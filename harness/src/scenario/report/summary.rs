@@ -9,9 +9,10 @@ use crate::scenario::model::{Outcome, ScenarioReport, StepReport};
 /// The line that marks a simulated run.
 pub const SIMULATED_LINE: &str = "SIMULATED (twin) — not a cluster result";
 
-/// Markdown for `reports`: per run a heading with the scenario, the target and the verdict,
-/// the [`SIMULATED_LINE`] for a simulated target, a table of the steps (cleanup included)
-/// with ✅/❌/⏭, their durations and messages, a table of the configuration findings (when
+/// Markdown for `reports`: per run a heading with the scenario, the target and the verdict
+/// (⚠️ "passed with N warning(s)" when a passed step warned), the [`SIMULATED_LINE`] for a
+/// simulated target, the warnings (each with its step) in a callout, a table of the steps
+/// (cleanup included) with ✅/⚠️/❌/⏭, their durations and messages, a table of the configuration findings (when
 /// there are any), a table of phase latencies, the peak figures
 /// of the timeline and, when present, the diagnostics in a collapsed `<details>` block.
 /// Everything is redacted.
@@ -30,10 +31,11 @@ pub fn summary_markdown(reports: &[ScenarioReport]) -> String {
 }
 
 fn scenario(md: &mut String, report: &ScenarioReport) {
-    let verdict = if report.passed() {
-        "✅ passed"
-    } else {
-        "❌ failed"
+    let warnings = report.warnings();
+    let verdict = match (report.passed(), warnings.len()) {
+        (false, _) => "❌ failed".to_owned(),
+        (true, 0) => "✅ passed".to_owned(),
+        (true, n) => format!("⚠️ passed with {n} warning(s)"),
     };
     let _ = writeln!(
         md,
@@ -43,6 +45,22 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
     );
     if report.target.simulated {
         let _ = writeln!(md, "> [!WARNING]\n> **{SIMULATED_LINE}**\n");
+    }
+    if !warnings.is_empty() {
+        let _ = writeln!(
+            md,
+            "> [!WARNING]\n> **{} warning(s)** — the steps passed, but:",
+            warnings.len()
+        );
+        for (step, warning) in &warnings {
+            let _ = writeln!(
+                md,
+                "> - **{}**: {}",
+                inline(&clean_line(step)),
+                inline(&clean_line(warning))
+            );
+        }
+        md.push('\n');
     }
     let started = report
         .started_at
@@ -165,6 +183,10 @@ fn findings(md: &mut String, findings: &[Finding]) {
 
 fn step_row(md: &mut String, step: &StepReport, prefix: &str) {
     let (result, message) = match &step.outcome {
+        Outcome::Passed if step.warned() => (
+            "⚠️ passed with warning",
+            cell(&clean(&step.warnings.join("\n"))),
+        ),
         Outcome::Passed => ("✅ passed", String::new()),
         Outcome::Failed { message } => ("❌ failed", cell(&clean(message))),
         Outcome::Skipped { reason } => ("⏭ skipped", cell(&clean(reason))),
