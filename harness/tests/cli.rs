@@ -237,7 +237,11 @@ fn azurite_runs_in_the_foreground_until_interrupted() {
         .unwrap();
     assert!(status.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "Ctrl-C is how `edw azurite` ends");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "Ctrl-C is how `edw azurite` ends, and an interruption exits 130"
+    );
     let port: u16 = endpoints[0]
         .trim_start_matches("http://127.0.0.1:")
         .split('/')
@@ -286,7 +290,7 @@ fn azurite_in_the_foreground_prints_every_queue_partition() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(child.wait().unwrap().code(), Some(130));
 }
 
 #[test]

@@ -67,20 +67,21 @@ pub fn main() -> ExitCode {
         let cancel = CancellationToken::new();
         let interrupted = spawn_signal_handler(cancel.clone());
         let result = commands::run(cli, &cancel).await;
-        let was_interrupted = interrupted.is_cancelled();
-        // Commands that run until Ctrl-C end with their own code; a failure caused by the
-        // interruption is reported as one.
-        match result {
+        let code = match result {
             Ok(code) => code,
             Err(failure) => {
                 let text = crate::secrets::redact(&error_text(&failure.error));
                 eprintln!("error: {text}");
-                if was_interrupted {
-                    exit::INTERRUPTED
-                } else {
-                    failure.code
-                }
+                failure.code
             }
+        };
+        // A command stopped by Ctrl-C or SIGTERM exits 130 whatever it then reported: also
+        // one that runs until Ctrl-C (produce, consume, azurite, twin serve), and one whose
+        // failure the interruption caused.
+        if interrupted.is_cancelled() {
+            exit::INTERRUPTED
+        } else {
+            code
         }
     });
     // Child processes (Azurite) were killed on drop; do not wait for stray tasks.
