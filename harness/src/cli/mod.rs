@@ -47,6 +47,32 @@ impl Failure {
             error: error.into(),
         }
     }
+
+    /// A target that does not open: its configuration (2) or its environment (3).
+    pub fn target(error: crate::target::TargetError) -> Self {
+        if error.is_configuration() {
+            Failure::usage(error)
+        } else {
+            Failure::environment(error)
+        }
+    }
+
+    /// A storage failure: its configuration (2) or the service (3: unreachable, refused).
+    pub fn storage(error: crate::storage::StorageError) -> Self {
+        if error.is_configuration() {
+            Failure::usage(error)
+        } else {
+            Failure::environment(error)
+        }
+    }
+
+    /// The same failure, with `context` in front of its message.
+    pub fn context(self, context: impl std::fmt::Display + Send + Sync + 'static) -> Self {
+        Failure {
+            code: self.code,
+            error: self.error.context(context),
+        }
+    }
 }
 
 /// Runs the CLI with the process's arguments and returns its exit code.

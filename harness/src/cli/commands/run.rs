@@ -52,9 +52,9 @@ pub async fn run(
     };
     let live = !args.plain && std::io::stderr().is_terminal();
     eprintln!("opening the {} target…", kind.name());
-    let target = match Target::open(kind, &config).await {
+    let target = match session::open_target(kind, &config).await {
         Ok(target) => target,
-        Err(e) => return Err(delete_on_failure(Failure::environment(e)).await),
+        Err(failure) => return Err(delete_on_failure(failure).await),
     };
     let target = Arc::new(target);
     let info = target.info();
