@@ -4,51 +4,11 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::cli::{edw, edw_on, run};
 use support::{eventually, Env};
-
-fn edw() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
-    // A clean configuration: only what each test sets.
-    for key in [
-        "AZURE_STORAGE_ACCOUNT_NAME",
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_STORAGE_KEY",
-        "AZURE_QUEUE_NAME",
-        "AZURE_TABLE_NAME",
-        "EDW_STORAGE_AUTH",
-        "EDW_DEPLOY_STATE",
-        "RUST_LOG",
-    ] {
-        command.env_remove(key);
-    }
-    command.current_dir(std::env::temp_dir());
-    command
-}
-
-/// `edw` pointed at the test's Azurite.
-fn edw_on(env: &Env) -> Command {
-    let mut command = edw();
-    command
-        .env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
-        .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint());
-    command
-}
-
-fn run(command: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("run edw");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
 
 #[test]
 fn roundtrip_on_embedded_azurite_reports_exact_delivery() {
