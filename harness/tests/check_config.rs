@@ -2,25 +2,14 @@
 //! deliberately wrong configurations, the deploy script's unset resource group, bad input
 //! (exit 2, naming the file) and JSON output.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// `edw check-config` in `dir` with a clean configuration.
 fn check_config(dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
-    for key in [
-        "AZURE_STORAGE_ACCOUNT_NAME",
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_STORAGE_KEY",
-        "AZURE_QUEUE_NAME",
-        "AZURE_TABLE_NAME",
-        "EDW_STORAGE_AUTH",
-        "EDW_DEPLOY_STATE",
-        "RUST_LOG",
-    ] {
-        command.env_remove(key);
-    }
-    command
+    support::cli::edw()
         .current_dir(dir)
         .arg("check-config")
         .args(args)

@@ -4,51 +4,11 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::cli::{edw, edw_on, run};
 use support::{eventually, Env};
-
-fn edw() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
-    // A clean configuration: only what each test sets.
-    for key in [
-        "AZURE_STORAGE_ACCOUNT_NAME",
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_STORAGE_KEY",
-        "AZURE_QUEUE_NAME",
-        "AZURE_TABLE_NAME",
-        "EDW_STORAGE_AUTH",
-        "EDW_DEPLOY_STATE",
-        "RUST_LOG",
-    ] {
-        command.env_remove(key);
-    }
-    command.current_dir(std::env::temp_dir());
-    command
-}
-
-/// `edw` pointed at the test's Azurite.
-fn edw_on(env: &Env) -> Command {
-    let mut command = edw();
-    command
-        .env("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
-        .env("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint());
-    command
-}
-
-fn run(command: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("run edw");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
 
 #[test]
 fn roundtrip_on_embedded_azurite_reports_exact_delivery() {
@@ -237,7 +197,11 @@ fn azurite_runs_in_the_foreground_until_interrupted() {
         .unwrap();
     assert!(status.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "Ctrl-C is how `edw azurite` ends");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "Ctrl-C is how `edw azurite` ends, and an interruption exits 130"
+    );
     let port: u16 = endpoints[0]
         .trim_start_matches("http://127.0.0.1:")
         .split('/')
@@ -286,7 +250,7 @@ fn azurite_in_the_foreground_prints_every_queue_partition() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(child.wait().unwrap().code(), Some(130));
 }
 
 #[test]

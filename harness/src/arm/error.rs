@@ -102,6 +102,18 @@ impl ArmError {
         }
     }
 
+    /// True when ARM itself is out of reach or refuses the caller (no token, a refused token,
+    /// no answer, still throttled): the environment is at fault, not the resource asked for.
+    pub fn is_access_failure(&self) -> bool {
+        match self {
+            ArmError::Token { .. } | ArmError::Transport { .. } | ArmError::Throttled { .. } => {
+                true
+            }
+            ArmError::Http { status, .. } => matches!(status, 401 | 403),
+            _ => false,
+        }
+    }
+
     /// True for [`ArmError::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, ArmError::NotFound { .. })

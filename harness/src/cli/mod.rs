@@ -47,6 +47,32 @@ impl Failure {
             error: error.into(),
         }
     }
+
+    /// A target that does not open: its configuration (2) or its environment (3).
+    pub fn target(error: crate::target::TargetError) -> Self {
+        if error.is_configuration() {
+            Failure::usage(error)
+        } else {
+            Failure::environment(error)
+        }
+    }
+
+    /// A storage failure: its configuration (2) or the service (3: unreachable, refused).
+    pub fn storage(error: crate::storage::StorageError) -> Self {
+        if error.is_configuration() {
+            Failure::usage(error)
+        } else {
+            Failure::environment(error)
+        }
+    }
+
+    /// The same failure, with `context` in front of its message.
+    pub fn context(self, context: impl std::fmt::Display + Send + Sync + 'static) -> Self {
+        Failure {
+            code: self.code,
+            error: self.error.context(context),
+        }
+    }
 }
 
 /// Runs the CLI with the process's arguments and returns its exit code.
@@ -67,20 +93,21 @@ pub fn main() -> ExitCode {
         let cancel = CancellationToken::new();
         let interrupted = spawn_signal_handler(cancel.clone());
         let result = commands::run(cli, &cancel).await;
-        let was_interrupted = interrupted.is_cancelled();
-        // Commands that run until Ctrl-C end with their own code; a failure caused by the
-        // interruption is reported as one.
-        match result {
+        let code = match result {
             Ok(code) => code,
             Err(failure) => {
                 let text = crate::secrets::redact(&error_text(&failure.error));
                 eprintln!("error: {text}");
-                if was_interrupted {
-                    exit::INTERRUPTED
-                } else {
-                    failure.code
-                }
+                failure.code
             }
+        };
+        // A command stopped by Ctrl-C or SIGTERM exits 130 whatever it then reported: also
+        // one that runs until Ctrl-C (produce, consume, azurite, twin serve), and one whose
+        // failure the interruption caused.
+        if interrupted.is_cancelled() {
+            exit::INTERRUPTED
+        } else {
+            code
         }
     });
     // Child processes (Azurite) were killed on drop; do not wait for stray tasks.

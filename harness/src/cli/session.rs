@@ -3,7 +3,8 @@
 
 use crate::azurite::{Azurite, AzuriteOptions};
 use crate::config::{Config, ConfigInputs, StorageChoice};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageAuth};
+use crate::target::{Target, TargetKind};
 
 use super::args::GlobalArgs;
 use super::Failure;
@@ -58,10 +59,57 @@ pub async fn open(global: &GlobalArgs) -> Result<Session, Failure> {
             (azurite.storage_target(), Some(azurite))
         }
     };
-    let storage = Storage::connect(&target).map_err(Failure::environment)?;
+    let storage = Storage::connect(&target).map_err(Failure::storage)?;
+    check_storage_access(&storage, &config).await?;
     Ok(Session {
         config,
         storage,
         azurite,
     })
+}
+
+/// Opens the target of `edw run` and the phase commands, then checks its storage before any
+/// step creates anything: a configuration error exits 2, a cluster or storage that does not
+/// answer or refuses the credentials exits 3 (never a failed step, never a half deployment).
+pub async fn open_target(kind: TargetKind, config: &Config) -> Result<Target, Failure> {
+    let target = Target::open(kind, config).await.map_err(Failure::target)?;
+    if let Err(failure) = check_storage_access(target.storage(), config).await {
+        target.shutdown().await;
+        return Err(failure);
+    }
+    Ok(target)
+}
+
+/// Reads the configured queue and table (creating nothing); a failure names the settings the
+/// credentials came from.
+async fn check_storage_access(storage: &Storage, config: &Config) -> Result<(), Failure> {
+    storage
+        .check_access(config.queue_name(), config.table_name())
+        .await
+        .map_err(|error| {
+            Failure::storage(error).context(format!(
+                "storage access check ({}; check {})",
+                storage.describe(),
+                credential_settings(config)
+            ))
+        })
+}
+
+/// Where the storage credentials of `config` come from, in the user's words.
+fn credential_settings(config: &Config) -> &'static str {
+    match config.storage() {
+        Ok(StorageChoice::Target(target)) => match target.auth {
+            StorageAuth::ConnectionString(_) => "AZURE_STORAGE_CONNECTION_STRING",
+            StorageAuth::AccountKey(_) => {
+                "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_KEY (and EDW_QUEUE_ENDPOINT / EDW_TABLE_ENDPOINT if set)"
+            }
+            StorageAuth::EntraId => {
+                "AZURE_STORAGE_ACCOUNT_NAME and the Entra ID sign-in's data roles on it (Storage Queue / Table Data Contributor)"
+            }
+            StorageAuth::DevelopmentAccount => {
+                "that the Azurite at EDW_AZURITE_QUEUE_ENDPOINT / EDW_AZURITE_TABLE_ENDPOINT is running"
+            }
+        },
+        Ok(StorageChoice::EmbeddedAzurite) | Err(_) => "the embedded Azurite",
+    }
 }

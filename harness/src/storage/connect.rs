@@ -215,6 +215,17 @@ impl Storage {
         &self.table_endpoint
     }
 
+    /// Reads queue `queue` and table `table` without creating or changing anything: a refused
+    /// credential, a missing data role or an unreachable service shows here, before a command
+    /// creates anything. A queue or table that does not exist yet is fine.
+    pub async fn check_access(&self, queue: &str, table: &str) -> Result<(), StorageError> {
+        self.queue(queue).exists().await?;
+        self.table(table)
+            .get::<serde_json::Value>(ACCESS_CHECK_KEY, ACCESS_CHECK_KEY)
+            .await?;
+        Ok(())
+    }
+
     /// One line for logs: endpoints and how the suite authenticates.
     pub fn describe(&self) -> String {
         let partitions = match self.queues.len() {
@@ -229,6 +240,9 @@ impl Storage {
         )
     }
 }
+
+/// The partition and row key [`Storage::check_access`] reads (an entity nobody writes).
+const ACCESS_CHECK_KEY: &str = "edw-access-check";
 
 struct Resolved {
     credentials: StorageCredentials,

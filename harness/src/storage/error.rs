@@ -92,6 +92,12 @@ impl StorageError {
         self.status() == Some(409)
     }
 
+    /// True when the storage configuration itself cannot work (fix the settings, not the
+    /// environment).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, StorageError::Config(_))
+    }
+
     /// True for a refused credential.
     pub fn is_authentication(&self) -> bool {
         matches!(

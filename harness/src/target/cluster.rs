@@ -69,6 +69,20 @@ pub struct ClusterTarget {
 impl ClusterTarget {
     pub async fn open(kind: TargetKind, config: &Config) -> Result<ClusterTarget, TargetError> {
         refuse_queue_partitions(kind, config)?;
+        // The configuration first: a missing setting is reported as such, whatever the cluster.
+        let storage_target = match config.storage()? {
+            StorageChoice::Target(target) => target,
+            StorageChoice::EmbeddedAzurite => {
+                return Err(TargetError::Config(crate::config::ConfigError::Missing {
+                    key: "AZURE_STORAGE_ACCOUNT_NAME".to_owned(),
+                    why: format!(
+                        "the {} target needs storage the cluster can reach: an account (deploy.state or AZURE_STORAGE_*) or EDW_AZURITE_* endpoints",
+                        kind.name()
+                    ),
+                }))
+            }
+        };
+        let storage = Storage::connect(&storage_target)?;
         let context = std::env::var("EDW_KUBE_CONTEXT")
             .ok()
             .filter(|c| !c.is_empty());
@@ -98,19 +112,6 @@ impl ClusterTarget {
                     url: url.clone(),
                     reason: crate::secrets::redact(&e.to_string()),
                 })?;
-        let storage_target = match config.storage()? {
-            StorageChoice::Target(target) => target,
-            StorageChoice::EmbeddedAzurite => {
-                return Err(TargetError::Config(crate::config::ConfigError::Missing {
-                    key: "AZURE_STORAGE_ACCOUNT_NAME".to_owned(),
-                    why: format!(
-                        "the {} target needs storage the cluster can reach: an account (deploy.state or AZURE_STORAGE_*) or EDW_AZURITE_* endpoints",
-                        kind.name()
-                    ),
-                }))
-            }
-        };
-        let storage = Storage::connect(&storage_target)?;
         let connection = connection_for_pods(&storage_target);
         // A served twin says so in /version: its results stay labelled simulated.
         let simulated = client

@@ -64,6 +64,23 @@ pub enum TargetError {
     Unreachable { url: String, reason: String },
 }
 
+impl TargetError {
+    /// True when the settings are at fault (an unknown target, a missing or invalid variable, a
+    /// kubeconfig or context that cannot be used), false when the environment is (a cluster,
+    /// storage or Azurite that does not answer or refuses the credentials).
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            TargetError::Unknown(_) | TargetError::Config(_) | TargetError::Kubeconfig { .. } => {
+                true
+            }
+            TargetError::Storage(error) => error.is_configuration(),
+            TargetError::Azurite(_) | TargetError::Twin(_) | TargetError::Unreachable { .. } => {
+                false
+            }
+        }
+    }
+}
+
 /// What the target's API serves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod arm_replay;
+pub mod cli;
 pub mod served;
 
 use std::future::Future;

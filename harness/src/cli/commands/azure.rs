@@ -83,6 +83,7 @@ pub async fn check(global: &GlobalArgs, args: &AzureArgs) -> Result<u8, Failure>
     }
     let deployment = Deployment::from_config(&config, &env).map_err(Failure::usage)?;
     let client = client(args)?;
+    check_arm_access(&client, &deployment).await?;
     let checks = validate(&client, &deployment).await;
     let mut failed = 0;
     for check in &checks {
@@ -102,4 +103,18 @@ pub async fn check(global: &GlobalArgs, args: &AzureArgs) -> Result<u8, Failure>
     } else {
         exit::CHECK_FAILED
     })
+}
+
+/// Reads the deployment's resource group once before the checks: when ARM does not answer or
+/// refuses the credentials, that is the environment (exit 3), not a dozen failed checks.
+async fn check_arm_access(client: &ArmClient, deployment: &Deployment) -> Result<(), Failure> {
+    match client
+        .get(&deployment.resource_group_id(), crate::arm::api::RESOURCE_GROUPS)
+        .await
+    {
+        Err(error) if error.is_access_failure() => Err(Failure::environment(error).context(
+            "Azure Resource Manager does not answer or refuses the credentials (check the Azure sign-in or EDW_ARM_TOKEN, and --arm-url / EDW_ARM_URL)",
+        )),
+        _ => Ok(()),
+    }
 }

@@ -71,7 +71,7 @@ pub async fn run(
     let target = Arc::new(
         Target::open(TargetKind::Local, &config)
             .await
-            .map_err(Failure::environment)?,
+            .map_err(Failure::target)?,
     );
     // Observation latency first, while the target is fresh.
     eprintln!("measuring observation latency…");
@@ -250,7 +250,7 @@ pub async fn run(
         eprintln!("opening the kube target for the idle measurement…");
         let kube = Target::open(TargetKind::Kube, &config)
             .await
-            .map_err(Failure::environment)?;
+            .map_err(Failure::target)?;
         let label = if kube.info().simulated {
             "the kube target (a served twin in another process: the harness alone)".to_owned()
         } else {

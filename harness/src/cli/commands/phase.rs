@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::args::{GlobalArgs, PhaseArgs};
 use crate::cli::{exit, session, Failure};
 use crate::scenario::{flow, run as run_scenario, run_state, Context, FlowSettings, RunOptions};
-use crate::target::{Target, TargetKind};
+use crate::target::TargetKind;
 
 pub async fn run(
     phase: &str,
@@ -34,14 +34,14 @@ pub async fn run(
         .map_err(Failure::usage)?;
     }
     let config = session::load_config(global)?;
-    let target = match Target::open(kind, &config).await {
+    let target = match session::open_target(kind, &config).await {
         Ok(target) => Arc::new(target),
-        Err(e) => {
+        Err(failure) => {
             // The cluster of a `--deploy` run lives in the group it deployed: when it cannot be
             // reached, the group is still deleted (everything of the run is in it).
             if phase == "cleanup" {
                 if let Some(group) = run_state::deployed_group(&args.run_state) {
-                    eprintln!("the target does not open ({e}); deleting resource group {} (the run deployed it)…", group.resource_group);
+                    eprintln!("the target does not open ({:#}); deleting resource group {} (the run deployed it)…", failure.error, group.resource_group);
                     return match flow::delete_group(&group).await {
                         Ok(done) => {
                             println!("{done}");
@@ -51,7 +51,7 @@ pub async fn run(
                     };
                 }
             }
-            return Err(Failure::environment(e));
+            return Err(failure);
         }
     };
     let settings = FlowSettings {

@@ -63,9 +63,9 @@ pub async fn run(
     };
     let live = !args.plain && std::io::stderr().is_terminal();
     eprintln!("opening the {} target…", kind.name());
-    let target = match Target::open(kind, &config).await {
+    let target = match session::open_target(kind, &config).await {
         Ok(target) => target,
-        Err(e) => return Err(delete_on_failure(Failure::environment(e)).await),
+        Err(failure) => return Err(delete_on_failure(failure).await),
     };
     let target = Arc::new(target);
     let info = target.info();
@@ -169,9 +169,8 @@ pub async fn run(
         "reports: {} (junit.xml, timeline.json, timeline.svg, summary.md)",
         dir.display()
     );
-    Ok(if cancel.is_cancelled() {
-        exit::INTERRUPTED
-    } else if report.passed() {
+    // An interrupted run exits 130 (crate::cli::main), whatever its report says.
+    Ok(if report.passed() {
         exit::OK
     } else {
         exit::CHECK_FAILED
