@@ -313,16 +313,14 @@ async fn the_teams_objects_survive_every_way_a_local_run_ends() {
     every_in_process_ending(&target, &config, &planted, true).await;
 }
 
-fn kube_client(kubeconfig: &Path) -> impl std::future::Future<Output = kube::Client> + '_ {
-    async move {
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .unwrap();
-        kube::Client::try_from(config).unwrap()
-    }
+async fn kube_client(kubeconfig: &Path) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
 }
 
 /// `edw run --target kube` in another process, stopped by `stop` once the run has created its
