@@ -250,3 +250,103 @@ async fn bench_prints_every_figure_and_measures_idle_on_another_process() {
         assert!(report.contains(figure), "{figure} missing:\n{report}");
     }
 }
+
+/// `edw twin serve` prints what another shell needs (an absolute KUBECONFIG, the target and the
+/// storage endpoints its pods and KEDA read): with those lines alone, `edw run --target kube`
+/// runs against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_lines_twin_serve_prints_are_all_a_kube_run_needs() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
+    serve
+        .args(["twin", "serve", "--kubeconfig", "twin.kubeconfig"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped());
+    use_azurite(&mut serve, &env);
+    serve.current_dir(dir.path());
+    let mut served = KillOnDrop(serve.spawn().unwrap());
+    let mut exports = Vec::new();
+    for line in BufReader::new(served.0.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(export) = line.trim().strip_prefix("export ") {
+            let (key, value) = export.split_once('=').unwrap();
+            exports.push((key.to_owned(), value.to_owned()));
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let keys: Vec<&str> = exports.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "KUBECONFIG",
+            "EDW_TARGET",
+            "EDW_AZURITE_QUEUE_ENDPOINT",
+            "EDW_AZURITE_TABLE_ENDPOINT"
+        ]
+    );
+    assert!(
+        std::path::Path::new(&exports[0].1).is_absolute(),
+        "{exports:?}"
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_edw"))
+        .args(["run", "--plain", "--messages", "200", "--report-dir"])
+        .arg(elsewhere.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .envs(exports.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("flow::burst on kube: SIMULATED"),
+        "{stdout}"
+    );
+    drop(served);
+}
+
+/// A served twin whose pods and KEDA read another Azurite than the harness: the scale-out
+/// step fails as soon as KEDA reports it cannot read the queue, naming both sides, instead of
+/// waiting out its 150 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_reading_other_storage_is_named_at_once() {
+    let cluster_storage = Env::start().await;
+    let harness_storage = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let _served = serve_twin(&cluster_storage, &kubeconfig, &[]);
+    let output = edw_on_served_twin(
+        &harness_storage,
+        &kubeconfig,
+        &["run", "--target", "kube", "--plain", "--messages", "500"],
+    )
+    .arg("--report-dir")
+    .arg(dir.path())
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("FAIL scale: replicas reach the modelled peak"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains("the cluster's KEDA cannot read the queue")
+            && line.contains("KEDAScalerFailed")
+            && line.contains("the harness sees 500 messages on queue aws2azmsgs-"),
+        "{line}"
+    );
+    // The guard's diagnosis, not the step's timeout ("expected desired replicas = 15 within").
+    assert!(!line.contains("within 150 s"), "{line}");
+}

@@ -78,9 +78,17 @@ pub async fn serve(
         served.url(),
         args.scale
     );
+    // Absolute, so the export works from any directory.
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
     println!("kubeconfig written to {}", path.display());
-    println!("  export KUBECONFIG={}", path.display());
-    println!("storage: {}", session.storage.describe());
+    println!(
+        "storage its consumer pods and KEDA read: {}",
+        session.storage.describe()
+    );
+    println!("for `edw run --target kube` (and kubectl) against this twin, in another shell:");
+    for line in export_lines(&session, &path) {
+        println!("  {line}");
+    }
     println!("Ctrl-C stops it.");
     let engine = Arc::new(Mutex::new(engine));
     let governor = ClockGovernor::start(clock.clone(), cancel.clone());
@@ -95,6 +103,42 @@ pub async fn serve(
     .await;
     served.shutdown().await;
     Ok(exit::OK)
+}
+
+/// The `export` lines another shell needs to run against this twin with the same storage: the
+/// kubeconfig, and the Azurite endpoints (or the account) its pods and KEDA read. Secrets
+/// are never printed: a key or connection string is named, not shown.
+fn export_lines(session: &session::Session, kubeconfig: &std::path::Path) -> Vec<String> {
+    let mut lines = vec![
+        format!("export KUBECONFIG={}", kubeconfig.display()),
+        "export EDW_TARGET=kube".to_owned(),
+    ];
+    let config = &session.config;
+    let azurite = match &session.azurite {
+        Some(azurite) => Some((
+            azurite.queue_endpoints().join(","),
+            azurite.table_endpoint().to_owned(),
+        )),
+        None => config
+            .get("EDW_AZURITE_QUEUE_ENDPOINT")
+            .zip(config.get("EDW_AZURITE_TABLE_ENDPOINT"))
+            .map(|(q, t)| (q.to_owned(), t.to_owned())),
+    };
+    match azurite {
+        Some((queue, table)) => {
+            lines.push(format!("export EDW_AZURITE_QUEUE_ENDPOINT={queue}"));
+            lines.push(format!("export EDW_AZURITE_TABLE_ENDPOINT={table}"));
+        }
+        None => {
+            if let Some(account) = config.get("AZURE_STORAGE_ACCOUNT_NAME") {
+                lines.push(format!("export AZURE_STORAGE_ACCOUNT_NAME={account}"));
+            }
+            lines.push(
+                "# and the same credential this twin was started with (not shown)".to_owned(),
+            );
+        }
+    }
+    lines
 }
 
 pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
