@@ -570,6 +570,8 @@ mod tests {
         let v = vars(&[
             ("AQS_TARGET_NAMESPACE", "aqs-demo"),
             ("AQS_TARGET_DEPLOYMENT", "aqs-app"),
+            ("SCALED_OBJECT_NAME", "aws2az-queue-scaleobj"),
+            ("TRIGGER_AUTHENTICATION_NAME", "keda-az-credentials"),
             ("AZURE_QUEUE_NAME", "aws2azmsgs"),
             ("AZURE_STORAGE_ACCOUNT_NAME", "storaksdemo"),
             ("MIN_REPLICA_COUNT", "0"),
@@ -590,5 +592,54 @@ mod tests {
         assert_eq!(objects[1]["spec"]["podIdentity"]["identityId"], "abc");
         let pool = render("default-pool.yaml", &v).unwrap();
         assert!(pool[0]["metadata"].get("uid").is_none());
+    }
+
+    #[test]
+    fn stamping_marks_every_object_and_ties_the_consumer_to_the_runs_pool() {
+        let mut objects = vec![
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "aqs-app-k3x9q2", "namespace": "aqs-demo"},
+                "spec": {"selector": {"matchLabels": {"app": "aqs-reader"}},
+                         "template": {"metadata": {"labels": {"app": "aqs-reader"}}, "spec": {}}}}),
+            render("default-pool.yaml", &vars(&[])).unwrap().remove(0),
+        ];
+        let owner = Ownership {
+            run_id: "k3x9q2".into(),
+            nodepool: Some("edw-k3x9q2".into()),
+        };
+        stamp_ownership(&mut objects, &owner);
+        for object in &objects {
+            assert_eq!(object["metadata"]["labels"][RUN_ID_LABEL], "k3x9q2");
+            assert_eq!(object["metadata"]["annotations"][RUN_ID_LABEL], "k3x9q2");
+        }
+        let deployment = &objects[0];
+        assert_eq!(
+            deployment["spec"]["selector"]["matchLabels"][RUN_ID_LABEL],
+            "k3x9q2"
+        );
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["nodeSelector"]["karpenter.sh/nodepool"],
+            "edw-k3x9q2"
+        );
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["tolerations"][0]["value"],
+            "k3x9q2"
+        );
+        let pool = &objects[1];
+        assert_eq!(pool["metadata"]["name"], "edw-k3x9q2");
+        assert!(pool["metadata"]["labels"]
+            .get("app.kubernetes.io/managed-by")
+            .is_none());
+        assert!(pool["metadata"]["annotations"]
+            .get("meta.helm.sh/release-name")
+            .is_none());
+        assert_eq!(
+            pool["spec"]["template"]["spec"]["taints"][0]["key"],
+            RUN_ID_LABEL
+        );
+        assert_eq!(
+            pool["spec"]["template"]["metadata"]["labels"][RUN_ID_LABEL],
+            "k3x9q2"
+        );
     }
 }

@@ -51,7 +51,7 @@ async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
     // Storage by connection string (as on kind with Azurite): a Secret for pods and KEDA, whose
     // value never reaches a report.
     assert!(
-        junit.contains("applied Secret edw-storage-connection"),
+        junit.contains("created Secret edw-storage-connection-"),
         "{junit}"
     );
     assert!(

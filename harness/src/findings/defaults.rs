@@ -14,7 +14,8 @@ use crate::scenario::context::{FlowSettings, Footprint, RunNames};
 /// The variables the flow renders the manifests with (`Context::template_vars`), from the
 /// configuration and the flow's default settings (the walkthrough's scaling numbers).
 pub fn template_vars(config: &Config) -> BTreeMap<String, String> {
-    let names = RunNames::for_run(config, Footprint::OwnNamespace);
+    // The walkthrough's names as configured (what the team deploys), not a run's own.
+    let names = RunNames::for_run(config, Footprint::UseDeployed);
     let s = FlowSettings::default();
     let account = config
         .get("AZURE_STORAGE_ACCOUNT_NAME")
@@ -37,7 +38,7 @@ pub fn template_vars(config: &Config) -> BTreeMap<String, String> {
         ("SERVICE_ACCOUNT", names.service_account),
         ("SCALED_OBJECT_NAME", names.scaled_object),
         ("TRIGGER_AUTHENTICATION_NAME", names.trigger_authentication),
-        ("STORAGE_SECRET_NAME", names.storage_secret),
+        ("STORAGE_SECRET_NAME", "edw-storage-connection".to_owned()),
         ("NODEPOOL_NAME", names.nodepool),
         ("AZURE_QUEUE_NAME", names.queue),
         ("AZURE_TABLE_NAME", names.table),
