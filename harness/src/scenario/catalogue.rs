@@ -4,13 +4,14 @@
 //! own settings, so a team can change queueLength or maxReplicaCount and the checks follow.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use tokio_util::sync::CancellationToken;
 
+pub use super::chaos::chaos;
 use super::context::{Context, FlowSettings};
 use super::flow::{
-    burst, cleanup_objects, cleanup_storage, deploy, drained_step, dynamic, install_scaled_object,
-    load, load_step, messages, nodes_grow_step, nodes_removed_step, poll_until, reconcile_run,
+    burst, cleanup_objects, cleanup_storage, deploy, drained_step, install_scaled_object, load,
+    load_step, messages, nodes_grow_step, nodes_removed_step, poll_until, reconcile_run,
     record_counts, scale_out_step, scaled_in_step, stranded_on_queue, verify_step, wait_modelled,
     StrandedTail, S,
 };
@@ -709,73 +710,13 @@ fn kill_pods(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
-/// Chaos mid-drain: 30 % of the consumer pods killed at random three times, then every
-/// NodeClaim of the run's NodePool deleted while consumers run on its nodes (their pods are
-/// drained, Karpenter provisions replacements); every message is still processed once.
-pub fn chaos(messages: u64) -> Scenario {
-    let settings = FlowSettings {
-        messages,
-        ..FlowSettings::default()
-    };
-    scenario(
-        "flow::chaos",
-        settings,
-        vec![
-            load_step(),
-            kill_random_pods_step(),
-            remove_nodes_step(),
-            drained_step(),
-            scaled_in_step(),
-            verify_step(),
-        ],
-    )
-}
-
-/// Deletes every NodeClaim of the run's NodePool once consumer pods run on its nodes, and waits
-/// for Karpenter to provision a replacement.
-pub fn remove_nodes_step() -> Step {
-    Step::new(
-        "chaos: every Karpenter NodeClaim deleted mid-drain, and replaced",
-        S(7200),
-        remove_nodes,
-    )
-}
-
-/// Kills 30 % of the Running consumer pods (at least one), three times: each round after the
-/// Deployment has replaced the previous round's pods (or a polling interval has passed).
-pub fn kill_random_pods_step() -> Step {
-    Step::new(
-        "chaos: 30 % of the consumer pods killed at random, three times",
-        S(7200),
-        kill_random_pods,
-    )
-}
-
-fn nodeclaims(ctx: &Context) -> Api<DynamicObject> {
-    Api::all_with(
-        ctx.target.client(),
-        &dynamic("karpenter.sh", "v1", "NodeClaim", "nodeclaims"),
-    )
-}
-
-/// The run's NodePool's NodeClaims that are not being deleted.
-async fn live_claims(claims: &Api<DynamicObject>, pool: &str) -> Result<Vec<String>, String> {
-    let list = claims
-        .list(&ListParams::default().labels(&format!("karpenter.sh/nodepool={pool}")))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|c| c.metadata.deletion_timestamp.is_none())
-        .filter_map(|c| c.metadata.name)
-        .collect())
-}
-
 /// Running, not terminating consumer pods.
 /// `selector` picks the run's consumer pods ([`Context::pod_selector`]): in a shared namespace
 /// the team's own consumer pods are never counted, let alone killed.
-async fn running_consumers(pods: &Api<Pod>, selector: &str) -> Result<Vec<String>, String> {
+pub(super) async fn running_consumers(
+    pods: &Api<Pod>,
+    selector: &str,
+) -> Result<Vec<String>, String> {
     let list = pods
         .list(&ListParams::default().labels(selector))
         .await
@@ -789,170 +730,4 @@ async fn running_consumers(pods: &Api<Pod>, selector: &str) -> Result<Vec<String
         })
         .filter_map(|p| p.metadata.name.clone())
         .collect())
-}
-
-fn remove_nodes(ctx: &mut Context) -> StepFuture<'_> {
-    if !ctx.target.capabilities().karpenter {
-        return Box::pin(async {
-            StepResult::skipped(
-                "the cluster serves no karpenter.sh API: there are no Karpenter nodes to remove",
-            )
-        });
-    }
-    Box::pin(async move {
-        let claims = nodeclaims(ctx);
-        let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
-        let selector = ctx.pod_selector();
-        let pool = ctx.names.nodepool.clone();
-        let within = ctx.model().timeouts(messages(ctx)).nodes_grow;
-        let clock = ctx.clock();
-        let ready = poll_until(&clock, within, || async {
-            let running = running_consumers(&pods, &selector).await?;
-            let live = live_claims(&claims, &pool).await?;
-            if running.len() >= 3 && !live.is_empty() {
-                Ok((live, running.len()))
-            } else {
-                Err(format!(
-                    "{} consumer pods Running, {} NodeClaims",
-                    running.len(),
-                    live.len()
-                ))
-            }
-        })
-        .await;
-        let (doomed, running) = match ready {
-            Ok(found) => found,
-            Err(last) => {
-                return StepResult::failed(format!("no consumers on Karpenter nodes: {last}"), [])
-            }
-        };
-        for name in &doomed {
-            if let Err(e) = claims.delete(name, &DeleteParams::default()).await {
-                return StepResult::failed(format!("deleting NodeClaim {name}: {e}"), []);
-            }
-        }
-        let mut details = vec![format!(
-            "deleted {} NodeClaims ({}) while {running} consumer pods ran",
-            doomed.len(),
-            doomed.join(", ")
-        )];
-        ctx.property("chaos.nodeclaims_deleted", doomed.len());
-        let replaced = poll_until(&clock, within, || async {
-            let live = live_claims(&claims, &pool).await?;
-            let new: Vec<String> = live.into_iter().filter(|c| !doomed.contains(c)).collect();
-            if new.is_empty() {
-                Err("no replacement NodeClaim yet".to_owned())
-            } else {
-                Ok(new)
-            }
-        })
-        .await;
-        match replaced {
-            Ok(new) => {
-                details.push(format!(
-                    "Karpenter provisioned {} replacement(s): {}",
-                    new.len(),
-                    new.join(", ")
-                ));
-                StepResult::passed(details)
-            }
-            Err(last) => StepResult::failed(
-                format!("Karpenter did not replace the deleted nodes: {last}"),
-                details,
-            ),
-        }
-    })
-}
-
-fn kill_random_pods(ctx: &mut Context) -> StepFuture<'_> {
-    Box::pin(async move {
-        let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
-        let selector = ctx.pod_selector();
-        let within = ctx.model().timeouts(messages(ctx)).nodes_grow;
-        let poll = ctx.model().scaling.polling;
-        let clock = ctx.clock();
-        let mut details = Vec::new();
-        let mut total = 0usize;
-        // A fixed seed per run name: random, but the same pods for a re-run of the same run.
-        let mut seed = ctx
-            .names
-            .queue
-            .bytes()
-            .fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            });
-        for round in 1..=3 {
-            let running = poll_until(&clock, within, || async {
-                let names = running_consumers(&pods, &selector).await?;
-                if names.is_empty() {
-                    Err("no consumer pod Running".to_owned())
-                } else {
-                    Ok(names)
-                }
-            })
-            .await;
-            let mut names = match running {
-                Ok(names) => names,
-                Err(last) => {
-                    let depth = match ctx
-                        .target
-                        .storage()
-                        .queue(&ctx.names.queue)
-                        .approximate_count()
-                        .await
-                    {
-                        Ok(n) => format!("the queue holds about {n} messages"),
-                        Err(e) => format!("the queue depth could not be read: {e}"),
-                    };
-                    return StepResult::failed(
-                        format!("round {round}: {last}; {depth} (a drained backlog means the load was too small for three rounds of chaos: give the flow more messages)"),
-                        details,
-                    );
-                }
-            };
-            let kill = (names.len() * 3).div_ceil(10).max(1);
-            // Partial Fisher-Yates with an xorshift generator.
-            for i in 0..kill {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let j = i + (seed as usize) % (names.len() - i);
-                names.swap(i, j);
-            }
-            for name in &names[..kill] {
-                if let Err(e) = pods
-                    .delete(name, &DeleteParams::default().grace_period(0))
-                    .await
-                {
-                    return StepResult::failed(format!("deleting pod {name}: {e}"), details);
-                }
-            }
-            total += kill;
-            details.push(format!(
-                "round {round}: killed {kill} of {} running consumer pods",
-                names.len()
-            ));
-            if round == 3 {
-                break;
-            }
-            // The next round once the Deployment has replaced the killed pods: waiting a whole
-            // polling interval would let a small backlog drain before the third round.
-            let (before, doomed) = (names.len(), names[..kill].to_vec());
-            let replaced = poll_until(&clock, poll, || async {
-                let now = running_consumers(&pods, &selector).await?;
-                let fresh = now.iter().filter(|n| !doomed.contains(n)).count();
-                if fresh >= before {
-                    Ok(fresh)
-                } else {
-                    Err(format!("{fresh} of {before} consumer pods Running again"))
-                }
-            })
-            .await;
-            if let Err(last) = replaced {
-                details.push(format!("round {round}: not all replaced within a polling interval ({last}); next round anyway"));
-            }
-        }
-        ctx.property("chaos.pods_killed", total);
-        StepResult::passed(details)
-    })
 }

@@ -3,6 +3,7 @@
 //! report writers ([`report`]).
 
 pub mod catalogue;
+pub mod chaos;
 pub mod context;
 pub mod flow;
 pub mod model;

@@ -32,6 +32,15 @@ impl TargetClock {
         }
     }
 
+    /// Which clock this is, for the messages that state a time: "the twin's governed clock"
+    /// (simulated seconds) or "real time".
+    pub fn name(&self) -> &'static str {
+        match self {
+            TargetClock::Real => "real time",
+            TargetClock::Twin(_) => "the twin's governed clock",
+        }
+    }
+
     /// Target seconds per real second, now.
     pub fn rate(&self) -> f64 {
         match self {
@@ -98,6 +107,7 @@ mod tests {
     #[test]
     fn real_time_is_real() {
         let clock = TargetClock::Real;
+        assert_eq!(clock.name(), "real time");
         assert_eq!(clock.rate(), 1.0);
         assert_eq!(clock.real(Duration::from_secs(3)), Duration::from_secs(3));
         let a = clock.now();
