@@ -467,3 +467,127 @@ async fn the_teams_objects_survive_every_way_a_kube_run_ends() {
     let target = Arc::new(Target::open(TargetKind::Kube, &config).await.unwrap());
     every_in_process_ending(&target, &config, &planted, false).await;
 }
+
+/// `--use-deployed`: the team's consumer (the sample deployed by `edw twin serve
+/// --deploy-sample`) is loaded and observed; no Kubernetes object, queue or table is created or
+/// deleted, and verify counts only this run's messages although the team's table already holds
+/// rows of earlier traffic with the same message texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_deployed_creates_and_deletes_nothing_and_counts_only_its_messages() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let _served = serve_twin(
+        &env,
+        &kubeconfig,
+        &["--deploy-sample", "--activation-queue-length", "0"],
+    );
+    let client = kube_client(&kubeconfig).await;
+    // Earlier traffic in the team's table: the same texts a run sends, stamped long ago.
+    let table = env.storage.table("aws2azpmts");
+    for i in 1..=5u64 {
+        let row = harness::workload::ProcessedEntity {
+            partition_key: format!("earlier-{i}"),
+            row_key: "2020-01-01T00:00:00Z".to_owned(),
+            data: harness::workload::label(i),
+            src_stamp: "2020-01-01 00:00:00.000000".to_owned(),
+            date_stamp: "2020-01-01 00:00:01.000000".to_owned(),
+        };
+        table.insert(&row).await.unwrap();
+    }
+    let before = cluster_names(&client).await;
+    let output = edw_on_served_twin(
+        &env,
+        &kubeconfig,
+        &[
+            "run",
+            "--target",
+            "kube",
+            "--use-deployed",
+            "--plain",
+            "--messages",
+            "200",
+        ],
+    )
+    .arg("--report-dir")
+    .arg(dir.path())
+    .output()
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the deployed consumer (load and observe only)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(
+            "skip delete Kubernetes objects: --use-deployed: the run created no Kubernetes object"
+        ),
+        "{stdout}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("flow-burst-kube/junit.xml")).unwrap();
+    assert!(
+        junit.contains("processed once 200") && junit.contains("duplicated 0"),
+        "only this run's rows are counted:\n{junit}"
+    );
+    assert_eq!(
+        cluster_names(&client).await,
+        before,
+        "the run created or deleted a Kubernetes object"
+    );
+    assert!(env.storage.queue("aws2azmsgs").exists().await.unwrap());
+    assert_eq!(
+        table
+            .count(Some(
+                "PartitionKey ge 'earlier-' and PartitionKey lt 'earlier.'"
+            ))
+            .await
+            .unwrap(),
+        5,
+        "the team's earlier rows are untouched"
+    );
+
+    // On the local target there is nothing deployed: refused, naming the flag.
+    let mut local = Command::new(env!("CARGO_BIN_EXE_edw"));
+    local.args(["run", "--target", "local", "--use-deployed"]);
+    support::served::use_azurite(&mut local, &env);
+    let output = local.output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--use-deployed"));
+}
+
+/// Namespaces, NodePools, Deployments, ScaledObjects and ServiceAccounts by name.
+async fn cluster_names(client: &kube::Client) -> Vec<String> {
+    let mut names = Vec::new();
+    for (api_version, kind) in [
+        ("v1", "Namespace"),
+        ("karpenter.sh/v1", "NodePool"),
+        ("apps/v1", "Deployment"),
+        ("keda.sh/v1alpha1", "ScaledObject"),
+        ("v1", "ServiceAccount"),
+    ] {
+        let reference = Applied {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            namespace: None,
+            name: String::new(),
+        };
+        for object in api(client, &reference)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+        {
+            names.push(format!(
+                "{kind} {}/{}",
+                object.metadata.namespace.unwrap_or_default(),
+                object.metadata.name.unwrap_or_default()
+            ));
+        }
+    }
+    names.sort();
+    names
+}

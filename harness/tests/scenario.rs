@@ -30,12 +30,13 @@ async fn the_recorder_sees_changes_and_waits_report_what_they_saw() {
         "serviceaccount.yaml",
         "consumer-deployment.yaml",
     ] {
-        apply(
-            &client,
-            &render(template, &context.template_vars()).unwrap(),
-        )
-        .await
-        .unwrap();
+        let mut objects = render(template, &context.template_vars()).unwrap();
+        let owner = harness::manifests::Ownership {
+            run_id: context.names.run_id.clone(),
+            nodepool: None,
+        };
+        harness::manifests::stamp_ownership(&mut objects, &owner);
+        apply(&client, &objects).await.unwrap();
     }
     let recorder = Recorder::start(
         client.clone(),
@@ -49,10 +50,14 @@ async fn the_recorder_sees_changes_and_waits_report_what_they_saw() {
         .await
         .expect("the Deployment is seen");
 
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "aqs-demo");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &context.names.namespace);
     let patch = serde_json::json!({"spec": {"replicas": 3}});
     deployments
-        .patch("aqs-app", &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &context.names.deployment,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .unwrap();
     let three = Expect::new("desired replicas = 3", |o| o.desired == 3);
@@ -237,7 +242,10 @@ async fn keep_on_failure_keeps_the_resources_and_says_how_to_remove_them() {
         match &step.outcome {
             Outcome::Skipped { reason } => assert!(
                 reason.contains("--keep-on-failure")
-                    && reason.contains("kubectl delete namespace aqs-demo"),
+                    && reason.contains(&format!(
+                        "kubectl delete namespaces,nodepools.karpenter.sh -l edw-conformance/run-id={}",
+                        context.names.run_id
+                    )),
                 "{reason}"
             ),
             other => panic!("{other:?}"),
@@ -245,7 +253,11 @@ async fn keep_on_failure_keeps_the_resources_and_says_how_to_remove_them() {
     }
     let namespaces: Api<Namespace> = Api::all(target.client());
     assert!(
-        namespaces.get_opt("aqs-demo").await.unwrap().is_some(),
+        namespaces
+            .get_opt(&context.names.namespace)
+            .await
+            .unwrap()
+            .is_some(),
         "kept"
     );
     assert!(

@@ -223,6 +223,9 @@ pub struct Context {
     pub produced: Option<ProduceReport>,
     /// When the load started, on the recorder's clock.
     pub load_started_at: Option<f64>,
+    /// When the load started, as the sample stamps messages (`srcStamp`): with
+    /// [`Footprint::UseDeployed`], verify counts only the table's rows stamped since.
+    pub load_started_stamp: Option<String>,
     /// Karpenter nodes of the run's NodePool when the load started.
     pub nodes_before_load: u64,
     /// Kubernetes objects the run applied, in order (cleanup deletes them in reverse).
@@ -258,6 +261,7 @@ impl Context {
             recorder: None,
             produced: None,
             load_started_at: None,
+            load_started_stamp: None,
             nodes_before_load: 0,
             applied: Vec::new(),
             created_storage: false,
@@ -413,22 +417,23 @@ impl Context {
                 "az group delete --name {} --subscription {} --yes (or `edw sweep --yes` after its edw-expires tag)",
                 group.resource_group, group.subscription
             ),
-            None => format!(
-                "kubectl delete {} (each carries the label {}={}) && edw queue delete --queue {} (and table {})",
-                self.applied
-                    .iter()
-                    .rev()
-                    .map(|a| match &a.namespace {
-                        Some(ns) => format!("{} {} -n {ns}", a.kind.to_lowercase(), a.name),
-                        None => format!("{} {}", a.kind.to_lowercase(), a.name),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                crate::manifests::RUN_ID_LABEL,
-                self.names.run_id,
-                self.names.queue,
-                self.names.table
-            ),
+            None => {
+                let label = format!("{}={}", crate::manifests::RUN_ID_LABEL, self.names.run_id);
+                let kubectl = match self.footprint {
+                    // Everything of the run is in its namespace, but its NodePool.
+                    Footprint::OwnNamespace => {
+                        format!("kubectl delete namespaces,nodepools.karpenter.sh -l {label}")
+                    }
+                    _ => format!(
+                        "kubectl delete -n {} deployments,scaledobjects.keda.sh,triggerauthentications.keda.sh,secrets -l {label} && kubectl delete nodepools.karpenter.sh -l {label}",
+                        self.names.namespace
+                    ),
+                };
+                format!(
+                    "{kubectl} (only what carries this run's label) && edw queue delete --queue {} (and table {})",
+                    self.names.queue, self.names.table
+                )
+            }
         }
     }
 

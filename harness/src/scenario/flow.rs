@@ -16,7 +16,7 @@ use super::runner::{Scenario, Step, StepFuture, StepResult};
 use crate::manifests::{create, delete_owned, exists, render, stamp_ownership, Applied, Removal};
 use crate::observe::{consistently, eventually, Expect, Recorder};
 use crate::target::TargetClock;
-use crate::workload::{produce, reconcile, ProduceReport, ProducerPlan, Reconciliation};
+use crate::workload::{produce, ProduceReport, ProducerPlan, Reconciliation};
 
 pub(super) const S: fn(u64) -> Duration = Duration::from_secs;
 
@@ -495,6 +495,9 @@ pub(super) fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
 
 pub(super) fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
+        if ctx.footprint == Footprint::UseDeployed {
+            return validate_deployed_template(ctx).await;
+        }
         let pods: Api<Pod> = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
         let service_account = ctx.names.service_account.clone();
         let selector = ctx.pod_selector();
@@ -555,6 +558,60 @@ pub(super) fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
         ));
         StepResult::passed(details)
     })
+}
+
+/// `--use-deployed`: the deployed consumer's replicas are KEDA's to set (0 when the queue is
+/// idle), so its pod template is checked: workload identity and the service account.
+async fn validate_deployed_template(ctx: &Context) -> StepResult {
+    let names = &ctx.names;
+    let deployments: Api<Deployment> = Api::namespaced(ctx.target.client(), &names.namespace);
+    let deployment = match deployments.get_opt(&names.deployment).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return StepResult::failed(
+                format!(
+                    "Deployment {}/{} does not exist",
+                    names.namespace, names.deployment
+                ),
+                [],
+            )
+        }
+        Err(e) => {
+            return StepResult::failed(format!("reading Deployment {}: {e}", names.deployment), [])
+        }
+    };
+    let template = deployment.spec.map(|s| s.template).unwrap_or_default();
+    let label = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get("azure.workload.identity/use"))
+        .cloned();
+    let account = template.spec.and_then(|s| s.service_account_name);
+    let mut details = vec![format!(
+        "--use-deployed: the pod template of Deployment {}/{} (its replicas are KEDA's to set)",
+        names.namespace, names.deployment
+    )];
+    if label.as_deref() != Some("true") {
+        return StepResult::failed(
+            format!("the deployed consumer's pods lack the label azure.workload.identity/use=true (has {label:?})"),
+            details,
+        );
+    }
+    if account.as_deref() != Some(names.service_account.as_str()) {
+        return StepResult::failed(
+            format!(
+                "the deployed consumer runs as service account {account:?}, expected {}",
+                names.service_account
+            ),
+            details,
+        );
+    }
+    details.push(format!(
+        "label azure.workload.identity/use=true, service account {}",
+        names.service_account
+    ));
+    StepResult::passed(details)
 }
 
 pub(super) fn validate_nodepool(ctx: &mut Context) -> StepFuture<'_> {
@@ -705,6 +762,9 @@ pub(super) fn load(ctx: &mut Context) -> StepFuture<'_> {
             None => crate::observe::sample_once(&ctx.target.client(), &ctx.subject()).await,
         };
         ctx.nodes_before_load = before.nodes.get(&pool).copied().unwrap_or(0);
+        ctx.load_started_stamp = Some(crate::workload::format_stamp(
+            time::OffsetDateTime::now_utc(),
+        ));
         let queue = ctx.target.storage().queue(&ctx.names.queue);
         let plan = ProducerPlan::burst(ctx.settings.messages, ctx.settings.producer_concurrency);
         match produce(&queue, &plan, &CancellationToken::new()).await {
@@ -981,7 +1041,12 @@ pub(super) async fn reconcile_run(
         storage.table(&ctx.names.table),
         storage.queue(&ctx.names.poison),
     );
-    match reconcile(&produced, &table, &poison).await {
+    // The team's table (--use-deployed) holds earlier traffic too: only this run's rows count.
+    let since = match ctx.footprint {
+        Footprint::UseDeployed => ctx.load_started_stamp.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    match crate::workload::reconcile_since(&produced, &table, &poison, &since).await {
         Ok(result) => Ok((produced, result)),
         Err(e) => Err(StepResult::failed(format!("reading the table: {e}"), [])),
     }

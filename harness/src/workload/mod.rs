@@ -22,4 +22,4 @@ pub use message::{
     ProcessedEntity, ScaleMessage,
 };
 pub use producer::{produce, ProduceReport, ProducerError, ProducerPlan};
-pub use reconcile::{reconcile, Reconciliation};
+pub use reconcile::{reconcile, reconcile_since, Reconciliation};

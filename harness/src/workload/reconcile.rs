@@ -109,9 +109,21 @@ pub async fn reconcile(
     table: &Table,
     poison: &Queue,
 ) -> Result<Reconciliation, StorageError> {
+    reconcile_since(produced, table, poison, "").await
+}
+
+/// [`reconcile`] counting only the rows whose `srcStamp` is at or after `since` (the sample's
+/// `%Y-%m-%d %H:%M:%S.%f`, which sorts as it reads): in a table that also holds earlier traffic
+/// (the team's, with `--use-deployed`), only the messages stamped since this run's load began.
+pub async fn reconcile_since(
+    produced: &ProduceReport,
+    table: &Table,
+    poison: &Queue,
+    since: &str,
+) -> Result<Reconciliation, StorageError> {
     let rows: Vec<ProcessedEntity> = table.query(None).await?;
     let mut rows_per_message: BTreeMap<String, u64> = BTreeMap::new();
-    for row in rows {
+    for row in rows.into_iter().filter(|r| r.src_stamp.as_str() >= since) {
         *rows_per_message.entry(row.data).or_default() += 1;
     }
     let in_poison = if poison.exists().await? {
