@@ -523,9 +523,10 @@ async fn use_deployed_creates_and_deletes_nothing_and_counts_only_its_messages()
         "{stderr}"
     );
     assert!(
-        stdout.contains(
-            "skip delete Kubernetes objects: --use-deployed: the run created no Kubernetes object"
-        ),
+        stdout
+            .lines()
+            .any(|l| l.contains("skip delete Kubernetes objects")
+                && l.contains("--use-deployed: the run created no Kubernetes object")),
         "{stdout}"
     );
     let junit = std::fs::read_to_string(dir.path().join("flow-burst-kube/junit.xml")).unwrap();

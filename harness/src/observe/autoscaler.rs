@@ -28,17 +28,20 @@ pub struct AutoscalerView {
 }
 
 impl AutoscalerView {
-    /// KEDA says it cannot read the trigger's queue.
+    /// KEDA says it cannot read the trigger's queue now (Ready=False), with the newest
+    /// `KEDAScalerFailed` event's text as the reason when there is one. An event alone is
+    /// history (events stay after KEDA recovers), so it does not count by itself.
     pub fn scaler_error(&self) -> Option<String> {
-        if let Some(message) = &self.scaler_failed {
-            return Some(format!("KEDA event KEDAScalerFailed: {message}"));
+        let (status, message) = self.ready.as_ref()?;
+        if status != "False" {
+            return None;
         }
-        match &self.ready {
-            Some((status, message)) if status == "False" => {
-                Some(format!("ScaledObject Ready=False: {message}"))
+        Some(match &self.scaler_failed {
+            Some(event) => {
+                format!("ScaledObject Ready=False: {message}; KEDA event KEDAScalerFailed: {event}")
             }
-            _ => None,
-        }
+            None => format!("ScaledObject Ready=False: {message}"),
+        })
     }
 
     /// The autoscaler sees nothing to scale for: not Active, and the HPA's metric (if any) 0.
@@ -147,6 +150,8 @@ pub struct Agreement {
     pub queue: Queue,
     /// `activationQueueLength`: above it KEDA must be active.
     pub activation: u64,
+    /// KEDA's polling interval: a scaler error that lasts two of them is not a passing one.
+    pub polling: Duration,
     /// How long the cluster may take to see a backlog: polls and the HPA's sync.
     pub grace: Duration,
     pub clock: TargetClock,
@@ -158,8 +163,10 @@ pub struct Agreement {
 /// nothing while the harness sees more than `activation` messages, after `grace`.
 pub async fn disagreement(agreement: Agreement) -> Mismatch {
     let started = agreement.clock.now();
+    let mut failing_since: Option<Duration> = None;
     loop {
         agreement.clock.sleep(Duration::from_secs(5)).await;
+        // The harness must read the queue itself for a disagreement to mean anything.
         let Ok(depth) = agreement.queue.approximate_count().await else {
             continue;
         };
@@ -170,34 +177,41 @@ pub async fn disagreement(agreement: Agreement) -> Mismatch {
             &agreement.hpa,
         )
         .await;
-        let waited = agreement.clock.now().saturating_sub(started);
+        let now = agreement.clock.now();
+        let waited = now.saturating_sub(started);
         let harness = format!(
-            "the harness sees {depth} messages on queue {}",
+            "the harness reads queue {} ({depth} messages)",
             agreement.queue.name()
         );
         let details = vec![
             format!("cluster: {}", view.describe()),
             format!("harness: {harness}"),
             format!(
-                "after {:.0} s of target time (the cluster may take {} s: polls and the HPA's sync)",
+                "after {:.0} s of target time (the cluster may take {} s to see a backlog: polls and the HPA's sync)",
                 waited.as_secs_f64(),
                 agreement.grace.as_secs()
             ),
         ];
-        if depth > 0 {
-            if let Some(error) = view.scaler_error() {
-                return Mismatch {
-                    message: format!(
-                        "the cluster's KEDA cannot read the queue ({error}) while {harness}: the ScaledObject or its TriggerAuthentication points at another storage account or queue, or cannot authenticate"
-                    ),
-                    details,
-                };
+        match view.scaler_error() {
+            // Two polling intervals of errors (three failed polls in a row): not a passing
+            // one, such as a throttled request.
+            Some(error) => {
+                let since = *failing_since.get_or_insert(now);
+                if now.saturating_sub(since) >= agreement.polling * 2 {
+                    return Mismatch {
+                        message: format!(
+                            "the cluster's KEDA cannot read the queue ({error}) while {harness}: the ScaledObject or its TriggerAuthentication points at another storage account or queue, or cannot authenticate"
+                        ),
+                        details,
+                    };
+                }
             }
+            None => failing_since = None,
         }
         if depth > agreement.activation && waited > agreement.grace && view.sees_nothing() {
             return Mismatch {
                 message: format!(
-                    "the cluster's autoscaler sees nothing to scale ({}) while {harness} (above activationQueueLength {}): the cluster reads another storage account or queue than the harness, or cannot authenticate",
+                    "the cluster's autoscaler sees nothing to scale ({}) while {harness}, above activationQueueLength {}: the cluster reads another storage account or queue than the harness, or cannot authenticate",
                     view.describe(),
                     agreement.activation
                 ),
@@ -216,12 +230,22 @@ mod tests {
     }
 
     #[test]
-    fn a_scaler_failure_or_a_false_ready_is_an_error() {
+    fn a_false_ready_is_an_error_and_an_old_event_alone_is_not() {
         let failed = AutoscalerView {
+            ready: condition(
+                "False",
+                "Triggers defined in ScaledObject are not working correctly",
+            ),
             scaler_failed: Some("QueueNotFound".into()),
             ..AutoscalerView::default()
         };
         assert!(failed.scaler_error().unwrap().contains("QueueNotFound"));
+        let recovered = AutoscalerView {
+            ready: condition("True", ""),
+            scaler_failed: Some("QueueNotFound".into()),
+            ..AutoscalerView::default()
+        };
+        assert_eq!(recovered.scaler_error(), None);
         let not_ready = AutoscalerView {
             ready: condition(
                 "False",

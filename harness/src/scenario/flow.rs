@@ -677,7 +677,12 @@ pub(super) fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
         if let Err(message) = create_owned(ctx, template).await {
             return StepResult::failed(message, []);
         }
-        check_scaled_object(ctx).await
+        // Ready=True, or a KEDA that cannot read the queue the harness reads, named at once.
+        let guard = crate::observe::disagreement(agreement(ctx));
+        tokio::select! {
+            result = check_scaled_object(ctx) => result,
+            mismatch = guard => StepResult::failed(mismatch.message, mismatch.details),
+        }
     })
 }
 
@@ -888,6 +893,7 @@ fn agreement(ctx: &Context) -> crate::observe::Agreement {
         hpa: ctx.names.hpa.clone(),
         queue: ctx.target.storage().queue(&ctx.names.queue),
         activation: ctx.settings.activation_queue_length,
+        polling,
         grace: polling * 2 + Duration::from_secs(15),
         clock: ctx.clock(),
     }
