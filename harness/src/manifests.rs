@@ -463,30 +463,14 @@ pub async fn apply(
 ) -> Result<Vec<Applied>, ManifestError> {
     let mut applied = Vec::new();
     for object in objects {
-        let api_version = object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let kind = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let name = object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let (resource, namespaced) = resource_of(&api_version, &kind)
+        let Applied {
+            api_version,
+            kind,
+            namespace,
+            name,
+        } = reference_of(object)?;
+        let (resource, _) = resource_of(&api_version, &kind)
             .ok_or_else(|| ManifestError::UnknownKind { kind: kind.clone() })?;
-        let namespace = namespaced.then(|| {
-            object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("default")
-                .to_owned()
-        });
         let api = api_for(client, &resource, namespace.as_deref());
         let params = PatchParams::apply("edw").force();
         api.patch(&name, &params, &Patch::Apply(object))

@@ -317,8 +317,8 @@ async fn the_export_lines_twin_serve_prints_are_all_a_kube_run_needs() {
 }
 
 /// A served twin whose pods and KEDA read another Azurite than the harness: the scale-out
-/// step fails as soon as KEDA reports it cannot read the queue, naming both sides, instead of
-/// waiting out its 150 s.
+/// step that installs the ScaledObject fails once KEDA has reported for two polling intervals
+/// that it cannot read the queue, naming both sides, instead of waiting out its 300 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_reading_other_storage_is_named_at_once() {
     let cluster_storage = Env::start().await;

@@ -456,14 +456,7 @@ async fn the_teams_objects_survive_every_way_a_kube_run_ends() {
     std::env::remove_var("EDW_KUBE_CONTEXT");
     std::env::set_var("EDW_AZURITE_QUEUE_ENDPOINT", env.azurite.queue_endpoint());
     std::env::set_var("EDW_AZURITE_TABLE_ENDPOINT", env.azurite.table_endpoint());
-    let inputs = harness::config::ConfigInputs {
-        env: std::env::vars()
-            .filter(|(k, _)| k.starts_with("EDW_AZURITE"))
-            .collect(),
-        working_dir: Some(std::env::temp_dir()),
-        ..harness::config::ConfigInputs::default()
-    };
-    let config = harness::config::Config::load(&inputs).unwrap();
+    let config = support::served::azurite_config();
     let target = Arc::new(Target::open(TargetKind::Kube, &config).await.unwrap());
     every_in_process_ending(&target, &config, &planted, false).await;
 }

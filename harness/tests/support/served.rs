@@ -65,6 +65,16 @@ pub async fn local_target() -> (
     std::sync::Arc<harness::target::Target>,
     harness::config::Config,
 ) {
+    let config = azurite_config();
+    let target = harness::target::Target::open(harness::target::TargetKind::Local, &config)
+        .await
+        .expect("local target");
+    (std::sync::Arc::new(target), config)
+}
+
+/// The configuration of this process's `EDW_AZURITE_*` variables alone (no deploy.state, no
+/// ambient account), read in the temporary directory.
+pub fn azurite_config() -> harness::config::Config {
     let inputs = harness::config::ConfigInputs {
         env: std::env::vars()
             .filter(|(k, _)| k.starts_with("EDW_AZURITE"))
@@ -72,9 +82,5 @@ pub async fn local_target() -> (
         working_dir: Some(std::env::temp_dir()),
         ..harness::config::ConfigInputs::default()
     };
-    let config = harness::config::Config::load(&inputs).expect("config");
-    let target = harness::target::Target::open(harness::target::TargetKind::Local, &config)
-        .await
-        .expect("local target");
-    (std::sync::Arc::new(target), config)
+    harness::config::Config::load(&inputs).expect("config")
 }
