@@ -316,7 +316,7 @@ async fn the_export_lines_twin_serve_prints_are_all_a_kube_run_needs() {
     drop(served);
 }
 
-/// A served twin whose pods and KEDA read another Azurite than the harness: the scale-out
+/// A served twin whose pods and KEDA read another Azurite than the harness: the
 /// step that installs the ScaledObject fails once KEDA has reported for two polling intervals
 /// that it cannot read the queue, naming both sides, instead of waiting out its 300 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
