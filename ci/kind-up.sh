@@ -114,12 +114,13 @@ vars=(
   "EDW_STORAGE_AUTH=azurite"
   "EDW_AZURITE_QUEUE_ENDPOINT=http://127.0.0.1:10001/${account}"
   "EDW_AZURITE_TABLE_ENDPOINT=http://127.0.0.1:10002/${account}"
+  # Where the consumer pods and KEDA reach the same Azurite: its address on kind's network.
+  # The flow puts these in the connection string of the Secret its pods and KEDA read.
+  "EDW_CLUSTER_QUEUE_ENDPOINT=http://${azurite_ip}:10001/${account}"
+  "EDW_CLUSTER_TABLE_ENDPOINT=http://${azurite_ip}:10002/${account}"
 )
 if [ -n "${GITHUB_ENV:-}" ]; then
   printf '%s\n' "${vars[@]}" >>"$GITHUB_ENV"
 fi
 log "ready; the variables for the harness side follow (stdout)"
 printf 'export %s\n' "${vars[@]}"
-# Not read by the harness yet: where pods find the same Azurite (see item 1 and 2 above).
-printf '# pods reach this Azurite at http://%s:10001/%s (queue) and http://%s:10002/%s (table)\n' \
-  "$azurite_ip" "$account" "$azurite_ip" "$account"

@@ -11,6 +11,7 @@ pub mod config;
 pub mod deploy_script;
 pub mod faults;
 pub mod findings;
+pub mod interrupt;
 pub mod manifests;
 pub mod model;
 pub mod naming;

@@ -330,6 +330,41 @@ pub fn stamp_ownership(objects: &mut [Value], owner: &Ownership) {
     }
 }
 
+/// The walkthrough's NodePool is `karpenter.sh/v1beta1`, which AKS Node Autoprovisioning no
+/// longer serves (Karpenter 1.4 and later serve only `karpenter.sh/v1`: an apply of v1beta1 gets
+/// 404). Converts a v1beta1 NodePool to the same pool in v1, as Karpenter's own conversion does:
+/// `WhenUnderutilized` becomes `WhenEmptyOrUnderutilized` (with `consolidateAfter: 0s`),
+/// `disruption.expireAfter` moves to `template.spec.expireAfter`, and `nodeClassRef` names its
+/// group and kind (`karpenter.azure.com`, `AKSNodeClass`). Other objects are left as they are.
+pub fn nodepool_as_v1(object: &mut Value) {
+    if object["kind"] != "NodePool" || object["apiVersion"] != "karpenter.sh/v1beta1" {
+        return;
+    }
+    object["apiVersion"] = Value::String("karpenter.sh/v1".to_owned());
+    let disruption = &mut object["spec"]["disruption"];
+    if disruption["consolidationPolicy"] == "WhenUnderutilized" {
+        disruption["consolidationPolicy"] = Value::String("WhenEmptyOrUnderutilized".to_owned());
+        if disruption.get("consolidateAfter").is_none() {
+            disruption["consolidateAfter"] = Value::String("0s".to_owned());
+        }
+    }
+    let expire = disruption
+        .as_object_mut()
+        .and_then(|d| d.remove("expireAfter"));
+    if let Some(expire) = expire {
+        insert_at(object, "/spec/template/spec", "expireAfter", expire);
+    }
+    let class = &mut object["spec"]["template"]["spec"]["nodeClassRef"];
+    if class.is_object() {
+        if class.get("group").is_none() {
+            class["group"] = Value::String("karpenter.azure.com".to_owned());
+        }
+        if class.get("kind").is_none() {
+            class["kind"] = Value::String("AKSNodeClass".to_owned());
+        }
+    }
+}
+
 /// Creates `objects` in order (never updates one): an object that already exists is an
 /// [`ManifestError::AlreadyExists`] and is left as it is.
 pub async fn create(
@@ -576,6 +611,35 @@ mod tests {
         assert_eq!(objects[1]["spec"]["podIdentity"]["identityId"], "abc");
         let pool = render("default-pool.yaml", &v).unwrap();
         assert!(pool[0]["metadata"].get("uid").is_none());
+    }
+
+    #[test]
+    fn the_walkthroughs_v1beta1_pool_becomes_the_same_pool_in_v1() {
+        let mut pool = render("default-pool.yaml", &vars(&[])).unwrap().remove(0);
+        assert_eq!(pool["apiVersion"], "karpenter.sh/v1beta1");
+        nodepool_as_v1(&mut pool);
+        assert_eq!(pool["apiVersion"], "karpenter.sh/v1");
+        let spec = &pool["spec"];
+        assert_eq!(
+            spec["disruption"]["consolidationPolicy"],
+            "WhenEmptyOrUnderutilized"
+        );
+        assert_eq!(spec["disruption"]["consolidateAfter"], "0s");
+        assert!(spec["disruption"].get("expireAfter").is_none());
+        assert_eq!(spec["template"]["spec"]["expireAfter"], "Never");
+        assert_eq!(
+            spec["template"]["spec"]["nodeClassRef"],
+            serde_json::json!({"name": "default", "group": "karpenter.azure.com", "kind": "AKSNodeClass"})
+        );
+        assert_eq!(spec["disruption"]["budgets"][0]["nodes"], "100%");
+        // Requirements are the same in both versions.
+        assert_eq!(
+            spec["template"]["spec"]["requirements"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
     }
 
     #[test]

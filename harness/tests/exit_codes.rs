@@ -764,3 +764,22 @@ fn bench_exits_2_naming_the_flag() {
     let outcome = run(edw().args(["bench", "--messages", "5"]));
     assert_exit(&outcome, 2, &["--messages"]);
 }
+
+/// `edw run --target aks --deploy` without a subscription could neither tag nor delete the
+/// group its deploy command creates: refused (2) before the command runs.
+#[test]
+fn run_deploy_without_a_subscription_exits_2_before_deploying() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("deployed");
+    let (code, stdout, stderr) = run(edw()
+        .args(["run", "--target", "aks", "--deploy", "--deploy-command"])
+        .arg(format!("touch {}", marker.display()))
+        .arg("--report-dir")
+        .arg(dir.path()));
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("--deploy needs AZURE_SUBSCRIPTION_ID"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the deploy command ran");
+}

@@ -313,6 +313,36 @@ async fn the_teams_objects_survive_every_way_a_local_run_ends() {
     every_in_process_ending(&target, &config, &planted, true).await;
 }
 
+/// A run creates, it never applies over: an object of the same name is refused, named, and
+/// left exactly as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_over_an_existing_object_is_refused_and_changes_nothing() {
+    let (target, _) = support::served::local_target().await;
+    let client = target.client();
+    let planted = plant(&client).await;
+    let mut again = team_objects();
+    let owner = harness::manifests::Ownership {
+        run_id: "k3x9q2".to_owned(),
+        nodepool: None,
+    };
+    harness::manifests::stamp_ownership(&mut again, &owner);
+    for object in again {
+        let error = harness::manifests::create(&client, std::slice::from_ref(&object))
+            .await
+            .expect_err("an existing name is refused");
+        let text = error.to_string();
+        assert!(
+            text.contains("already exists and this run did not create it: it is left untouched"),
+            "{text}"
+        );
+        assert!(
+            text.contains(object["metadata"]["name"].as_str().unwrap()),
+            "{text}"
+        );
+    }
+    assert_intact(&client, &planted, "creating over them").await;
+}
+
 async fn kube_client(kubeconfig: &Path) -> kube::Client {
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
@@ -584,4 +614,84 @@ async fn cluster_names(client: &kube::Client) -> Vec<String> {
     }
     names.sort();
     names
+}
+
+/// Where pods reach storage through workload identity (an account and its key: no connection
+/// string for pods), a run shares the federated namespace and service account of the deployed
+/// sample: it uses them untouched, takes the workload identity's client id from the service
+/// account's annotation, counts only its own consumer pods next to the team's, and leaves
+/// nothing of its own; without that namespace it refuses before creating anything, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_federated_namespace_and_service_account_are_used_untouched() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let _served = serve_twin(
+        &env,
+        &kubeconfig,
+        &["--deploy-sample", "--activation-queue-length", "0"],
+    );
+    let client = kube_client(&kubeconfig).await;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), "aqs-demo");
+    let account_before = accounts.get("aqs-app-service-account").await.unwrap();
+    let names_before = cluster_names(&client).await;
+    let run = |namespace: &str| {
+        let mut command = edw_on_served_twin(
+            &env,
+            &kubeconfig,
+            &["run", "--target", "kube", "--plain", "--messages", "200"],
+        );
+        command
+            .arg("--report-dir")
+            .arg(dir.path())
+            .env_remove("EDW_AZURITE_QUEUE_ENDPOINT")
+            .env_remove("EDW_AZURITE_TABLE_ENDPOINT")
+            .env(
+                "AZURE_STORAGE_ACCOUNT_NAME",
+                harness::storage::DEVELOPMENT_ACCOUNT,
+            )
+            .env("AZURE_STORAGE_KEY", harness::azurite::DEVELOPMENT_KEY)
+            .env("EDW_QUEUE_ENDPOINT", env.azurite.queue_endpoint())
+            .env("EDW_TABLE_ENDPOINT", env.azurite.table_endpoint())
+            .env("AQS_TARGET_NAMESPACE", namespace);
+        command.output().unwrap()
+    };
+    let output = run("aqs-demo");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the existing namespace and service account, objects of its own"),
+        "{stderr}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("flow-burst-kube/junit.xml")).unwrap();
+    assert!(
+        junit.contains("uses the existing namespace aqs-demo and service account aqs-app-service-account (not created, not changed, not deleted); workload identity client id 11111111-2222-3333-4444-555555555555 (from the service account&apos;s annotation")
+            || junit.contains("uses the existing namespace aqs-demo and service account aqs-app-service-account (not created, not changed, not deleted); workload identity client id 11111111-2222-3333-4444-555555555555 (from the service account's annotation"),
+        "{junit}"
+    );
+    let account_after = accounts.get("aqs-app-service-account").await.unwrap();
+    assert_eq!(account_after.metadata.uid, account_before.metadata.uid);
+    assert_eq!(
+        account_after.metadata.annotations,
+        account_before.metadata.annotations
+    );
+    assert_eq!(
+        cluster_names(&client).await,
+        names_before,
+        "the run's own objects are gone and the team's are all there"
+    );
+
+    let output = run("absent");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL deploy")
+            && stdout.contains("namespace absent does not exist: the consumer's workload identity is federated to system:serviceaccount:absent:aqs-app-service-account"),
+        "{stdout}"
+    );
+    assert_eq!(cluster_names(&client).await, names_before);
 }

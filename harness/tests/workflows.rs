@@ -482,7 +482,15 @@ fn nightly_is_one_at_a_time_with_oidc_and_always_cleans_up() {
         })
         .unwrap_or_else(|| panic!("{file}: no cleanup step"));
     assert_always(file, cleanup);
-    assert_always(file, step_running(file, &wf, "edw sweep"));
+    let sweep = step_running(file, &wf, "edw sweep");
+    assert_always(file, sweep);
+    assert!(
+        sweep.get("env").is_some_and(
+            |e| text(e, "AZURE_SUBSCRIPTION_ID").contains("secrets.AZURE_SUBSCRIPTION_ID")
+        ) || text(sweep, "run").contains("--subscription"),
+        "{file}: edw sweep has no subscription (it exits 2 without one)"
+    );
+    cleanup_step_cleans_every_ledger(text(cleanup, "run"));
 
     assert_junit_published(file, &wf);
     let upload = step_using(file, &wf, "actions/upload-artifact")
@@ -716,4 +724,91 @@ fn kind_runs_the_storage_tests_on_the_azurite_container_before_kind_up() {
         container < position("ci/kind-up.sh"),
         "{file}: the container step must run before ci/kind-up.sh"
     );
+}
+
+/// kind: the consumer pods and KEDA must reach Azurite at its address on kind's network, not
+/// the runner's 127.0.0.1: `ci/kind-up.sh` exports `EDW_CLUSTER_*` (which the flow puts in the
+/// Secret's connection string) next to the harness's own endpoints, and the consumer image
+/// paces one message per second per pod, the rate the model's replicas assume.
+#[test]
+fn kind_up_exports_where_pods_reach_azurite_and_the_image_is_paced() {
+    let script = std::fs::read_to_string(ci_dir().join("kind-up.sh")).unwrap();
+    let vars = &script[script
+        .find("vars=(")
+        .expect("kind-up.sh lists its variables")..];
+    let vars = &vars[..vars.find("\n)").expect("the list ends")];
+    for needle in [
+        "\"EDW_CLUSTER_QUEUE_ENDPOINT=http://${azurite_ip}:10001/${account}\"",
+        "\"EDW_CLUSTER_TABLE_ENDPOINT=http://${azurite_ip}:10002/${account}\"",
+        "\"EDW_AZURITE_QUEUE_ENDPOINT=http://127.0.0.1:10001/${account}\"",
+    ] {
+        assert!(
+            vars.contains(needle),
+            "kind-up.sh does not export {needle}:\n{vars}"
+        );
+    }
+    assert!(
+        script.contains("printf 'export %s\\n' \"${vars[@]}\""),
+        "the variables are printed as export lines"
+    );
+    let dockerfile =
+        std::fs::read_to_string(repo_root().join("fixtures/images/consumer/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(
+            "ENTRYPOINT [\"edw\", \"consume\", \"--workers\", \"1\", \"--batch\", \"1\", \"--pace\", \"1s\"]"
+        ),
+        "{dockerfile}"
+    );
+}
+
+/// Runs the nightly's cleanup script in a scratch directory with a stand-in `edw` that records
+/// its arguments: every ledger a trial or a phase run left under reports/ is cleaned, and a
+/// failed cleanup fails the step.
+fn cleanup_step_cleans_every_ledger(script: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for ledger in [
+        "reports/flow-burst-aks/edw-run.state",
+        "reports/flow-chaos-aks/edw-run.state",
+        "reports/edw-run.state",
+    ] {
+        let path = root.join(ledger);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "EDW_RUN_TARGET=aks\n").unwrap();
+    }
+    std::fs::create_dir_all(root.join("target/release")).unwrap();
+    let fake = root.join("target/release/edw");
+    std::fs::write(
+        &fake,
+        "#!/usr/bin/env bash\necho \"$*\" >> calls.log\n[ -z \"${EDW_FAKE_FAIL:-}\" ]\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |fail: bool| {
+        let _ = std::fs::remove_file(root.join("calls.log"));
+        let mut command = std::process::Command::new("bash");
+        command.args(["-e", "-c", script]).current_dir(root);
+        if fail {
+            command.env("EDW_FAKE_FAIL", "1");
+        }
+        let status = command.status().unwrap();
+        let calls = std::fs::read_to_string(root.join("calls.log")).unwrap_or_default();
+        (status.success(), calls)
+    };
+    let (ok, calls) = run(false);
+    assert!(ok, "{calls}");
+    let mut lines: Vec<&str> = calls.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "cleanup --target aks --run-state reports/edw-run.state",
+            "cleanup --target aks --run-state reports/flow-burst-aks/edw-run.state",
+            "cleanup --target aks --run-state reports/flow-chaos-aks/edw-run.state",
+        ]
+    );
+    let (ok, calls) = run(true);
+    assert!(!ok, "a failed cleanup must fail the step: {calls}");
+    assert_eq!(calls.lines().count(), 3, "every ledger is tried: {calls}");
 }

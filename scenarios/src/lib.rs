@@ -60,24 +60,29 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
             .await
             .map_err(|e| format!("cannot open the {} target: {e}", target.name()))?;
         let opened = Arc::new(opened);
-        let mut context = Context::new(opened.clone(), config, scenario.settings.clone())
-            .with_progress(Arc::new(|line: &str| eprintln!("{line}")));
-        let result = run(
-            scenario,
-            &mut context,
-            &RunOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await;
-        drop(context);
-        if let Ok(opened) = Arc::try_unwrap(opened) {
-            opened.shutdown().await;
-        }
         let dir = report_dir().join(format!(
             "{}-{}",
             scenario.name.replace("::", "-"),
             target.name()
         ));
+        // The trial's ledger: a trial killed past nextest's grace period is cleaned from it
+        // (`edw cleanup --run-state`, as the nightly does for every ledger left).
+        let ledger = dir.join("edw-run.state");
+        let mut context = Context::new(opened.clone(), config, scenario.settings.clone())
+            .with_progress(Arc::new(|line: &str| eprintln!("{line}")));
+        context.ledger = Some(ledger.clone());
+        // nextest's SIGTERM at its time limit (or Ctrl-C) stops the trial and runs its cleanup.
+        let cancel = CancellationToken::new();
+        let _interrupted = harness::interrupt::cancel_on_interrupt(cancel.clone());
+        let result = run(scenario, &mut context, &RunOptions::default(), &cancel).await;
+        drop(context);
+        if let Ok(opened) = Arc::try_unwrap(opened) {
+            opened.shutdown().await;
+        }
+        // Nothing is left to clean when every cleanup step passed or had nothing to do.
+        if result.cleanup.iter().all(|s| !s.outcome.is_failed()) {
+            let _ = std::fs::remove_file(&ledger);
+        }
         report::write_all(&result, &dir).map_err(|e| e.to_string())?;
         eprintln!("reports in {}", dir.display());
         for (step, warning) in result.warnings() {

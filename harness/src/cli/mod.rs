@@ -91,7 +91,7 @@ pub fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         let cancel = CancellationToken::new();
-        let interrupted = spawn_signal_handler(cancel.clone());
+        let interrupted = crate::interrupt::cancel_on_interrupt(cancel.clone());
         let result = commands::run(cli, &cancel).await;
         let code = match result {
             Ok(code) => code,
@@ -113,37 +113,6 @@ pub fn main() -> ExitCode {
     // Child processes (Azurite) were killed on drop; do not wait for stray tasks.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     ExitCode::from(code)
-}
-
-/// Cancels `cancel` on Ctrl-C or SIGTERM; the returned token tells whether that happened.
-fn spawn_signal_handler(cancel: CancellationToken) -> CancellationToken {
-    let interrupted = CancellationToken::new();
-    let flag = interrupted.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = match signal(SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    flag.cancel();
-                    cancel.cancel();
-                    return;
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("stopping (interrupted); cleaning up…");
-        flag.cancel();
-        cancel.cancel();
-    });
-    interrupted
 }
 
 /// Logs to stderr through the secret redactor. `RUST_LOG` overrides the verbosity flags.

@@ -47,6 +47,14 @@ pub const STORAGE_KEYS: &[&str] = &[
     "EDW_AZURITE_QUEUE_PARTITIONS",
 ];
 
+/// Cluster settings the flow reads besides the sample's scripts' variables.
+pub const CLUSTER_KEYS: &[&str] = &[
+    // The workload identity's client id, for the TriggerAuthentication's identityId (the sample
+    // writes only the identity's name to deploy.state; its deploy.sh annotates the service
+    // account with the id, which the flow reads when this is not set).
+    "WORKLOAD_MANAGED_IDENTITY_CLIENT_ID",
+];
+
 /// Keys whose values are secrets: never shown in messages, logs or reports.
 pub const SECRET_KEYS: &[&str] = &["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY"];
 
@@ -56,6 +64,11 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("AZURE_COSMOSDB_TABLE", "AZURE_TABLE_NAME"),
     ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_KEY"),
     ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_NAME"),
+    // The sample scripts' shell variable for the same value.
+    (
+        "workloadManagedIdentityClientId",
+        "WORKLOAD_MANAGED_IDENTITY_CLIENT_ID",
+    ),
 ];
 
 /// The canonical name of `key` (itself unless it is an alias).
@@ -73,6 +86,7 @@ pub fn known_keys() -> impl Iterator<Item = &'static str> {
         .map(|(k, _)| *k)
         .chain(DEPLOY_STATE_KEYS.iter().copied())
         .chain(STORAGE_KEYS.iter().copied())
+        .chain(CLUSTER_KEYS.iter().copied())
 }
 
 /// True for a key the suite reads (after alias mapping).

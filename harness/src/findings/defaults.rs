@@ -22,7 +22,6 @@ pub fn template_vars(config: &Config) -> BTreeMap<String, String> {
         .unwrap_or("devstoreaccount1");
     let client_id = config
         .get("WORKLOAD_MANAGED_IDENTITY_CLIENT_ID")
-        .or_else(|| config.get("workloadManagedIdentityClientId"))
         .unwrap_or("00000000-0000-0000-0000-000000000000");
     let registry = config
         .get("AZURE_CONTAINER_REGISTRY_NAME")

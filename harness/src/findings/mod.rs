@@ -207,6 +207,7 @@ pub fn check(inputs: &CheckInputs) -> Result<Vec<Finding>, FindingsError> {
         scaling::legacy_hpa_ramp(&checked),
         scaling::slow_activation(&checked),
         nodepool::serial_node_removal(&checked),
+        nodepool::nodepool_v1beta1(&checked),
     ]
     .into_iter()
     .flatten()

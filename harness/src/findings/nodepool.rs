@@ -94,6 +94,34 @@ pub(super) fn nodepool_limit(c: &Checked<'_>) -> Option<Finding> {
 
 /// `serial-node-removal` (Info; Warning for a 0 % budget): a disruption budget below 100 %
 /// removes empty nodes a few at a time (KP-14).
+/// A `karpenter.sh/v1beta1` NodePool (the walkthrough's `default-pool.yaml`): AKS Node
+/// Autoprovisioning serves only `karpenter.sh/v1` since Karpenter 1.4 (April 2025), so applying
+/// it gets 404. The flow converts it when it creates its own pool
+/// ([`crate::manifests::nodepool_as_v1`]); a team applying the file itself needs the same.
+pub(super) fn nodepool_v1beta1(c: &Checked<'_>) -> Option<Finding> {
+    let pool = c.inputs.nodepool.as_ref()?;
+    if pool.get("apiVersion").and_then(|v| v.as_str()) != Some("karpenter.sh/v1beta1") {
+        return None;
+    }
+    Some(Finding {
+        id: "nodepool-v1beta1".to_owned(),
+        severity: Severity::Risk,
+        subject: c.pool_subject("apiVersion"),
+        message: "the NodePool is karpenter.sh/v1beta1; AKS Node Autoprovisioning serves only \
+                  karpenter.sh/v1 since Karpenter 1.4 (April 2025)"
+            .to_owned(),
+        consequence: "`kubectl apply` of this file fails (404: the server could not find the \
+                      requested resource), so the pool the walkthrough relies on is not what \
+                      the cluster runs"
+            .to_owned(),
+        fix: "write it as karpenter.sh/v1: consolidationPolicy WhenUnderutilized becomes \
+              WhenEmptyOrUnderutilized with consolidateAfter 0s, spec.disruption.expireAfter \
+              moves to spec.template.spec.expireAfter, and nodeClassRef names group \
+              karpenter.azure.com and kind AKSNodeClass (what edw does when it creates its pool)"
+            .to_owned(),
+    })
+}
+
 pub(super) fn serial_node_removal(c: &Checked<'_>) -> Option<Finding> {
     let percent = c.model.pool.budget_percent?;
     if !percent.is_finite() || percent >= 100.0 {

@@ -232,6 +232,9 @@ pub struct Context {
     pub applied: Vec<Applied>,
     /// The run created its queue, poison queue and table.
     pub created_storage: bool,
+    /// The client id the existing service account is annotated with
+    /// (`azure.workload.identity/client-id`), read in a shared namespace.
+    pub annotated_client_id: Option<String>,
     /// Properties the current step adds to its report.
     pub current_properties: Vec<(String, String)>,
     /// Configuration findings for the report (see [`crate::findings`]).
@@ -265,6 +268,7 @@ impl Context {
             nodes_before_load: 0,
             applied: Vec::new(),
             created_storage: false,
+            annotated_client_id: None,
             current_properties: Vec::new(),
             findings: Vec::new(),
             ledger: None,
@@ -328,9 +332,8 @@ impl Context {
         let account = c
             .get("AZURE_STORAGE_ACCOUNT_NAME")
             .unwrap_or("devstoreaccount1");
-        let client_id = c
-            .get("WORKLOAD_MANAGED_IDENTITY_CLIENT_ID")
-            .or_else(|| c.get("workloadManagedIdentityClientId"))
+        let client_id = self
+            .workload_client_id()
             .unwrap_or("00000000-0000-0000-0000-000000000000");
         [
             ("AQS_TARGET_NAMESPACE", self.names.namespace.clone()),
@@ -375,6 +378,15 @@ impl Context {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
+    }
+
+    /// The workload identity's client id for the TriggerAuthentication: the configured
+    /// `WORKLOAD_MANAGED_IDENTITY_CLIENT_ID`, else the one the team's service account is
+    /// annotated with (read by the deploy step in a shared namespace).
+    pub fn workload_client_id(&self) -> Option<&str> {
+        self.config
+            .get("WORKLOAD_MANAGED_IDENTITY_CLIENT_ID")
+            .or(self.annotated_client_id.as_deref())
     }
 
     /// The model of this run's configuration (twin-spec rules; AKS NAP latencies).

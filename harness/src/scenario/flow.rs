@@ -28,7 +28,7 @@ pub fn burst() -> Scenario {
         steps: vec![
             Step::new("deploy", S(120), deploy),
             Step::new(
-                "validate: KEDA operator running in kube-system",
+                "validate: KEDA operator running (kube-system or keda)",
                 S(300),
                 validate_keda,
             ),
@@ -254,6 +254,14 @@ pub(super) fn deploy(ctx: &mut Context) -> StepFuture<'_> {
             return use_deployed(ctx).await;
         }
         let names = ctx.names.clone();
+        // A shared namespace is checked before anything is created.
+        let shared = match ctx.footprint {
+            Footprint::OwnNamespace => None,
+            _ => match shared_namespace_ready(ctx).await {
+                Ok(seen) => Some(seen),
+                Err(message) => return StepResult::failed(message, []),
+            },
+        };
         if let Err(failed) = create_storage(ctx).await {
             return failed;
         }
@@ -275,12 +283,9 @@ pub(super) fn deploy(ctx: &mut Context) -> StepFuture<'_> {
                 names.queue, names.poison, names.table
             ),
         ];
-        match ctx.footprint {
-            Footprint::OwnNamespace => templates.extend(["namespace.yaml", "serviceaccount.yaml"]),
-            _ => match shared_namespace_ready(ctx).await {
-                Ok(seen) => details.push(seen),
-                Err(message) => return StepResult::failed(message, details),
-            },
+        match shared {
+            None => templates.extend(["namespace.yaml", "serviceaccount.yaml"]),
+            Some(seen) => details.push(seen),
         }
         if karpenter {
             templates.push("default-pool.yaml");
@@ -354,28 +359,58 @@ async fn create_storage(ctx: &mut Context) -> Result<(), StepResult> {
 }
 
 /// On a shared namespace (workload identity): the namespace and the federated service account
-/// must already be there; the run uses them and changes neither.
-async fn shared_namespace_ready(ctx: &Context) -> Result<String, String> {
+/// must already be there; the run uses them and changes neither. The TriggerAuthentication's
+/// identityId is `WORKLOAD_MANAGED_IDENTITY_CLIENT_ID`, else the client id the service account
+/// is annotated with (the sample's deploy.sh writes only the identity's name to deploy.state);
+/// with neither, the run stops here rather than deploy with a zero id.
+async fn shared_namespace_ready(ctx: &mut Context) -> Result<String, String> {
     let client = ctx.target.client();
-    let (namespace, account) = (&ctx.names.namespace, &ctx.names.service_account);
+    let (namespace, account) = (
+        ctx.names.namespace.clone(),
+        ctx.names.service_account.clone(),
+    );
     let why = format!(
         "the consumer's workload identity is federated to system:serviceaccount:{namespace}:{account}, so the run uses that namespace and service account as they are and never creates or changes them: deploy the sample first (its deploy scripts create both), or set AQS_TARGET_NAMESPACE / SERVICE_ACCOUNT to the ones the federated credential names"
     );
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    match namespaces.get_opt(namespace).await {
+    match namespaces.get_opt(&namespace).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(format!("namespace {namespace} does not exist: {why}")),
         Err(e) => return Err(format!("reading namespace {namespace}: {e}")),
     }
-    let accounts: Api<ServiceAccount> = Api::namespaced(client, namespace);
-    match accounts.get_opt(account).await {
-        Ok(Some(_)) => Ok(format!(
-            "uses the existing namespace {namespace} and service account {account} (not created, not changed, not deleted)"
-        )),
+    let accounts: Api<ServiceAccount> = Api::namespaced(client, &namespace);
+    match accounts.get_opt(&account).await {
+        Ok(Some(found)) => {
+            let annotated = found
+                .metadata
+                .annotations
+                .and_then(|a| a.get("azure.workload.identity/client-id").cloned())
+                .filter(|id| !id.is_empty());
+            ctx.annotated_client_id = annotated;
+            let origin = if ctx
+                .config
+                .get("WORKLOAD_MANAGED_IDENTITY_CLIENT_ID")
+                .is_some()
+            {
+                "WORKLOAD_MANAGED_IDENTITY_CLIENT_ID"
+            } else {
+                "the service account's annotation azure.workload.identity/client-id"
+            };
+            let Some(client_id) = ctx.workload_client_id() else {
+                return Err(format!(
+                    "no client id for the workload identity: service account {namespace}/{account} has no azure.workload.identity/client-id annotation and WORKLOAD_MANAGED_IDENTITY_CLIENT_ID is not set (deploy.state names only the identity: `az identity show --name $WORKLOAD_MANAGED_IDENTITY_NAME --resource-group $RESOURCE_GROUP --query clientId -o tsv`)"
+                ));
+            };
+            Ok(format!(
+                "uses the existing namespace {namespace} and service account {account} (not created, not changed, not deleted); workload identity client id {client_id} (from {origin})"
+            ))
+        }
         Ok(None) => Err(format!(
             "service account {account} does not exist in namespace {namespace}: {why}"
         )),
-        Err(e) => Err(format!("reading service account {namespace}/{account}: {e}")),
+        Err(e) => Err(format!(
+            "reading service account {namespace}/{account}: {e}"
+        )),
     }
 }
 
@@ -383,6 +418,10 @@ async fn shared_namespace_ready(ctx: &Context) -> Result<String, String> {
 /// them (never over an existing object). Returns what it created.
 async fn create_owned(ctx: &mut Context, template: &str) -> Result<Vec<String>, String> {
     let mut objects = render(template, &ctx.template_vars()).map_err(|e| e.to_string())?;
+    // The walkthrough's v1beta1 NodePool as AKS NAP serves it now (karpenter.sh/v1 only).
+    objects
+        .iter_mut()
+        .for_each(crate::manifests::nodepool_as_v1);
     let owner = crate::manifests::Ownership {
         run_id: ctx.names.run_id.clone(),
         nodepool: ctx
@@ -449,44 +488,60 @@ async fn use_deployed(ctx: &mut Context) -> StepResult {
     )])
 }
 
+/// Where the KEDA operator runs: `EDW_KEDA_NAMESPACE` if set, else kube-system (the AKS add-on)
+/// and keda (KEDA's Helm chart, as `ci/kind-up.sh` installs it).
+fn keda_namespaces() -> Vec<String> {
+    match std::env::var("EDW_KEDA_NAMESPACE") {
+        Ok(ns) if !ns.is_empty() => vec![ns],
+        _ => vec!["kube-system".to_owned(), "keda".to_owned()],
+    }
+}
+
 pub(super) fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let pods: Api<Pod> = Api::namespaced(ctx.target.client(), "kube-system");
+        let client = ctx.target.client();
+        let namespaces = keda_namespaces();
         let within = S(300);
         let clock = ctx.clock();
         let result = poll_until(&clock, within, || async {
-            let list = pods
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let running: Vec<String> = list
-                .items
-                .iter()
-                .filter_map(|p| {
-                    let name = p.metadata.name.clone()?;
-                    let operator = name.starts_with("keda-operator-")
-                        && !name.starts_with("keda-operator-metrics-apiserver");
-                    let phase = p.status.as_ref().and_then(|s| s.phase.clone());
-                    (operator && phase.as_deref() == Some("Running")).then_some(name)
-                })
-                .collect();
-            if running.is_empty() {
-                Err(format!(
-                    "{} pods in kube-system, no keda-operator pod Running",
-                    list.items.len()
-                ))
-            } else {
-                Ok(running)
+            let mut seen = Vec::new();
+            for namespace in &namespaces {
+                let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+                let list = pods
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let running: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter_map(|p| {
+                        let name = p.metadata.name.clone()?;
+                        let operator = name.starts_with("keda-operator-")
+                            && !name.starts_with("keda-operator-metrics-apiserver");
+                        let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+                        (operator && phase.as_deref() == Some("Running"))
+                            .then(|| format!("{namespace}/{name}"))
+                    })
+                    .collect();
+                if !running.is_empty() {
+                    return Ok(running);
+                }
+                seen.push(format!("{} pods in {namespace}", list.items.len()));
             }
+            Err(format!("{}, no keda-operator pod Running", seen.join(", ")))
         })
         .await;
         match result {
             Ok(running) => StepResult::passed([format!(
-                "expected a Running keda-operator pod; found {}",
+                "expected a Running keda-operator pod (in {}); found {}",
+                namespaces.join(" or "),
                 running.join(", ")
             )]),
             Err(last) => StepResult::failed(
-                format!("no KEDA operator pod Running in kube-system: {last}"),
+                format!(
+                    "no KEDA operator pod Running in {} (set EDW_KEDA_NAMESPACE where KEDA runs elsewhere; on AKS: --enable-keda): {last}",
+                    namespaces.join(" or ")
+                ),
                 [],
             ),
         }
@@ -514,15 +569,24 @@ pub(super) fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .collect();
             match live.as_slice() {
-                [pod] => Ok((*pod).clone()),
+                // An image that cannot be pulled does not come right by waiting.
+                [pod] => match image_pull_failure(pod) {
+                    Some(failure) => Ok(Err(failure)),
+                    None if pod_phase(pod) == "Running" => Ok(Ok((*pod).clone())),
+                    None => Err(format!("one consumer pod, {}", pod_phase(pod))),
+                },
                 other => Err(format!("{} consumer pods", other.len())),
             }
         })
         .await;
         let pod = match result {
-            Ok(pod) => pod,
+            Ok(Ok(pod)) => pod,
+            Ok(Err(failure)) => return StepResult::failed(failure, []),
             Err(last) => {
-                return StepResult::failed(format!("expected exactly one consumer pod: {last}"), [])
+                return StepResult::failed(
+                    format!("expected exactly one Running consumer pod: {last}"),
+                    [],
+                )
             }
         };
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -557,6 +621,30 @@ pub(super) fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
             "label azure.workload.identity/use=true, service account {service_account}"
         ));
         StepResult::passed(details)
+    })
+}
+
+fn pod_phase(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "without a phase".to_owned())
+}
+
+/// A consumer container waiting on an image it cannot pull, said with the fix.
+fn image_pull_failure(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|status| {
+        let waiting = status.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        matches!(reason, "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName").then(|| {
+            format!(
+                "consumer pod {} cannot pull image {} ({reason}: {}): set EDW_CONSUMER_IMAGE to an image the cluster can pull, or AZURE_CONTAINER_REGISTRY_NAME to the registry holding aws2azure/aqs-consumer (the default acraksdemo.azurecr.io does not exist)",
+                pod.metadata.name.as_deref().unwrap_or("?"),
+                status.image,
+                waiting.message.as_deref().unwrap_or("")
+            )
+        })
     })
 }
 
@@ -1401,5 +1489,41 @@ mod activation_refusal_tests {
         // A floor of consumers reads any load; without an activation threshold 1 activates.
         assert!(check_load_activates(&settings(10, 1, 20)).is_ok());
         assert!(check_load_activates(&settings(1, 0, 0)).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod consumer_pod_tests {
+    use super::{image_pull_failure, pod_phase};
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "aqs-app-k3x9q2-1"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_image_that_cannot_be_pulled_is_named_with_the_fix() {
+        let stuck = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": "keda-queue-reader", "image": "acraksdemo.azurecr.io/aws2azure/aqs-consumer",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}),
+        );
+        let failure = image_pull_failure(&stuck).expect("a pull failure");
+        assert!(
+            failure.contains(
+                "cannot pull image acraksdemo.azurecr.io/aws2azure/aqs-consumer (ImagePullBackOff"
+            ),
+            "{failure}"
+        );
+        assert!(failure.contains("EDW_CONSUMER_IMAGE"), "{failure}");
+        let running = pod(serde_json::json!({"phase": "Running"}));
+        assert_eq!(image_pull_failure(&running), None);
+        assert_eq!(pod_phase(&running), "Running");
+        assert_eq!(pod_phase(&pod(serde_json::json!({}))), "without a phase");
     }
 }

@@ -186,14 +186,41 @@ impl Failed<'_> {
 fn auth_hint(code: &str) -> &'static str {
     match code {
         "AuthorizationPermissionMismatch" => {
-            "the identity is signed in but lacks a data role on the account (Storage Queue Data Contributor / Storage Table Data Contributor)"
+            "the identity is signed in but lacks a data role on the account: the sample's deploy.sh grants Storage Queue Data Contributor and Storage Table Data Contributor to the workload identity only, not to the person or CI identity running edw; grant both to it (`az role assignment create --role \"Storage Queue Data Contributor\" --assignee <object id> --scope <storage account id>`, and the same for Storage Table Data Contributor)"
         }
-        "AuthenticationFailed" | "AuthorizationFailure" => {
+        "AuthenticationFailed" => {
             "the account key, SAS or token was rejected: check the key or connection string"
+        }
+        // Azure Storage answers a request its network rules deny with 403 AuthorizationFailure
+        // ("This request is not authorized to perform this operation").
+        "AuthorizationFailure" => {
+            "the account refused this request: check the key or SAS (Azurite's table service answers a wrong key so); with a valid credential it is the account's firewall (the sample's deploy.sh denies by default and allows only the deployer's address and the AKS subnet); add this machine's address to the account's network rules for the run (`az storage account network-rule add --account-name <account> --ip-address <this address>`, removed afterwards) or produce and verify from inside the cluster; `edw doctor --target aks` checks it"
         }
         "AuthorizationSourceIPMismatch" | "AuthorizationProtocolMismatch" => {
             "the account's network rules refuse this client (firewall / allowed IPs)"
         }
         _ => "the credentials were rejected: check the key, connection string or role assignment",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auth_hint;
+
+    #[test]
+    fn a_firewall_a_missing_role_and_a_bad_key_each_get_their_fix() {
+        let firewall = auth_hint("AuthorizationFailure");
+        assert!(firewall.contains("firewall") && firewall.contains("network-rule add"));
+        assert!(
+            firewall.contains("check the key"),
+            "Azurite's tables say so for a wrong key"
+        );
+        let role = auth_hint("AuthorizationPermissionMismatch");
+        assert!(
+            role.contains("Storage Queue Data Contributor")
+                && role.contains("az role assignment create")
+        );
+        let key = auth_hint("AuthenticationFailed");
+        assert!(key.contains("key") && !key.contains("firewall"));
     }
 }

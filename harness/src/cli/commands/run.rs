@@ -191,14 +191,22 @@ async fn deploy(
     if let Some(state) = &global.state_file {
         command.state_file = state.clone();
     }
+    // Without the subscription the run could neither tag nor delete the group it creates:
+    // refused before the deploy command runs.
+    let subscription = std::env::var("AZURE_SUBSCRIPTION_ID")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "--deploy needs AZURE_SUBSCRIPTION_ID (the subscription the deploy command creates its resource group in): without it this run could neither tag that group for `edw sweep` nor delete it afterwards; export it (`export AZURE_SUBSCRIPTION_ID=$(az account show --query id -o tsv)`)"
+            ))
+        })?;
     eprintln!(
         "deploying: `{}` (log: {})",
         command.command,
         command.log.display()
     );
-    let subscription = std::env::var("AZURE_SUBSCRIPTION_ID")
-        .ok()
-        .filter(|s| !s.is_empty());
+
     let arm_url = std::env::var("EDW_ARM_URL")
         .ok()
         .filter(|s| !s.is_empty())
@@ -209,7 +217,7 @@ async fn deploy(
         let recording = record_group_while_deploying(
             StateBefore::read(&command.state_file),
             &ledger,
-            subscription.as_deref(),
+            &subscription,
             &arm_url,
         );
         tokio::pin!(running, recording);
@@ -222,18 +230,11 @@ async fn deploy(
     let group = state
         .and_then(|s| s.get("RESOURCE_GROUP"))
         .map(|e| e.value.clone());
-    let group = match (group, subscription) {
-        (Some(resource_group), Some(subscription)) => Some(DeployedGroup {
-            subscription,
-            resource_group,
-            arm_url,
-        }),
-        (Some(resource_group), None) => {
-            eprintln!("warning: AZURE_SUBSCRIPTION_ID is not set: resource group {resource_group} can be neither tagged nor deleted by this run (delete it with the team's cleanup script)");
-            None
-        }
-        (None, _) => None,
-    };
+    let group = group.map(|resource_group| DeployedGroup {
+        subscription,
+        resource_group,
+        arm_url,
+    });
     if let Some(group) = &group {
         let run_id = format!(
             "edw-{}-{}",
@@ -280,7 +281,7 @@ async fn deploy(
 async fn record_group_while_deploying(
     state: StateBefore,
     ledger: &std::path::Path,
-    subscription: Option<&str>,
+    subscription: &str,
     arm_url: &str,
 ) -> std::convert::Infallible {
     let mut recorded = false;
@@ -289,7 +290,7 @@ async fn record_group_while_deploying(
             let group = state
                 .written_since()
                 .and_then(|state| state.get("RESOURCE_GROUP").map(|e| e.value.clone()));
-            if let (Some(resource_group), Some(subscription)) = (group, subscription) {
+            if let Some(resource_group) = group {
                 let group = DeployedGroup {
                     subscription: subscription.to_owned(),
                     resource_group,
