@@ -92,7 +92,9 @@ fn the_walkthroughs_defaults_strand_twenty_messages_and_fail() {
         text.contains("deployment/infra/deploy.sh does not exist"),
         "{text}"
     );
-    assert!(text.contains("1 risk, 1 warning"), "{text}");
+    // The cooldown, and the captured pool's karpenter.sh/v1beta1 (AKS NAP serves only v1).
+    assert!(text.contains("1 risk, 2 warning"), "{text}");
+    assert!(text.contains("WARNING nodepool-v1beta1"), "{text}");
     // Each block has its five lines.
     for label in ["subject:", "message:", "consequence:", "fix:"] {
         assert!(text.matches(label).count() >= 2, "{label}: {text}");

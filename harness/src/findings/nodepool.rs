@@ -105,7 +105,9 @@ pub(super) fn nodepool_v1beta1(c: &Checked<'_>) -> Option<Finding> {
     }
     Some(Finding {
         id: "nodepool-v1beta1".to_owned(),
-        severity: Severity::Risk,
+        // A warning, not a risk: it breaks an apply, which the team sees at once, not a run's
+        // outcome (the flow converts the pool it creates).
+        severity: Severity::Warning,
         subject: c.pool_subject("apiVersion"),
         message: "the NodePool is karpenter.sh/v1beta1; AKS Node Autoprovisioning serves only \
                   karpenter.sh/v1 since Karpenter 1.4 (April 2025)"

@@ -133,8 +133,11 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
         if changes.is_none() {
             changes = open_watches(&client, &subject).await;
         }
+        // Stamped when the sample began: every value in it was read at or after `t`, so a
+        // wait that accepts only samples from after it began never sees an older queue depth.
+        let began = clock.now().saturating_sub(origin).as_secs_f64();
         let mut observation = sample(&client, &subject).await;
-        observation.t = clock.now().saturating_sub(origin).as_secs_f64();
+        observation.t = began;
         {
             let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
             let same = history.last().is_some_and(|last| {

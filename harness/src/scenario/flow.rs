@@ -38,7 +38,7 @@ pub fn burst() -> Scenario {
                 validate_consumer,
             ),
             Step::new(
-                "validate: NodePool default served by karpenter.sh",
+                "validate: NodePool served by karpenter.sh",
                 S(60),
                 validate_nodepool,
             ),
@@ -126,7 +126,7 @@ pub(super) fn scale_out_step() -> Step {
 }
 
 pub(super) fn nodes_grow_step() -> Step {
-    Step::new("scale: NodePool default grows", S(7200), nodes_grow)
+    Step::new("scale: the run's NodePool grows", S(7200), nodes_grow)
 }
 
 pub(super) fn drained_step() -> Step {
@@ -911,7 +911,14 @@ pub(super) fn wait_modelled(
             return StepResult::failed("the recorder is not running", []);
         };
         let started = recorder.elapsed();
-        match eventually(recorder, &expect, within).await {
+        // Only what was sampled after the wait began counts: the latest sample can predate the
+        // step (a queue read before the last messages of a steady rate were sent) and would
+        // pass a drain that has not happened.
+        let inner = expect.clone();
+        let fresh = Expect::new(expect.description.clone(), move |o| {
+            o.t >= started && inner.holds(o)
+        });
+        match eventually(recorder, &fresh, within).await {
             Ok(seen) => StepResult::passed([
                 format!(
                     "expected {} within {} s ({model})",
@@ -1003,9 +1010,33 @@ fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
         e.peak_replicas, e.nodes_min, e.nodes_max, e.pods_per_small_node
     );
     let (pool, before) = (ctx.names.nodepool.clone(), ctx.nodes_before_load);
+    // Growth is counted from the fewest nodes the pool had since the load started: Karpenter
+    // may still remove the node of the Deployment's first pod (KEDA scales it to 0 before the
+    // load) after the count at the load was taken, and the new node then only replaces it.
+    let load_at = ctx.load_started_at.unwrap_or(0.0);
+    let count = {
+        let pool = pool.clone();
+        move |o: &crate::scenario::model::Observation| o.nodes.get(&pool).copied().unwrap_or(0)
+    };
+    let fewest = ctx
+        .timeline()
+        .iter()
+        .filter(|o| o.t >= load_at)
+        .map(&count)
+        .min()
+        .map_or(before, |seen| seen.min(before));
+    let floor = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(fewest));
     let expect = Expect::new(
-        format!("nodes of NodePool {pool} > {before} (before the load)"),
-        move |o| o.nodes.get(&pool).copied().unwrap_or(0) > before,
+        format!(
+            "nodes of NodePool {pool} > the fewest it had since the load started ({before} at the load)"
+        ),
+        move |o| {
+            let nodes = count(o);
+            let fewest = floor
+                .fetch_min(nodes, std::sync::atomic::Ordering::SeqCst)
+                .min(nodes);
+            nodes > fewest
+        },
     );
     wait_modelled(ctx, expect, model.timeouts(n).nodes_grow, line)
 }
