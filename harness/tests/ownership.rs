@@ -271,11 +271,37 @@ async fn every_in_process_ending(
         assert_no_run_objects(&client, how).await;
         println!("{how}: the team's 6 objects intact, the run's own gone ({cleanup:?})");
     }
-    // An interruption: what Ctrl-C and SIGTERM do to `edw run` (its token is cancelled).
+    // An interruption: what Ctrl-C and SIGTERM do to `edw run` (its token is cancelled), once
+    // the run has created its namespace.
     let cancel = CancellationToken::new();
     let interrupt = cancel.clone();
+    let watcher = client.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        let namespaces = Applied {
+            api_version: "v1".to_owned(),
+            kind: "Namespace".to_owned(),
+            namespace: None,
+            name: String::new(),
+        };
+        support::eventually(
+            "the run creates its namespace",
+            Duration::from_secs(120),
+            || {
+                let api = api(&watcher, &namespaces);
+                async move {
+                    let list = api
+                        .list(&ListParams::default().labels(RUN_ID_LABEL))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if list.items.is_empty() {
+                        Err("no namespace with a run id yet".to_owned())
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        )
+        .await;
         interrupt.cancel();
     });
     let scenario = deploy_then(
@@ -499,13 +525,7 @@ async fn the_teams_objects_survive_every_way_a_kube_run_ends() {
 async fn use_deployed_creates_and_deletes_nothing_and_counts_only_its_messages() {
     let env = Env::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("twin.kubeconfig");
-    let _served = serve_twin(
-        &env,
-        &kubeconfig,
-        &["--deploy-sample", "--activation-queue-length", "0"],
-    );
-    let client = kube_client(&kubeconfig).await;
+    let (_served, kubeconfig, client) = served_sample(&env, dir.path()).await;
     // Earlier traffic in the team's table: the same texts a run sends, stamped long ago.
     let table = env.storage.table("aws2azpmts");
     for i in 1..=5u64 {
@@ -583,6 +603,19 @@ async fn use_deployed_creates_and_deletes_nothing_and_counts_only_its_messages()
     assert!(String::from_utf8_lossy(&output.stderr).contains("--use-deployed"));
 }
 
+/// `edw twin serve --deploy-sample` (activationQueueLength 0: every message is read) on the
+/// test's Azurite: the team's deployed sample. Returns the server, its kubeconfig and a client.
+async fn served_sample(env: &Env, dir: &Path) -> (KillOnDrop, std::path::PathBuf, kube::Client) {
+    let kubeconfig = dir.join("twin.kubeconfig");
+    let served = serve_twin(
+        env,
+        &kubeconfig,
+        &["--deploy-sample", "--activation-queue-length", "0"],
+    );
+    let client = kube_client(&kubeconfig).await;
+    (served, kubeconfig, client)
+}
+
 /// Namespaces, NodePools, Deployments, ScaledObjects and ServiceAccounts by name.
 async fn cluster_names(client: &kube::Client) -> Vec<String> {
     let mut names = Vec::new();
@@ -625,13 +658,7 @@ async fn cluster_names(client: &kube::Client) -> Vec<String> {
 async fn the_federated_namespace_and_service_account_are_used_untouched() {
     let env = Env::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("twin.kubeconfig");
-    let _served = serve_twin(
-        &env,
-        &kubeconfig,
-        &["--deploy-sample", "--activation-queue-length", "0"],
-    );
-    let client = kube_client(&kubeconfig).await;
+    let (_served, kubeconfig, client) = served_sample(&env, dir.path()).await;
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(client.clone(), "aqs-demo");
     let account_before = accounts.get("aqs-app-service-account").await.unwrap();
