@@ -8,7 +8,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use support::served::{edw_on_served_twin, serve_twin, use_azurite, KillOnDrop};
+use support::served::{edw_on_served_twin, kube_run, serve_twin, use_azurite, KillOnDrop};
 use support::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,15 +17,9 @@ async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("twin.kubeconfig");
     let _served = serve_twin(&env, &kubeconfig, &[]);
-    let output = edw_on_served_twin(
-        &env,
-        &kubeconfig,
-        &["run", "--target", "kube", "--plain", "--messages", "200"],
-    )
-    .arg("--report-dir")
-    .arg(dir.path())
-    .output()
-    .unwrap();
+    let output = kube_run(&env, &kubeconfig, dir.path(), &["--messages", "200"])
+        .output()
+        .unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
@@ -326,13 +320,12 @@ async fn a_cluster_reading_other_storage_is_named_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("twin.kubeconfig");
     let _served = serve_twin(&cluster_storage, &kubeconfig, &[]);
-    let output = edw_on_served_twin(
+    let output = kube_run(
         &harness_storage,
         &kubeconfig,
-        &["run", "--target", "kube", "--plain", "--messages", "500"],
+        dir.path(),
+        &["--messages", "500"],
     )
-    .arg("--report-dir")
-    .arg(dir.path())
     .output()
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

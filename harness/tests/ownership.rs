@@ -22,7 +22,7 @@ use harness::target::{Target, TargetKind};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
-use support::served::{edw_on_served_twin, serve_twin, KillOnDrop};
+use support::served::{edw_on_served_twin, kube_run, serve_twin, KillOnDrop};
 use support::Env;
 use tokio_util::sync::CancellationToken;
 
@@ -419,15 +419,9 @@ async fn the_teams_objects_survive_every_way_a_kube_run_ends() {
     let planted = plant(&client).await;
 
     // Through the binary: success, the whole-run timeout, SIGINT, SIGTERM.
-    let success = edw_on_served_twin(
-        &env,
-        &kubeconfig,
-        &["run", "--target", "kube", "--plain", "--messages", "200"],
-    )
-    .arg("--report-dir")
-    .arg(dir.path())
-    .output()
-    .unwrap();
+    let success = kube_run(&env, &kubeconfig, dir.path(), &["--messages", "200"])
+        .output()
+        .unwrap();
     assert_eq!(
         success.status.code(),
         Some(0),
@@ -438,22 +432,12 @@ async fn the_teams_objects_survive_every_way_a_kube_run_ends() {
     assert_intact(&client, &planted, "a successful run").await;
     assert_no_run_objects(&client, "a successful run").await;
 
-    let deadline = edw_on_served_twin(
+    let deadline = kube_run(
         &env,
         &kubeconfig,
-        &[
-            "run",
-            "--target",
-            "kube",
-            "--plain",
-            "--messages",
-            "500",
-            "--timeout",
-            "6s",
-        ],
+        dir.path(),
+        &["--messages", "500", "--timeout", "6s"],
     )
-    .arg("--report-dir")
-    .arg(dir.path())
     .output()
     .unwrap();
     assert_eq!(deadline.status.code(), Some(1));

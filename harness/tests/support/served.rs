@@ -40,6 +40,16 @@ pub fn edw_on_served_twin(env: &Env, kubeconfig: &Path, args: &[&str]) -> Comman
     command
 }
 
+/// `edw run --target kube --plain <extra> --report-dir <report_dir>` on a served twin's
+/// `kubeconfig` with the test's Azurite.
+pub fn kube_run(env: &Env, kubeconfig: &Path, report_dir: &Path, extra: &[&str]) -> Command {
+    let mut args = vec!["run", "--target", "kube", "--plain"];
+    args.extend_from_slice(extra);
+    let mut command = edw_on_served_twin(env, kubeconfig, &args);
+    command.arg("--report-dir").arg(report_dir);
+    command
+}
+
 /// `edw twin serve` (with `extra` arguments) writing `kubeconfig`; returns once it serves.
 pub fn serve_twin(env: &Env, kubeconfig: &Path, extra: &[&str]) -> KillOnDrop {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
