@@ -331,39 +331,9 @@ pub fn stamp_ownership(objects: &mut [Value], owner: &Ownership) {
 }
 
 /// The walkthrough's NodePool is `karpenter.sh/v1beta1`, which AKS Node Autoprovisioning no
-/// longer serves (Karpenter 1.4 and later serve only `karpenter.sh/v1`: an apply of v1beta1 gets
-/// 404). Converts a v1beta1 NodePool to the same pool in v1, as Karpenter's own conversion does:
-/// `WhenUnderutilized` becomes `WhenEmptyOrUnderutilized` (with `consolidateAfter: 0s`),
-/// `disruption.expireAfter` moves to `template.spec.expireAfter`, and `nodeClassRef` names its
-/// group and kind (`karpenter.azure.com`, `AKSNodeClass`). Other objects are left as they are.
-pub fn nodepool_as_v1(object: &mut Value) {
-    if object["kind"] != "NodePool" || object["apiVersion"] != "karpenter.sh/v1beta1" {
-        return;
-    }
-    object["apiVersion"] = Value::String("karpenter.sh/v1".to_owned());
-    let disruption = &mut object["spec"]["disruption"];
-    if disruption["consolidationPolicy"] == "WhenUnderutilized" {
-        disruption["consolidationPolicy"] = Value::String("WhenEmptyOrUnderutilized".to_owned());
-        if disruption.get("consolidateAfter").is_none() {
-            disruption["consolidateAfter"] = Value::String("0s".to_owned());
-        }
-    }
-    let expire = disruption
-        .as_object_mut()
-        .and_then(|d| d.remove("expireAfter"));
-    if let Some(expire) = expire {
-        insert_at(object, "/spec/template/spec", "expireAfter", expire);
-    }
-    let class = &mut object["spec"]["template"]["spec"]["nodeClassRef"];
-    if class.is_object() {
-        if class.get("group").is_none() {
-            class["group"] = Value::String("karpenter.azure.com".to_owned());
-        }
-        if class.get("kind").is_none() {
-            class["kind"] = Value::String("AKSNodeClass".to_owned());
-        }
-    }
-}
+/// longer serves (an apply of v1beta1 gets 404): Karpenter's own conversion to v1, shared with
+/// the twin (which serves only v1 unless told otherwise, like NAP today).
+pub use edw_twin::conversion::nodepool_as_v1;
 
 /// Creates `objects` in order (never updates one): an object that already exists is an
 /// [`ManifestError::AlreadyExists`] and is left as it is.

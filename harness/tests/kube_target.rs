@@ -8,7 +8,9 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use support::served::{edw_on_served_twin, kube_run, serve_twin, use_azurite, KillOnDrop};
+use support::served::{
+    edw_on_served_twin, kube_client, kube_run, serve_twin, use_azurite, KillOnDrop,
+};
 use support::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,6 +110,56 @@ async fn the_phases_run_one_at_a_time_sharing_the_run_state() {
     let output = local.output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("edw twin serve"));
+}
+
+/// KEDA installed by its Helm chart (as `ci/kind-up.sh` does) runs in namespace `keda`, not in
+/// kube-system like the AKS add-on: validate finds the operator there without being told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_finds_keda_where_its_helm_chart_puts_it() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let state = dir.path().join("edw-run.state");
+    let _served = serve_twin(&env, &kubeconfig, &["--set", "keda_namespace=keda"]);
+    let phase = |phase: &str| {
+        let output = edw_on_served_twin(&env, &kubeconfig, &[phase, "--target", "kube"])
+            .env_remove("EDW_KEDA_NAMESPACE")
+            .arg("--run-state")
+            .arg(&state)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stdout, stderr)
+    };
+    let (code, stdout, stderr) = phase("deploy");
+    assert_eq!(code, Some(0), "edw deploy:\n{stdout}\n{stderr}");
+    let (code, stdout, stderr) = phase("validate");
+    let (cleanup, cleanup_out, _) = phase("cleanup");
+    assert_eq!(code, Some(0), "edw validate:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ok   validate: KEDA operator running (kube-system or keda)"),
+        "edw validate:\n{stdout}"
+    );
+    assert_eq!(cleanup, Some(0), "edw cleanup:\n{cleanup_out}");
+    // The operator it found is the one in `keda`: kube-system has none.
+    let client = kube_client(&kubeconfig).await;
+    let operators = |namespace: &str| {
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(client.clone(), namespace);
+        async move {
+            pods.list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .filter(|n| n.starts_with("keda-operator-"))
+                .count()
+        }
+    };
+    assert!(operators("keda").await > 0);
+    assert_eq!(operators("kube-system").await, 0);
 }
 
 #[tokio::test]

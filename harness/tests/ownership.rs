@@ -22,7 +22,7 @@ use harness::target::{Target, TargetKind};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
-use support::served::{edw_on_served_twin, kube_run, serve_twin, KillOnDrop};
+use support::served::{edw_on_served_twin, kube_client, kube_run, serve_twin, KillOnDrop};
 use support::Env;
 use tokio_util::sync::CancellationToken;
 
@@ -367,16 +367,6 @@ async fn creating_over_an_existing_object_is_refused_and_changes_nothing() {
         );
     }
     assert_intact(&client, &planted, "creating over them").await;
-}
-
-async fn kube_client(kubeconfig: &Path) -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    kube::Client::try_from(config).unwrap()
 }
 
 /// `edw run --target kube` in another process, stopped by `stop` once the run has created its

@@ -228,6 +228,10 @@ pub struct ServeArgs {
         requires = "deploy_sample"
     )]
     pub activation_queue_length: u32,
+    /// Override one twin parameter, e.g. `keda_namespace=keda` (KEDA where its Helm chart puts
+    /// it) or `serve_nodepool_v1beta1=true` (an older NAP); see fixtures/twin/README.md.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -69,6 +69,17 @@ pub fn serve_twin(env: &Env, kubeconfig: &Path, extra: &[&str]) -> KillOnDrop {
     served
 }
 
+/// A kube-rs client of the served twin at `kubeconfig` (its current context).
+pub async fn kube_client(kubeconfig: &Path) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
 /// The local target (the twin in this process) on the test's Azurite if `EDW_AZURITE_*` name
 /// one, else an embedded Azurite.
 pub async fn local_target() -> (

@@ -31,9 +31,9 @@ pub async fn serve(
             "--scale must be a positive number"
         )));
     }
+    let params = twin_params(None, &args.set).map_err(Failure::usage)?;
     let session = session::open(global).await?;
-    let (engine, clock) =
-        scaled_engine(TwinParams::default(), args.scale).map_err(Failure::environment)?;
+    let (engine, clock) = scaled_engine(params, args.scale).map_err(Failure::environment)?;
     let queue = session.storage.queue(session.config.queue_name());
     if args.deploy_sample {
         let table = session.storage.table(session.config.table_name());
@@ -259,41 +259,7 @@ fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {
         }
         None => None,
     };
-    let mut params = match &args.params {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str::<Value>(&text)
-                .with_context(|| format!("{} is not JSON", path.display()))?
-        }
-        None => serde_json::to_value(TwinParams::default())?,
-    };
-    for assignment in &args.set {
-        let (key, value) = assignment
-            .split_once('=')
-            .with_context(|| format!("--set {assignment:?}: expected KEY=VALUE"))?;
-        let current = params
-            .get(key)
-            .with_context(|| format!("--set {assignment:?}: the twin has no parameter {key:?}"))?;
-        let new = match current {
-            Value::Object(o) if o.contains_key("secs") => {
-                let d: Duration =
-                    crate::cli::args::parse_duration(value).map_err(anyhow::Error::msg)?;
-                serde_json::to_value(d)?
-            }
-            Value::Number(_) => Value::Number(
-                serde_json::Number::from_f64(
-                    value
-                        .parse::<f64>()
-                        .with_context(|| format!("--set {key}: {value:?} is not a number"))?,
-                )
-                .context("not a finite number")?,
-            ),
-            _ => Value::String(value.to_owned()),
-        };
-        params[key] = new;
-    }
-    let params: TwinParams = serde_json::from_value(params).context("invalid twin parameters")?;
+    let params = twin_params(args.params.as_deref(), &args.set)?;
     anyhow::ensure!(
         args.duration > 0.0 && args.duration.is_finite(),
         "--duration must be a positive number of seconds"
@@ -304,4 +270,121 @@ fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {
         scaled_object,
         duration: args.duration,
     })
+}
+
+/// The twin's parameters: the specification's defaults, then `--params FILE` (JSON), then each
+/// `--set KEY=VALUE`, read as the parameter's own type (a whole number, a number, true/false,
+/// a duration such as `120s`, or text). An unknown key or a value of the wrong type is refused
+/// naming the key.
+fn twin_params(file: Option<&std::path::Path>, sets: &[String]) -> anyhow::Result<TwinParams> {
+    let mut params = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str::<Value>(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?
+        }
+        None => serde_json::to_value(TwinParams::default())?,
+    };
+    for assignment in sets {
+        let (key, value) = assignment
+            .split_once('=')
+            .with_context(|| format!("--set {assignment:?}: expected KEY=VALUE"))?;
+        let (key, value) = (key.trim(), value.trim());
+        let current = params
+            .get(key)
+            .with_context(|| format!("--set {assignment:?}: the twin has no parameter {key:?}"))?;
+        let new = match current {
+            Value::Object(o) if o.contains_key("secs") => {
+                let d: Duration = crate::cli::args::parse_duration(value)
+                    .map_err(|e| anyhow::anyhow!("--set {key}: {e}"))?;
+                serde_json::to_value(d)?
+            }
+            Value::Number(n) if n.is_u64() => {
+                Value::from(value.parse::<u64>().with_context(|| {
+                    format!("--set {key}: {value:?} is not a whole number (0 or more)")
+                })?)
+            }
+            Value::Number(_) => {
+                let number = value
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .with_context(|| format!("--set {key}: {value:?} is not a finite number"))?;
+                Value::Number(number)
+            }
+            Value::Bool(_) => Value::Bool(
+                value
+                    .parse::<bool>()
+                    .with_context(|| format!("--set {key}: {value:?} is not true or false"))?,
+            ),
+            Value::String(_) => Value::String(value.to_owned()),
+            other => anyhow::bail!("--set {key}: the parameter is {other}, not settable by --set"),
+        };
+        params[key] = new;
+    }
+    serde_json::from_value(params).context("invalid twin parameters")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(assignments: &[&str]) -> anyhow::Result<TwinParams> {
+        let sets: Vec<String> = assignments.iter().map(|s| (*s).to_owned()).collect();
+        twin_params(None, &sets)
+    }
+
+    #[test]
+    fn each_parameter_is_set_as_its_own_type() {
+        let params = set(&[
+            "daemonset_cpu_millis=300",
+            "max_pods=110",
+            "seed=7",
+            "system_nodes=2",
+            "hpa_tolerance=0.2",
+            "nap_startup_taint=false",
+            "serve_nodepool_v1beta1=true",
+            "initialize_delay=120s",
+            "keda_namespace=keda",
+        ])
+        .unwrap();
+        assert_eq!(params.daemonset_cpu_millis, 300);
+        assert_eq!(params.max_pods, 110);
+        assert_eq!(params.seed, 7);
+        assert_eq!(params.system_nodes, 2);
+        assert_eq!(params.hpa_tolerance, 0.2);
+        assert!(!params.nap_startup_taint);
+        assert!(params.serve_nodepool_v1beta1);
+        assert_eq!(params.initialize_delay, Duration::from_secs(120));
+        assert_eq!(params.keda_namespace, "keda");
+    }
+
+    #[test]
+    fn a_wrong_value_or_key_is_refused_naming_it() {
+        for (assignment, named) in [
+            (
+                "max_pods=1.5",
+                "--set max_pods: \"1.5\" is not a whole number",
+            ),
+            (
+                "max_pods=-3",
+                "--set max_pods: \"-3\" is not a whole number",
+            ),
+            (
+                "nap_startup_taint=maybe",
+                "--set nap_startup_taint: \"maybe\" is not true or false",
+            ),
+            (
+                "hpa_tolerance=NaN",
+                "--set hpa_tolerance: \"NaN\" is not a finite number",
+            ),
+            ("initialize_delay=soon", "--set initialize_delay:"),
+            ("no_such=1", "the twin has no parameter \"no_such\""),
+            ("max_pods", "expected KEY=VALUE"),
+        ] {
+            let error = format!("{:#}", set(&[assignment]).unwrap_err());
+            assert!(error.contains(named), "{assignment}: {error}");
+        }
+    }
 }
