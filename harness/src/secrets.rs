@@ -84,6 +84,12 @@ fn ends_value(c: char) -> bool {
         )
 }
 
+/// A short run of letters: prose after "bearer " or "sharedkey ", where a token (a JWT, an
+/// opaque token, `account:signature`) is long or carries digits and punctuation.
+fn is_word(value: &str) -> bool {
+    value.len() < 20 && value.chars().all(|c| c.is_ascii_alphabetic())
+}
+
 /// Returns `text` with every secret replaced by [`REDACTED`].
 pub fn redact(text: &str) -> String {
     let mut out = text.to_owned();
@@ -117,7 +123,10 @@ fn redact_after(text: &str, marker: &str) -> String {
         let value_len = text[value_start..]
             .find(ends_value)
             .unwrap_or(text.len() - value_start);
-        if starts_word && value_len > 0 && &text[value_start..value_start + value_len] != REDACTED {
+        let value = &text[value_start..value_start + value_len];
+        // After "bearer " a word ("failed to get bearer token") is prose, not a token.
+        let a_word = TOKEN_MARKERS.contains(&marker) && is_word(value);
+        if starts_word && value_len > 0 && value != REDACTED && !a_word {
             out.push_str(&text[copied..value_start]);
             out.push_str(REDACTED);
             copied = value_start + value_len;
@@ -157,5 +166,21 @@ mod tests {
             "Authorization: Bearer ***"
         );
         assert_eq!(redact("design=ok"), "design=ok");
+    }
+
+    #[test]
+    fn words_after_bearer_are_prose_not_tokens() {
+        assert_eq!(
+            redact("failed to get bearer token from the CLI"),
+            "failed to get bearer token from the CLI"
+        );
+        assert_eq!(
+            redact("Authorization: Bearer abcdefghijklmnopqrstuvwxyzABCDEF"),
+            "Authorization: Bearer ***"
+        );
+        assert_eq!(
+            redact("Authorization: SharedKey devstoreaccount1:c2lnbmF0dXJl"),
+            "Authorization: SharedKey ***"
+        );
     }
 }

@@ -98,6 +98,12 @@ fn config_shows_values_with_their_origin_and_hides_secrets() {
         stdout.contains("storage: account \"storaksdemoab12cd\" with account key"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(
+            "  because AZURE_STORAGE_ACCOUNT_NAME (environment) and AZURE_STORAGE_KEY (environment) are set"
+        ),
+        "{stdout}"
+    );
     assert!(!stdout.contains("c3VwZXItc2VjcmV0") && !stderr.contains("c3VwZXItc2VjcmV0"));
     assert!(
         stderr.contains("AZURE_COSMOSDB_TABLE is read as AZURE_TABLE_NAME"),

@@ -333,3 +333,53 @@ fn storage_is_chosen_from_what_is_configured() {
         assert!(!format!("{t:?}").contains("c2VjcmV0LWtleS12YWx1ZQ=="));
     }
 }
+
+/// The sample's `environmentVariables.sh` exports AZURE_STORAGE_ACCOUNT_NAME; a person who then
+/// exports `edw azurite`'s two lines means Azurite: the explicit endpoints win, and the mode
+/// says why and what it ignored.
+#[test]
+fn explicit_azurite_endpoints_win_over_the_samples_account_name() {
+    let azurite = [
+        (
+            "EDW_AZURITE_QUEUE_ENDPOINT",
+            "http://127.0.0.1:1/devstoreaccount1",
+        ),
+        (
+            "EDW_AZURITE_TABLE_ENDPOINT",
+            "http://127.0.0.1:2/devstoreaccount1",
+        ),
+        ("AZURE_STORAGE_ACCOUNT_NAME", "acct123"),
+        ("AZURE_QUEUE_NAME", "aws2azmsgs"),
+    ];
+    let (inputs, _dir) = config_inputs(None, &azurite);
+    let config = Config::load(&inputs).unwrap();
+    match config.storage().unwrap() {
+        StorageChoice::Target(t) => assert_eq!(t.auth.kind(), "azurite development account"),
+        StorageChoice::EmbeddedAzurite => panic!("the exported endpoints were ignored"),
+    }
+    let (mode, why) = config.storage_mode().unwrap();
+    assert_eq!(mode, "azurite");
+    assert!(
+        why.contains("EDW_AZURITE_QUEUE_ENDPOINT (environment)")
+            && why.contains("AZURE_STORAGE_ACCOUNT_NAME (environment) ignored for storage")
+            && why.contains("EDW_STORAGE_AUTH"),
+        "{why}"
+    );
+    // EDW_STORAGE_AUTH still decides when set.
+    let mut entra = azurite.to_vec();
+    entra.push(("EDW_STORAGE_AUTH", "entra"));
+    let (inputs, _dir) = config_inputs(None, &entra);
+    let config = Config::load(&inputs).unwrap();
+    assert_eq!(config.storage_mode().unwrap().0, "entra");
+    // Half an Azurite is refused, naming the missing line.
+    let (inputs, _dir) = config_inputs(None, &azurite[..1]);
+    let error = Config::load(&inputs)
+        .and_then(|c| c.storage())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("EDW_AZURITE_TABLE_ENDPOINT is not set")
+            && error.contains("EDW_AZURITE_QUEUE_ENDPOINT (environment) is set"),
+        "{error}"
+    );
+}

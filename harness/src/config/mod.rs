@@ -191,9 +191,99 @@ impl Config {
         self.get("AZURE_TABLE_NAME").unwrap_or("aws2azpmts")
     }
 
-    /// Where the storage is and how to authenticate, from `EDW_STORAGE_AUTH` or, without it,
-    /// from what is set: a connection string, else an account name with a key, else an account
-    /// name alone (Entra ID), else `EDW_AZURITE_*` endpoints, else an embedded Azurite.
+    /// Which storage access [`Config::storage`] uses and why, in words `edw config` prints:
+    /// `EDW_STORAGE_AUTH` when set; else `EDW_AZURITE_*` endpoints (explicit endpoints win over
+    /// the sample's `AZURE_STORAGE_ACCOUNT_NAME`, which `environmentVariables.sh` exports), else a
+    /// connection string, else an account name with a key, else an account name alone (Entra
+    /// ID), else an embedded Azurite.
+    pub fn storage_mode(&self) -> Result<(&str, String), ConfigError> {
+        let origin = |key: &str| match self.source(key) {
+            Some(Source::Environment(_)) => format!("{key} (environment)"),
+            Some(Source::Default) | None => key.to_owned(),
+            Some(source) => format!("{key} ({source})"),
+        };
+        let set = |key: &str| self.get(key).is_some_and(|v| !v.is_empty());
+        let (queue, table) = ("EDW_AZURITE_QUEUE_ENDPOINT", "EDW_AZURITE_TABLE_ENDPOINT");
+        if set(queue) != set(table) {
+            let (given, absent) = if set(queue) {
+                (queue, table)
+            } else {
+                (table, queue)
+            };
+            return Err(ConfigError::Missing {
+                key: absent.to_owned(),
+                why: format!(
+                    "{} is set: an Azurite needs both endpoints (`edw azurite` prints both lines)",
+                    origin(given)
+                ),
+            });
+        }
+        if let Some(mode) = self.get("EDW_STORAGE_AUTH") {
+            return Ok((mode, format!("{} asks for it", origin("EDW_STORAGE_AUTH"))));
+        }
+        let ignored = |winner: &str, others: &[&str]| {
+            let others: Vec<String> = others
+                .iter()
+                .filter(|k| set(k))
+                .map(|k| origin(k))
+                .collect();
+            if others.is_empty() {
+                winner.to_owned()
+            } else {
+                format!(
+                    "{winner}; {} ignored for storage (set EDW_STORAGE_AUTH to choose otherwise)",
+                    others.join(", ")
+                )
+            }
+        };
+        let account_keys = [
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AZURE_STORAGE_ACCOUNT_NAME",
+            "AZURE_STORAGE_KEY",
+        ];
+        Ok(if set(queue) {
+            (
+                "azurite",
+                ignored(
+                    &format!("{} and {} are set", origin(queue), origin(table)),
+                    &account_keys,
+                ),
+            )
+        } else if set("AZURE_STORAGE_CONNECTION_STRING") {
+            (
+                "connection-string",
+                ignored(
+                    &format!("{} is set", origin("AZURE_STORAGE_CONNECTION_STRING")),
+                    &account_keys[1..],
+                ),
+            )
+        } else if set("AZURE_STORAGE_ACCOUNT_NAME") && set("AZURE_STORAGE_KEY") {
+            (
+                "key",
+                format!(
+                    "{} and {} are set",
+                    origin("AZURE_STORAGE_ACCOUNT_NAME"),
+                    origin("AZURE_STORAGE_KEY")
+                ),
+            )
+        } else if set("AZURE_STORAGE_ACCOUNT_NAME") {
+            (
+                "entra",
+                format!(
+                    "{} is set without a key or connection string",
+                    origin("AZURE_STORAGE_ACCOUNT_NAME")
+                ),
+            )
+        } else {
+            (
+                "azurite",
+                "no account, connection string or EDW_AZURITE_* endpoints: an embedded Azurite"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// Where the storage is and how to authenticate, as [`Config::storage_mode`] chooses.
     pub fn storage(&self) -> Result<StorageChoice, ConfigError> {
         let account = self.get("AZURE_STORAGE_ACCOUNT_NAME");
         let connection_string = self.get("AZURE_STORAGE_CONNECTION_STRING");
@@ -205,14 +295,7 @@ impl Config {
             (Some(q), Some(t)) => Some((q, t)),
             _ => None,
         };
-        let requested = self.get("EDW_STORAGE_AUTH");
-        let mode = match requested {
-            Some(mode) => mode,
-            None if connection_string.is_some() => "connection-string",
-            None if account.is_some() && key.is_some() => "key",
-            None if account.is_some() => "entra",
-            None => "azurite",
-        };
+        let (mode, _) = self.storage_mode()?;
         let missing = |key: &str, why: &str| ConfigError::Missing {
             key: key.to_owned(),
             why: why.to_owned(),

@@ -19,6 +19,8 @@ pub fn run(global: &GlobalArgs) -> Result<u8, Failure> {
             format!("account {:?} with {}", target.account, target.auth.kind())
         }
     };
+    let (_, why) = config.storage_mode().map_err(Failure::usage)?;
     println!("storage: {storage}");
+    println!("  because {why}");
     Ok(exit::OK)
 }
