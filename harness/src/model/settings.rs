@@ -57,7 +57,12 @@ fn number(
         object: object.to_owned(),
         field: field.to_owned(),
         value: v.to_string(),
-        expected: "a whole number >= 0".to_owned(),
+        expected: if v.as_str().is_some_and(|s| s.contains("${")) {
+            "a whole number >= 0 (this is an unrendered template: its ${…} variables need values)"
+                .to_owned()
+        } else {
+            "a whole number >= 0".to_owned()
+        },
     };
     match value {
         None | Some(Value::Null) => Ok(default),
@@ -130,6 +135,16 @@ impl ScalingSettings {
                 field: "queueLength".into(),
                 value: "0".into(),
                 expected: "at least 1".into(),
+            });
+        }
+        // KEDA's admission webhook refuses this too ("MinReplicaCount=5 must be less than
+        // MaxReplicaCount=2").
+        if settings.min_replicas > settings.max_replicas {
+            return Err(ModelError::Field {
+                object: name,
+                field: "spec.minReplicaCount".into(),
+                value: settings.min_replicas.to_string(),
+                expected: format!("at most spec.maxReplicaCount ({})", settings.max_replicas),
             });
         }
         Ok(settings)

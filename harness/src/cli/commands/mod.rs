@@ -42,7 +42,7 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Cleanup(args) => phase::run("cleanup", &cli.global, &args, cancel).await,
         Command::Twin {
             command: TwinCommand::Simulate(args),
-        } => twin::simulate(&args),
+        } => twin::simulate(&cli.global, &args),
         Command::Twin {
             command: TwinCommand::Serve(args),
         } => twin::serve(&cli.global, &args, cancel).await,

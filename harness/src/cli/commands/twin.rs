@@ -141,7 +141,21 @@ fn export_lines(session: &session::Session, kubeconfig: &std::path::Path) -> Vec
     lines
 }
 
-pub fn simulate(args: &SimulateArgs) -> Result<u8, Failure> {
+pub fn simulate(global: &GlobalArgs, args: &SimulateArgs) -> Result<u8, Failure> {
+    // The virtual clock models the queue itself: storage flags would change nothing.
+    for (flag, given) in [
+        ("--queue", global.queue.is_some()),
+        ("--table", global.table.is_some()),
+        ("--account", global.account.is_some()),
+        ("--storage-auth", global.storage_auth.is_some()),
+        ("--state-file", global.state_file.is_some()),
+    ] {
+        if given {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "{flag} does nothing for `edw twin simulate`: it models the queue on its virtual clock and uses no storage (`edw twin serve` and `edw run` use storage)"
+            )));
+        }
+    }
     let input = input(args).map_err(Failure::usage)?;
     let report = run_simulation(&input).map_err(Failure::usage)?;
     if args.json {
@@ -205,28 +219,34 @@ fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {
         let (count, at) = burst
             .split_once('@')
             .with_context(|| format!("--burst {burst:?}: expected COUNT@SECONDS"))?;
-        steps.push(LoadStep::Burst {
-            count: count
-                .trim()
-                .parse()
-                .with_context(|| format!("--burst {burst:?}: {count:?} is not a count"))?,
-            at: at
-                .trim()
-                .parse()
-                .with_context(|| format!("--burst {burst:?}: {at:?} is not seconds"))?,
-        });
+        let count: u64 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|c| *c > 0)
+            .with_context(|| format!("--burst {burst:?}: {count:?} is not a count of 1 or more"))?;
+        let at = seconds(at).with_context(|| {
+            format!("--burst {burst:?}: {at:?} is not seconds from the start (0 or more)")
+        })?;
+        steps.push(LoadStep::Burst { count, at });
     }
     for rate in &args.rate {
-        let parsed = rate.split_once('@').and_then(|(r, span)| {
-            let (from, until) = span.split_once("..")?;
-            Some((
-                r.trim().parse::<f64>().ok()?,
-                from.trim().parse::<f64>().ok()?,
-                until.trim().parse::<f64>().ok()?,
-            ))
-        });
-        let (per_second, from, until) =
-            parsed.with_context(|| format!("--rate {rate:?}: expected PER_SECOND@FROM..UNTIL"))?;
+        let shape = || format!("--rate {rate:?}: expected PER_SECOND@FROM..UNTIL");
+        let (per_second, span) = rate.split_once('@').with_context(shape)?;
+        let (from, until) = span.split_once("..").with_context(shape)?;
+        let per_second = per_second
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .with_context(|| {
+                format!("--rate {rate:?}: {per_second:?} is not a rate above 0 per second")
+            })?;
+        let from = seconds(from)
+            .with_context(|| format!("--rate {rate:?}: {from:?} is not seconds (0 or more)"))?;
+        let until = seconds(until)
+            .filter(|u| *u > from)
+            .with_context(|| format!("--rate {rate:?}: {until:?} is not a time after {from}"))?;
         steps.push(LoadStep::Rate {
             from,
             until,
@@ -241,22 +261,7 @@ fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {
         });
     }
     let scaled_object = match &args.scaled_object {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let value: Value = serde_saphyr::from_str(&text)
-                .with_context(|| format!("{} is not YAML or JSON", path.display()))?;
-            anyhow::ensure!(
-                value.get("kind").and_then(Value::as_str) == Some("ScaledObject"),
-                "{} is not a ScaledObject (kind: {})",
-                path.display(),
-                value
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("missing")
-            );
-            Some(value)
-        }
+        Some(path) => Some(scaled_object_file(path)?),
         None => None,
     };
     let params = twin_params(args.params.as_deref(), &args.set)?;
@@ -272,58 +277,156 @@ fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {
     })
 }
 
-/// The twin's parameters: the specification's defaults, then `--params FILE` (JSON), then each
-/// `--set KEY=VALUE`, read as the parameter's own type (a whole number, a number, true/false,
-/// a duration such as `120s`, or text). An unknown key or a value of the wrong type is refused
-/// naming the key.
-fn twin_params(file: Option<&std::path::Path>, sets: &[String]) -> anyhow::Result<TwinParams> {
-    let mut params = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str::<Value>(&text)
-                .with_context(|| format!("{} is not JSON", path.display()))?
+/// Seconds from the simulation's start: a finite number, 0 or more.
+fn seconds(text: &str) -> Option<f64> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+}
+
+/// The ScaledObject in `path` as check-config reads it (the first ScaledObject document of a
+/// multi-document file), checked as check-config checks it (an azure-queue trigger, whole
+/// numbers, min ≤ max), as one would create it: what a server added (`status`, uid,
+/// resourceVersion, …, as `kubectl get -o yaml` shows them) is dropped, so an exported object
+/// predicts the same as its spec.
+fn scaled_object_file(path: &std::path::Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut value =
+        crate::findings::pick_document(&path.display().to_string(), &text, "ScaledObject")?;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("status");
+    }
+    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in [
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "managedFields",
+            "finalizers",
+            "ownerReferences",
+        ] {
+            meta.remove(field);
         }
-        None => serde_json::to_value(TwinParams::default())?,
-    };
+    }
+    crate::model::ScalingSettings::from_scaled_object(&value)
+        .with_context(|| format!("{} cannot be simulated", path.display()))?;
+    Ok(value)
+}
+
+/// The twin's parameters: the specification's defaults, then `--params FILE` (a JSON object),
+/// then each `--set KEY=VALUE`. Values are read as the parameter's own type: a whole number, a
+/// number, true/false, a duration (`120s`, `2m`, or `{"secs": 120, "nanos": 0}`), or text.
+/// An unknown key, a value of the wrong type, or a region the price snapshot does not cover is
+/// refused naming the key.
+fn twin_params(file: Option<&std::path::Path>, sets: &[String]) -> anyhow::Result<TwinParams> {
+    let mut params = serde_json::to_value(TwinParams::default())?;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let given: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        let Value::Object(given) = given else {
+            anyhow::bail!("{} is not a JSON object of parameters", path.display());
+        };
+        for (key, value) in given {
+            let new = typed(&params, &key, value)
+                .with_context(|| format!("{}: {key}", path.display()))?;
+            params[key.as_str()] = new;
+        }
+    }
     for assignment in sets {
         let (key, value) = assignment
             .split_once('=')
             .with_context(|| format!("--set {assignment:?}: expected KEY=VALUE"))?;
-        let (key, value) = (key.trim(), value.trim());
-        let current = params
-            .get(key)
-            .with_context(|| format!("--set {assignment:?}: the twin has no parameter {key:?}"))?;
-        let new = match current {
-            Value::Object(o) if o.contains_key("secs") => {
-                let d: Duration = crate::cli::args::parse_duration(value)
-                    .map_err(|e| anyhow::anyhow!("--set {key}: {e}"))?;
-                serde_json::to_value(d)?
-            }
-            Value::Number(n) if n.is_u64() => {
-                Value::from(value.parse::<u64>().with_context(|| {
-                    format!("--set {key}: {value:?} is not a whole number (0 or more)")
-                })?)
-            }
-            Value::Number(_) => {
-                let number = value
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(serde_json::Number::from_f64)
-                    .with_context(|| format!("--set {key}: {value:?} is not a finite number"))?;
-                Value::Number(number)
-            }
-            Value::Bool(_) => Value::Bool(
-                value
-                    .parse::<bool>()
-                    .with_context(|| format!("--set {key}: {value:?} is not true or false"))?,
-            ),
-            Value::String(_) => Value::String(value.to_owned()),
-            other => anyhow::bail!("--set {key}: the parameter is {other}, not settable by --set"),
-        };
+        let key = key.trim();
+        let new = typed(&params, key, Value::String(value.trim().to_owned()))
+            .with_context(|| format!("--set {key}"))?;
         params[key] = new;
     }
-    serde_json::from_value(params).context("invalid twin parameters")
+    let params: TwinParams = serde_json::from_value(params).context("invalid twin parameters")?;
+    // The region only picks the price snapshot, which covers one region.
+    anyhow::ensure!(
+        params.region == TwinParams::default().region,
+        "region: {:?} has no price snapshot; the twin ranks VM sizes by {} prices only",
+        params.region,
+        TwinParams::default().region
+    );
+    let version = params.keda_version.split('.').collect::<Vec<_>>();
+    anyhow::ensure!(
+        version.len() == 3 && version.iter().all(|p| p.parse::<u32>().is_ok()),
+        "keda_version: {:?} is not MAJOR.MINOR.PATCH (e.g. 2.17.2)",
+        params.keda_version
+    );
+    Ok(params)
+}
+
+/// `value` as the type of parameter `key` in `params` (a JSON string is parsed when the
+/// parameter is not text, as a person writes it on a command line or in a file).
+fn typed(params: &Value, key: &str, value: Value) -> anyhow::Result<Value> {
+    let current = params
+        .get(key)
+        .with_context(|| format!("the twin has no parameter {key:?}"))?;
+    let text = match &value {
+        Value::String(text) => Some(text.trim().to_owned()),
+        _ => None,
+    };
+    Ok(match (current, text) {
+        (Value::Object(o), Some(text)) if o.contains_key("secs") => {
+            let d: Duration =
+                crate::cli::args::parse_duration(&text).map_err(anyhow::Error::msg)?;
+            serde_json::to_value(d)?
+        }
+        (Value::Object(o), None) if o.contains_key("secs") => {
+            serde_json::from_value::<Duration>(value.clone())
+                .with_context(|| format!("{value} is not a duration such as \"120s\""))?;
+            value
+        }
+        (Value::Number(n), text) if n.is_u64() => {
+            let whole = match &text {
+                Some(text) => text.parse::<u64>().ok(),
+                None => value.as_u64(),
+            };
+            Value::from(
+                whole.with_context(|| {
+                    format!("{} is not a whole number (0 or more)", shown(&value))
+                })?,
+            )
+        }
+        (Value::Number(_), text) => {
+            let number = match &text {
+                Some(text) => text.parse::<f64>().ok(),
+                None => value.as_f64(),
+            };
+            Value::from(
+                number
+                    .filter(|n| n.is_finite())
+                    .with_context(|| format!("{} is not a finite number", shown(&value)))?,
+            )
+        }
+        (Value::Bool(_), text) => {
+            let flag = match &text {
+                Some(text) => text.parse::<bool>().ok(),
+                None => value.as_bool(),
+            };
+            Value::Bool(flag.with_context(|| format!("{} is not true or false", shown(&value)))?)
+        }
+        (Value::String(_), Some(text)) => Value::String(text),
+        (current, _) => anyhow::bail!(
+            "{} is not the parameter's type (like {current})",
+            shown(&value)
+        ),
+    })
+}
+
+/// A value as a person wrote it (a string without JSON quotes' escaping noise).
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("{text:?}"),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
