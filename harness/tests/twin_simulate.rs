@@ -154,7 +154,7 @@ fn what_cannot_be_simulated_is_refused_naming_it() {
         ),
         (
             vec!["--scaled-object", &min_over_max],
-            "spec.minReplicaCount is \"5\", expected at most spec.maxReplicaCount (2)",
+            "spec.minReplicaCount is 5, expected at most maxReplicaCount (2)",
         ),
         (
             vec!["--scaled-object", &negative],

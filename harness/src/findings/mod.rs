@@ -166,18 +166,29 @@ impl Checked<'_> {
     }
 }
 
-/// Checks the configuration in `inputs`; the findings come Risk first, then Warning, then Info.
-pub fn check(inputs: &CheckInputs) -> Result<Vec<Finding>, FindingsError> {
-    validate::inputs(inputs)?;
-    let so = &inputs.scaled_object;
-    let scaled_object = format!(
+/// A ScaledObject's scaling settings, checked as `check` checks them (an azure-queue trigger,
+/// whole numbers within the CRD's int32 fields and the model's range, min at most max).
+pub fn scaling_settings(so: &Value) -> Result<ScalingSettings, FindingsError> {
+    let scaling = ScalingSettings::from_scaled_object(so)?;
+    validate::scaling(&scaled_object_name(so), &scaling)?;
+    Ok(scaling)
+}
+
+fn scaled_object_name(so: &Value) -> String {
+    format!(
         "ScaledObject {}",
         so.pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("?")
-    );
-    let scaling = ScalingSettings::from_scaled_object(so)?;
-    validate::scaling(&scaled_object, &scaling)?;
+    )
+}
+
+/// Checks the configuration in `inputs`; the findings come Risk first, then Warning, then Info.
+pub fn check(inputs: &CheckInputs) -> Result<Vec<Finding>, FindingsError> {
+    validate::inputs(inputs)?;
+    let so = &inputs.scaled_object;
+    let scaled_object = scaled_object_name(so);
+    let scaling = scaling_settings(so)?;
     let pool = inputs
         .nodepool
         .as_ref()

@@ -137,16 +137,6 @@ impl ScalingSettings {
                 expected: "at least 1".into(),
             });
         }
-        // KEDA's admission webhook refuses this too ("MinReplicaCount=5 must be less than
-        // MaxReplicaCount=2").
-        if settings.min_replicas > settings.max_replicas {
-            return Err(ModelError::Field {
-                object: name,
-                field: "spec.minReplicaCount".into(),
-                value: settings.min_replicas.to_string(),
-                expected: format!("at most spec.maxReplicaCount ({})", settings.max_replicas),
-            });
-        }
         Ok(settings)
     }
 }

@@ -311,7 +311,7 @@ fn scaled_object_file(path: &std::path::Path) -> anyhow::Result<Value> {
             meta.remove(field);
         }
     }
-    crate::model::ScalingSettings::from_scaled_object(&value)
+    crate::findings::scaling_settings(&value)
         .with_context(|| format!("{} cannot be simulated", path.display()))?;
     Ok(value)
 }
