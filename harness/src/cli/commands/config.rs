@@ -16,9 +16,18 @@ pub fn run(global: &GlobalArgs) -> Result<u8, Failure> {
     let storage = match config.storage().map_err(Failure::usage)? {
         StorageChoice::EmbeddedAzurite => "embedded Azurite (no account configured)".to_owned(),
         StorageChoice::Target(target) => {
-            format!("account {:?} with {}", target.account, target.auth.kind())
+            format!(
+                "account {:?} with {}",
+                target.account,
+                target.auth.describe()
+            )
         }
     };
     println!("storage: {storage}");
+    // Storage with EDW_STORAGE_AUTH=entra and Azure Resource Manager both sign in so.
+    println!(
+        "entra sign-in: {}",
+        crate::storage::EntraSignIn::from_process_env().describe()
+    );
     Ok(exit::OK)
 }
