@@ -505,6 +505,131 @@ fn nightly_is_one_at_a_time_with_oidc_and_always_cleans_up() {
     }
 }
 
+/// Issue 16, "stale sign-in": nothing in the nightly signs in with a token that goes stale
+/// mid-run. The Azure CLI (which holds azure/login's 5-minute GitHub ID token) is used only
+/// right after azure/login; edw and kubelogin federate with a fresh GitHub ID token each time.
+#[test]
+fn nightly_signs_in_by_github_federation_for_the_whole_run() {
+    let file = "nightly.yml";
+    let wf = workflow(file);
+    let (_, job) = jobs(file, &wf)
+        .iter()
+        .find(|(_, j)| j.get("env").is_some_and(|e| text(e, "EDW_TARGET") == "aks"))
+        .unwrap_or_else(|| panic!("{file}: no job with EDW_TARGET=aks"));
+    let env = job.get("env").expect("the job's env");
+    assert_eq!(
+        text(env, "EDW_STORAGE_AUTH"),
+        "entra",
+        "{file}: storage auth"
+    );
+    for id in ["AZURE_CLIENT_ID", "AZURE_TENANT_ID"] {
+        assert!(
+            text(env, id).contains(&format!("secrets.{id}")),
+            "{file}: the job's env must set {id} from secrets.{id} (edw and kubelogin federate as it), not {:?}",
+            text(env, id)
+        );
+    }
+    // GitHub sets the ID token request variables itself (with id-token: write); a workflow that
+    // set them, or a client secret or token file, would replace the federation.
+    let all = steps(file, &wf);
+    for forbidden in [
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "EDW_ARM_TOKEN",
+    ] {
+        let set_in_env = std::iter::once(env)
+            .chain(all.iter().filter_map(|(_, s)| s.get("env")))
+            .any(|e| e.get(forbidden).is_some());
+        assert!(!set_in_env, "{file}: {forbidden} must not be set");
+    }
+
+    let kubelogin = step_running(file, &wf, "convert-kubeconfig");
+    let command = text(kubelogin, "run");
+    assert!(
+        command.contains("convert-kubeconfig -l workloadidentity") && !command.contains("azurecli"),
+        "{file}: kubelogin must use its workloadidentity mode (GitHub federation), not the Azure CLI's token: {command}"
+    );
+
+    // Every Azure CLI command comes before the build, right after azure/login.
+    let position = |needle: &str| {
+        all.iter()
+            .position(|(_, s)| text(s, "run").contains(needle))
+            .unwrap_or_else(|| panic!("{file}: no step runs `{needle}`"))
+    };
+    let build = position("cargo build --release");
+    for (index, (_, step)) in all.iter().enumerate() {
+        let uses_az = text(step, "run")
+            .lines()
+            .any(|line| line.trim_start().starts_with("az "));
+        assert!(
+            !uses_az || index < build,
+            "{file}: step `{}` runs the Azure CLI after the build, when its sign-in may be stale",
+            label(step)
+        );
+    }
+    let check = position("entra sign-in: GitHub Actions OIDC federation");
+    let scenarios = position("cargo nextest run");
+    assert!(
+        build < check && check < scenarios,
+        "{file}: the sign-in check must run after the build and before the scenarios"
+    );
+    sign_in_check_fails_without_federation(text(all[check].1, "run"));
+}
+
+/// Runs the nightly's sign-in check with the real `edw` in a scratch directory: it passes with
+/// the variables of a job that may federate, and fails, saying why, without the request token.
+fn sign_in_check_fails_without_federation(script: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("target/release")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_edw"), root.join("target/release/edw")).unwrap();
+    let run = |with_request_token: bool| {
+        let mut command = Command::new("bash");
+        command
+            .args(["-e", "-c", script])
+            .current_dir(root)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("EDW_TARGET", "aks")
+            .env("EDW_STORAGE_AUTH", "entra")
+            .env("AZURE_STORAGE_ACCOUNT_NAME", "storaksdemoab12cd")
+            .env("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
+            .env("AZURE_TENANT_ID", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+            .env(
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                "https://run-actions-1-azure-eastus.actions.githubusercontent.com/1//idtoken/a/b?api-version=2.0",
+            );
+        if with_request_token {
+            command.env(
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+                "ghs-request-token-placeholder-0123456789",
+            );
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, output) = run(true);
+    assert!(ok, "the sign-in check fails in a federating job:\n{output}");
+    assert!(
+        !output.contains("ghs-request-token-placeholder"),
+        "the request token is printed:\n{output}"
+    );
+    let (ok, output) = run(false);
+    assert!(
+        !ok && output.contains("::error::"),
+        "the sign-in check passes without ACTIONS_ID_TOKEN_REQUEST_TOKEN:\n{output}"
+    );
+}
+
 #[test]
 fn release_gate_calls_the_nightly_suite() {
     let file = "release-gate.yml";

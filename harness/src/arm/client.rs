@@ -99,7 +99,8 @@ impl ArmClient {
 
     /// The settings in use.
     /// A client for `base_url` with the token `EDW_ARM_TOKEN` supplies, else one from the
-    /// Entra ID chain (environment, workload identity, managed identity, Azure CLI), polling
+    /// Entra ID credential `harness::storage::EntraSignIn` chooses (GitHub Actions OIDC
+    /// federation, a federated token file, else environment, managed identity, Azure CLI), polling
     /// long-running operations every `EDW_ARM_POLL_INTERVAL` (e.g. `10s`, the default).
     pub fn from_env(base_url: &str) -> Result<Self, ArmError> {
         let mut settings = ClientSettings::default();

@@ -1,15 +1,13 @@
 //! Where ARM bearer tokens come from: the [`TokenSource`] trait, [`DefaultCredentialToken`]
-//! (azure_identity's `DefaultAzureCredential`) and [`StaticToken`] (tests, a pasted token).
+//! (the Entra ID credential `harness::storage` chooses, [`crate::storage::EntraSignIn`]) and [`StaticToken`]
+//! (tests, a pasted token).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
-use azure_core::auth::TokenCredential;
-use azure_identity::{DefaultAzureCredential, TokenCredentialOptions};
-
-use crate::secrets::{redact, Secret};
+use crate::secrets::Secret;
+use crate::storage::EntraCredential;
 
 /// The token scope of the public-cloud Resource Manager.
 pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
@@ -41,19 +39,12 @@ impl TokenSource for StaticToken {
     }
 }
 
-/// Entra ID through `DefaultAzureCredential`: environment (client secret or workload-identity
-/// federated token), managed identity, then the Azure CLI, as for storage.
+/// Entra ID through the credential [`crate::storage::EntraSignIn`] chooses (GitHub Actions OIDC federation,
+/// a federated token file, else `DefaultAzureCredential`), as for storage.
+#[derive(Debug, Clone)]
 pub struct DefaultCredentialToken {
-    credential: Arc<DefaultAzureCredential>,
+    credential: EntraCredential,
     scope: String,
-}
-
-impl fmt::Debug for DefaultCredentialToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DefaultCredentialToken")
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
-    }
 }
 
 impl DefaultCredentialToken {
@@ -64,24 +55,31 @@ impl DefaultCredentialToken {
 
     /// For another cloud's Resource Manager (`https://management.usgovcloudapi.net/.default`).
     pub fn with_scope(scope: &str) -> Result<Self, String> {
-        let credential = DefaultAzureCredential::create(TokenCredentialOptions::default())
-            .map_err(|e| redact(&format!("DefaultAzureCredential: {e}")))?;
-        Ok(DefaultCredentialToken {
-            credential: Arc::new(credential),
+        let credential = EntraCredential::from_process_env().map_err(|e| e.to_string())?;
+        Ok(Self::from_credential(credential, scope))
+    }
+
+    /// Tokens for `scope` from `credential`.
+    pub fn from_credential(credential: EntraCredential, scope: &str) -> Self {
+        DefaultCredentialToken {
+            credential,
             scope: scope.to_owned(),
-        })
+        }
+    }
+
+    /// Which credential gives the tokens (never a secret).
+    pub fn describe(&self) -> &str {
+        self.credential.describe()
     }
 }
 
 impl TokenSource for DefaultCredentialToken {
     fn token(&self) -> TokenFuture<'_> {
         Box::pin(async move {
-            let token = self
-                .credential
-                .get_token(&[self.scope.as_str()])
+            self.credential
+                .token(&self.scope)
                 .await
-                .map_err(|e| redact(&format!("DefaultAzureCredential: {e}")))?;
-            Ok(Secret::new(token.token.secret()))
+                .map_err(|e| e.to_string())
         })
     }
 }

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use azure_core::{ClientOptions, ExponentialRetryOptions, RetryOptions, TransportOptions};
 use azure_data_tables::prelude::TableServiceClient;
-use azure_identity::{DefaultAzureCredential, TokenCredentialOptions};
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
 use azure_storage_queues::QueueServiceClient;
 
-use super::{Queue, StorageError, Table};
+use super::{EntraCredential, EntraSignIn, Queue, SignInError, StorageError, Table};
 use crate::secrets::Secret;
 
 /// The Azurite (and Storage Emulator) development account name.
@@ -26,8 +25,9 @@ pub enum StorageAuth {
     ConnectionString(Secret),
     /// The account's shared key; the account name comes from [`StorageTarget::account`].
     AccountKey(Secret),
-    /// Entra ID: environment (client secret or workload identity federated token),
-    /// managed identity, then the Azure CLI, in that order.
+    /// Entra ID, with the credential [`EntraSignIn`] chooses from the environment: GitHub
+    /// Actions OIDC federation, a federated token file, else `DefaultAzureCredential`
+    /// (environment, managed identity, then the Azure CLI).
     EntraId,
 }
 
@@ -39,6 +39,17 @@ impl StorageAuth {
             StorageAuth::ConnectionString(_) => "connection string",
             StorageAuth::AccountKey(_) => "account key",
             StorageAuth::EntraId => "Entra ID",
+        }
+    }
+
+    /// [`StorageAuth::kind`], and for Entra ID the credential this process's environment
+    /// chooses (never a secret).
+    pub fn describe(&self) -> String {
+        match self {
+            StorageAuth::EntraId => {
+                format!("Entra ID: {}", EntraSignIn::from_process_env().describe())
+            }
+            other => other.kind().to_owned(),
         }
     }
 }
@@ -123,7 +134,8 @@ pub struct Storage {
     queues: Vec<(QueueServiceClient, String)>,
     tables: TableServiceClient,
     table_endpoint: String,
-    auth_kind: &'static str,
+    /// How the clients authenticate, for [`Storage::describe`].
+    auth: String,
 }
 
 impl Storage {
@@ -186,7 +198,7 @@ impl Storage {
             queues,
             tables,
             table_endpoint: location_url(&resolved.table_location, "table"),
-            auth_kind: target.auth.kind(),
+            auth: resolved.auth,
         })
     }
 
@@ -236,7 +248,7 @@ impl Storage {
             "queue {}{partitions} and table {} ({})",
             self.queue_endpoint(),
             self.table_endpoint,
-            self.auth_kind
+            self.auth
         )
     }
 }
@@ -246,6 +258,8 @@ const ACCESS_CHECK_KEY: &str = "edw-access-check";
 
 struct Resolved {
     credentials: StorageCredentials,
+    /// How `credentials` authenticate (never a secret).
+    auth: String,
     queue_location: CloudLocation,
     table_location: CloudLocation,
 }
@@ -278,6 +292,7 @@ fn resolve(target: &StorageTarget) -> Result<Resolved, StorageError> {
             };
             Ok(Resolved {
                 credentials: StorageCredentials::emulator(),
+                auth: target.auth.kind().to_owned(),
                 queue_location: location(&target.queue_endpoint, DEVELOPMENT_ACCOUNT),
                 table_location: location(&target.table_endpoint, DEVELOPMENT_ACCOUNT),
             })
@@ -289,18 +304,23 @@ fn resolve(target: &StorageTarget) -> Result<Resolved, StorageError> {
                     target.account.clone(),
                     key.expose().to_owned(),
                 ),
+                auth: target.auth.kind().to_owned(),
                 queue_location: location(&target.queue_endpoint, &target.account),
                 table_location: location(&target.table_endpoint, &target.account),
             })
         }
         StorageAuth::EntraId => {
             check_account(&target.account)?;
-            let credential = DefaultAzureCredential::create(TokenCredentialOptions::default())
-                .map_err(|e| StorageError::Credential {
-                    detail: crate::secrets::redact(&error_chain(&e)),
-                })?;
+            let credential = EntraCredential::from_process_env().map_err(|e| match e {
+                // A setting that cannot work is the user's to fix, like any other.
+                SignInError::Setting { .. } => StorageError::Config(e.to_string()),
+                _ => StorageError::Credential {
+                    detail: e.to_string(),
+                },
+            })?;
             Ok(Resolved {
-                credentials: StorageCredentials::token_credential(Arc::new(credential)),
+                credentials: StorageCredentials::token_credential(credential.token_credential()),
+                auth: format!("Entra ID: {}", credential.describe()),
                 queue_location: location(&target.queue_endpoint, &target.account),
                 table_location: location(&target.table_endpoint, &target.account),
             })
@@ -357,6 +377,7 @@ fn from_connection_string(
         },
     };
     Ok(Resolved {
+        auth: target.auth.kind().to_owned(),
         queue_location: endpoint(parsed.queue_endpoint, "queue")?,
         table_location: endpoint(parsed.table_endpoint, "table")?,
         credentials,

@@ -16,11 +16,20 @@ pub fn run(global: &GlobalArgs) -> Result<u8, Failure> {
     let storage = match config.storage().map_err(Failure::usage)? {
         StorageChoice::EmbeddedAzurite => "embedded Azurite (no account configured)".to_owned(),
         StorageChoice::Target(target) => {
-            format!("account {:?} with {}", target.account, target.auth.kind())
+            format!(
+                "account {:?} with {}",
+                target.account,
+                target.auth.describe()
+            )
         }
     };
     let (_, why) = config.storage_mode().map_err(Failure::usage)?;
     println!("storage: {storage}");
     println!("  because {why}");
+    // Storage with EDW_STORAGE_AUTH=entra and Azure Resource Manager both sign in so.
+    println!(
+        "entra sign-in: {}",
+        crate::storage::EntraSignIn::from_process_env().describe()
+    );
     Ok(exit::OK)
 }

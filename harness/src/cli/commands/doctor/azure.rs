@@ -203,10 +203,14 @@ pub(super) async fn azure_findings(target: TargetKind, args: &DoctorArgs) -> Vec
             Finding::skip(names::FEATURE, why),
         ];
     }
+    let entra = format!(
+        "Entra ID: {}",
+        crate::storage::EntraSignIn::from_process_env().describe()
+    );
     let source = if std::env::var("EDW_ARM_TOKEN").is_ok_and(|t| !t.is_empty()) {
         "EDW_ARM_TOKEN"
     } else {
-        "Entra ID: environment, workload identity, managed identity or Azure CLI"
+        entra.as_str()
     };
     let client = match crate::cli::commands::azure::client(&args.azure) {
         Ok(client) => client,
