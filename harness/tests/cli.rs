@@ -109,6 +109,11 @@ fn config_shows_values_with_their_origin_and_hides_secrets() {
         stderr.contains("AZURE_COSMOSDB_TABLE is read as AZURE_TABLE_NAME"),
         "{stderr}"
     );
+    // A piped stderr gets plain WARN lines, no terminal colour codes.
+    assert!(
+        stderr.contains("WARN") && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
 }
 
 #[test]
