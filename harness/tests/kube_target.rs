@@ -164,7 +164,10 @@ async fn validate_finds_keda_where_its_helm_chart_puts_it() {
     let server = client.apiserver_version().await.unwrap().git_version;
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
     for node in nodes.list(&Default::default()).await.unwrap().items {
-        let kubelet = node.status.and_then(|s| s.node_info).map(|i| i.kubelet_version);
+        let kubelet = node
+            .status
+            .and_then(|s| s.node_info)
+            .map(|i| i.kubelet_version);
         assert_eq!(kubelet.as_deref(), Some(server.as_str()));
     }
 }

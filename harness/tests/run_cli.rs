@@ -71,6 +71,12 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
     for text in [&reports, &stdout, &stderr] {
         assert!(!text.contains(secret), "the planted secret leaked");
     }
+    // A run whose cleanup passed leaves no ledger to clean.
+    assert!(
+        !dir.path().join("edw-run.state").exists(),
+        "the ledger of a cleaned run is left in the report directory"
+    );
+    assert!(!stdout.contains("ledger kept"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +136,8 @@ async fn interrupted_run_cleans_up(signal: &str) {
             .is_not_found(),
         "table left behind"
     );
+    // Stopped but cleaned: nothing for a later `edw cleanup` to do.
+    assert!(!dir.path().join("edw-run.state").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,6 +188,23 @@ async fn the_whole_run_timeout_stops_the_flow_and_still_cleans_up() {
             .unwrap_err()
             .is_not_found(),
         "table left behind"
+    );
+}
+
+/// A failed run kept for inspection keeps its ledger too, and says where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_kept_for_inspection_keeps_its_ledger() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, _) = exits_with(
+        edw(&env, dir.path()).args(["--messages", "1500", "--timeout", "4s", "--keep-on-failure"]),
+        1,
+    );
+    let ledger = dir.path().join("edw-run.state");
+    assert!(ledger.exists(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("ledger kept: {}", ledger.display())),
+        "{stdout}"
     );
 }
 

@@ -74,15 +74,14 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
         // nextest's SIGTERM at its time limit (or Ctrl-C) stops the trial and runs its cleanup.
         let cancel = CancellationToken::new();
         let _interrupted = harness::interrupt::cancel_on_interrupt(cancel.clone());
-        let result = run(scenario, &mut context, &RunOptions::default(), &cancel).await;
+        let options = RunOptions::default();
+        let result = run(scenario, &mut context, &options, &cancel).await;
         drop(context);
         if let Ok(opened) = Arc::try_unwrap(opened) {
             opened.shutdown().await;
         }
         // Nothing is left to clean when every cleanup step passed or had nothing to do.
-        if result.cleanup.iter().all(|s| !s.outcome.is_failed()) {
-            let _ = std::fs::remove_file(&ledger);
-        }
+        harness::scenario::run_state::remove_when_cleaned(&ledger, &result, &options);
         report::write_all(&result, &dir).map_err(|e| e.to_string())?;
         eprintln!("reports in {}", dir.display());
         for (step, warning) in result.warnings() {

@@ -77,6 +77,25 @@ pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
 /// The ledger of a run whose deploy command is still running: its target and the resource
 /// group the command is creating, so that `edw cleanup --run-state` deletes the group if this
 /// process dies before the run's own ledger replaces this one.
+/// Removes a finished run's ledger when its cleanup left nothing to clean: every cleanup step
+/// ran and none failed. A run whose resources were kept (`--keep-on-failure`) or whose cleanup
+/// failed keeps its ledger for `edw cleanup --run-state`. Returns whether it was removed.
+pub fn remove_when_cleaned(
+    path: &Path,
+    report: &super::model::ScenarioReport,
+    options: &super::runner::RunOptions,
+) -> bool {
+    let kept = options.keep_on_failure && !report.passed();
+    let cleaned = report.cleanup.iter().all(|s| !s.outcome.is_failed());
+    if kept || !cleaned {
+        return false;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 pub fn save_deploying(
     path: &Path,
     target: &str,

@@ -114,6 +114,7 @@ pub async fn run(
         deadline: args.timeout,
     };
     let report = run_scenario(&scenario, &mut context, &options, cancel).await;
+    let ledger_left = !crate::scenario::run_state::remove_when_cleaned(&ledger, &report, &options);
     ticker.cancel();
     progress.finish();
     drop(context);
@@ -169,6 +170,14 @@ pub async fn run(
         "reports: {} (junit.xml, timeline.json, timeline.svg, summary.md)",
         dir.display()
     );
+    if ledger_left && ledger.exists() {
+        println!(
+            "ledger kept: {} (`edw cleanup --target {} --run-state {}` removes what this run left)",
+            ledger.display(),
+            info.name,
+            ledger.display()
+        );
+    }
     // An interrupted run exits 130 (crate::cli::main), whatever its report says.
     Ok(if report.passed() {
         exit::OK
