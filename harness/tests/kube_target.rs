@@ -112,6 +112,83 @@ async fn the_phases_run_one_at_a_time_sharing_the_run_state() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("edw twin serve"));
 }
 
+/// `edw scale` started after the queue drained cannot watch the scale-out any more: it answers
+/// from the HPA's SuccessfulRescale events at once instead of waiting out the step's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_after_the_drain_answers_from_the_autoscalers_events() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let state = dir.path().join("edw-run.state");
+    let _served = serve_twin(&env, &kubeconfig, &[]);
+    let phase = |phase: &str| {
+        let output = edw_on_served_twin(
+            &env,
+            &kubeconfig,
+            &[phase, "--target", "kube", "--messages", "1000"],
+        )
+        .arg("--run-state")
+        .arg(&state)
+        .output()
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (
+            output.status.code(),
+            format!("edw {phase}:\n{stdout}\n{stderr}"),
+        )
+    };
+    for step in ["deploy", "validate", "load"] {
+        let (code, text) = phase(step);
+        assert_eq!(code, Some(0), "{text}");
+    }
+    let ledger = std::fs::read_to_string(&state).unwrap();
+    let queue = ledger
+        .lines()
+        .find_map(|l| l.strip_prefix("EDW_RUN_QUEUE="))
+        .expect("the run's queue in the ledger")
+        .to_owned();
+    let value = |key: &str| {
+        ledger
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} in the ledger:\n{ledger}"))
+            .to_owned()
+    };
+    let queue = env.storage.queue(&queue);
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(kube_client(&kubeconfig).await, &value("EDW_RUN_NAMESPACE"));
+    let deployment = value("EDW_RUN_DEPLOYMENT");
+    // Drained and scaled back in before `edw scale` starts: nothing is left to watch.
+    support::eventually(
+        "the queue drained and the consumers scaled to 0",
+        std::time::Duration::from_secs(240),
+        || async {
+            let depth = queue.approximate_count().await.map_err(|e| e.to_string())?;
+            let replicas = deployments
+                .get(&deployment)
+                .await
+                .map_err(|e| e.to_string())?
+                .spec
+                .and_then(|s| s.replicas);
+            match (depth, replicas) {
+                (0, Some(0)) => Ok(()),
+                other => Err(format!("queue and replicas {other:?}")),
+            }
+        },
+    )
+    .await;
+    let (code, text) = phase("scale");
+    let (cleanup, cleanup_text) = phase("cleanup");
+    assert!(
+        text.contains("the queue was already empty (0) when this step began")
+            && text.contains("SuccessfulRescale events"),
+        "{text}"
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(cleanup, Some(0), "{cleanup_text}");
+}
+
 /// KEDA installed by its Helm chart (as `ci/kind-up.sh` does) runs in namespace `keda`, not in
 /// kube-system like the AKS add-on: validate finds the operator there without being told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -967,13 +967,157 @@ fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
         o.desired == peak
     });
     let guard = crate::observe::disagreement(agreement(ctx));
+    let late = scale_out_after_the_drain(ctx, peak);
     let wait = wait_modelled(ctx, expect, timeouts.scale_out, line);
     Box::pin(async move {
         tokio::select! {
             result = wait => result,
             mismatch = guard => StepResult::failed(mismatch.message, mismatch.details),
+            Some(result) = late => result,
         }
     })
+}
+
+/// When a scale step begins after the backlog is gone (`edw scale` run after the drain), what
+/// it waits for can no longer be watched: instead of waiting out its time, the step answers
+/// from what the cluster recorded while nobody watched (`look_back`). `None` while the first
+/// sample of the step is `still_watchable`.
+fn answered_after_the_drain<W, L, F>(
+    ctx: &Context,
+    still_watchable: W,
+    look_back: L,
+) -> impl std::future::Future<Output = Option<StepResult>> + Send + 'static
+where
+    W: Fn(&crate::scenario::model::Observation) -> bool + Send + 'static,
+    L: FnOnce(crate::scenario::model::Observation) -> F + Send + 'static,
+    F: std::future::Future<Output = StepResult> + Send,
+{
+    let recorder = ctx.recorder.as_ref().map(|r| (r.subscribe(), r.elapsed()));
+    async move {
+        let (mut samples, started) = recorder?;
+        let first = loop {
+            let seen = samples.borrow_and_update().clone();
+            if seen.t >= started && seen.queue.is_some() {
+                break seen;
+            }
+            samples.changed().await.ok()?;
+        };
+        if still_watchable(&first) {
+            return std::future::pending().await;
+        }
+        Some(look_back(first).await)
+    }
+}
+
+/// The sizes in `SuccessfulRescale` events of HPA `hpa` ("New size: 15; reason: …").
+async fn rescale_sizes(
+    events: Api<k8s_openapi::api::core::v1::Event>,
+    hpa: &str,
+) -> Result<Vec<u64>, String> {
+    let selector = format!("involvedObject.name={hpa},reason=SuccessfulRescale");
+    let list = events
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .map_err(|e| format!("the HPA {hpa}'s events could not be read: {e}"))?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|e| e.message.as_deref()?.split("New size: ").nth(1))
+        .filter_map(|rest| rest.split(';').next()?.trim().parse().ok())
+        .collect())
+}
+
+/// The scale-out, seen in the HPA's events once the queue was empty before the step began.
+fn scale_out_after_the_drain(
+    ctx: &Context,
+    peak: u64,
+) -> impl std::future::Future<Output = Option<StepResult>> + Send + 'static {
+    let events = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
+    let hpa = ctx.names.hpa.clone();
+    answered_after_the_drain(
+        ctx,
+        move |o| o.queue != Some(0) || o.desired >= peak,
+        move |first| async move {
+            let began = format!(
+                "the queue was already empty (0) when this step began (desired {})",
+                first.desired
+            );
+            let sizes = match rescale_sizes(events, &hpa).await {
+                Ok(sizes) => sizes,
+                Err(e) => return StepResult::failed(format!("{began}, and {e}"), []),
+            };
+            let largest = sizes.iter().copied().max().unwrap_or(0);
+            if largest >= peak {
+                StepResult::passed([format!(
+                    "{began}: the scale-out to {peak} is seen in HPA {hpa}'s SuccessfulRescale events (sizes {sizes:?}), not watched"
+                )])
+            } else {
+                StepResult::failed(
+                    format!(
+                        "expected desired replicas = {peak}; {began}, and HPA {hpa}'s SuccessfulRescale events show at most {largest}: the scale-out was not seen (start `edw scale` right after `edw load`)"
+                    ),
+                    sizes.iter().map(|s| format!("SuccessfulRescale New size: {s}")),
+                )
+            }
+        },
+    )
+}
+
+/// Node growth, seen in the NodeClaims' `Registered` events (Karpenter's, on the cluster-scoped
+/// NodeClaims, so in namespace `default`) once the backlog and its pods were gone before the
+/// step began.
+fn nodes_grow_after_the_drain(
+    ctx: &Context,
+) -> impl std::future::Future<Output = Option<StepResult>> + Send + 'static {
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(ctx.target.client(), "default");
+    let pool = ctx.names.nodepool.clone();
+    let before = ctx.nodes_before_load;
+    answered_after_the_drain(
+        ctx,
+        |o| o.queue != Some(0) || o.desired > 0,
+        move |first| async move {
+            let began = format!(
+                "the queue was already empty (0) and desired replicas {} when this step began",
+                first.desired
+            );
+            let selector = "involvedObject.kind=NodeClaim,reason=Registered";
+            let claims: std::collections::BTreeSet<String> =
+                match events.list(&ListParams::default().fields(selector)).await {
+                    Ok(list) => list
+                        .items
+                        .into_iter()
+                        .filter_map(|e| e.involved_object.name)
+                        .filter(|name| {
+                            name.strip_prefix(pool.as_str())
+                                .is_some_and(|rest| rest.starts_with('-'))
+                        })
+                        .collect(),
+                    Err(e) => {
+                        return StepResult::failed(
+                            format!("{began}, and the NodeClaims' events could not be read: {e}"),
+                            [],
+                        )
+                    }
+                };
+            let registered: Vec<String> = claims.into_iter().collect();
+            if registered.len() as u64 > before {
+                StepResult::passed([format!(
+                    "{began}: {} NodeClaims of NodePool {pool} registered (their Registered events: {}), more than the {before} nodes it had at the load; the growth was not watched",
+                    registered.len(),
+                    registered.join(", ")
+                )])
+            } else {
+                StepResult::failed(
+                    format!(
+                        "expected NodePool {pool} to grow; {began}, and {} of its NodeClaims registered, no more than the {before} nodes it had at the load (start `edw scale` right after `edw load`)",
+                        registered.len()
+                    ),
+                    registered,
+                )
+            }
+        },
+    )
 }
 
 /// What the cluster's autoscaler should agree on with the harness while a backlog waits: the
@@ -1038,7 +1182,14 @@ fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
             nodes > fewest
         },
     );
-    wait_modelled(ctx, expect, model.timeouts(n).nodes_grow, line)
+    let late = nodes_grow_after_the_drain(ctx);
+    let wait = wait_modelled(ctx, expect, model.timeouts(n).nodes_grow, line);
+    Box::pin(async move {
+        tokio::select! {
+            result = wait => result,
+            Some(result) = late => result,
+        }
+    })
 }
 
 fn drained(ctx: &mut Context) -> StepFuture<'_> {

@@ -81,11 +81,10 @@ pub async fn run(
     for step in report.steps.iter().chain(&report.cleanup) {
         let (mark, text) = step.status_line();
         println!("  {mark} {}{text}", step.name);
-        // A cleanup says what it deleted and what it left alone (not the run's).
-        if step.outcome.is_failed() || phase == "cleanup" {
-            for detail in &step.details {
-                println!("       {detail}");
-            }
+        // What each step saw (counts, values, the clock), and what a cleanup deleted and left
+        // alone (not the run's).
+        for detail in &step.details {
+            println!("       {detail}");
         }
     }
     println!("run state: {}", args.run_state.display());
