@@ -16,6 +16,7 @@ pub mod manifests;
 pub mod model;
 pub mod naming;
 pub mod observe;
+pub mod public_address;
 pub mod scenario;
 pub mod secrets;
 pub mod storage;

@@ -16,12 +16,13 @@ use std::time::Duration;
 use harness::deploy_script::{DeployCommand, DeployError};
 use harness::scenario::model::Outcome;
 use harness::scenario::{
-    flow, run, Context, DeployedGroup, FlowSettings, RunOptions, Scenario, Step, StepFn,
-    StepFuture, StepResult,
+    flow, Context, DeployedGroup, FlowSettings, RunOptions, Scenario, Step, StepFn,
 };
 
 use support::arm_replay::{calls, mount_resource_group, SUB};
+use support::cli::unreachable_kubeconfig;
 use support::served::local_target;
+use support::steps::{fails, hangs, panics, passes, run_interrupting};
 use tokio_util::sync::CancellationToken;
 use wiremock::MockServer;
 
@@ -166,36 +167,6 @@ fn outcome(command: &mut Command) -> (Option<i32>, String, String) {
     )
 }
 
-/// A kubeconfig in `dir` whose cluster does not answer: the aks target cannot open.
-fn unreachable_kubeconfig(dir: &Path) -> std::path::PathBuf {
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: kube-token-never-printed\n",
-    )
-    .unwrap();
-    kubeconfig
-}
-
-fn passes(_: &mut Context) -> StepFuture<'_> {
-    Box::pin(async { StepResult::passed(["fine".to_owned()]) })
-}
-
-fn fails(_: &mut Context) -> StepFuture<'_> {
-    Box::pin(async { StepResult::failed("this step fails on purpose", []) })
-}
-
-fn panics(_: &mut Context) -> StepFuture<'_> {
-    Box::pin(async { panic!("this step panics on purpose") })
-}
-
-fn hangs(_: &mut Context) -> StepFuture<'_> {
-    Box::pin(async {
-        std::future::pending::<()>().await;
-        StepResult::passed([])
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployed_group_is_deleted_and_awaited_however_the_run_ends() {
     std::env::set_var("EDW_ARM_TOKEN", "test-token-0123456789");
@@ -230,19 +201,11 @@ async fn the_deployed_group_is_deleted_and_awaited_however_the_run_ends() {
             resource_group: GROUP.to_owned(),
             arm_url: server.uri(),
         });
-        let cancel = CancellationToken::new();
-        if interrupt {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                cancel.cancel();
-            });
-        }
         let options = RunOptions {
             deadline,
             ..RunOptions::default()
         };
-        let report = run(&scenario, &mut context, &options, &cancel).await;
+        let report = run_interrupting(&scenario, &mut context, &options, interrupt).await;
         assert_eq!(
             report.passed(),
             ending == "success",

@@ -20,7 +20,7 @@ use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use support::arm_replay::{
-    example, fixture, not_found, recorded, rg_delete_202, RECORDED_HOST, SUB,
+    assignment, example, fixture, not_found, recorded, rg_delete_202, RECORDED_HOST, SUB,
 };
 
 /// The principal id of the recorded IdentityGet example (the workload identity).
@@ -77,27 +77,6 @@ fn named(mut body: Value, id: &str, name: &str) -> Value {
     body["id"] = json!(id);
     body["name"] = json!(name);
     body
-}
-
-/// A role assignment: the recorded ListForScope item with roleDefinitionId, principalId,
-/// principalType and scope adapted to the deployment.
-fn assignment(scope: &str, role: &str, principal: &str) -> Value {
-    let mut a = example(
-        "authorization_2022-04-01_RoleAssignments_ListForScope.json",
-        "200",
-    )["value"][0]
-        .clone();
-    a["properties"]["roleDefinitionId"] = json!(format!(
-        "/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{role}"
-    ));
-    a["properties"]["principalId"] = json!(principal);
-    a["properties"]["principalType"] = json!("ServicePrincipal");
-    a["properties"]["scope"] = json!(scope);
-    a["id"] = json!(format!(
-        "{scope}/providers/Microsoft.Authorization/roleAssignments/{}",
-        a["name"].as_str().unwrap_or_default()
-    ));
-    a
 }
 
 /// Everything ARM answers for one deployment.

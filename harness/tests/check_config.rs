@@ -238,6 +238,62 @@ az role assignment create --role \"Storage Table Data Contributor\" --assignee $
     assert_eq!(report["deploy_script"], "fixed.sh");
 }
 
+/// The sample's deploy.sh passes `--kubernetes-version "$K8sversion"` and takes the value
+/// from the environmentVariables.sh it sources (1.30 in the sample): past AKS support. Written
+/// here in the sample's shape (its text is not copied).
+#[test]
+fn the_samples_pinned_kubernetes_version_is_past_aks_support() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let infra = dir.path().join("deployment/infra");
+    std::fs::create_dir_all(&infra).expect("mkdir");
+    std::fs::write(
+        infra.join("deploy.sh"),
+        "#!/bin/bash\nsource ./deployment/environmentVariables.sh\naz aks create \\\n--name \"$AKS_CLUSTER_NAME\" \\\n--resource-group \"$RESOURCE_GROUP\" \\\n--enable-keda \\\n--kubernetes-version \"$K8sversion\" \\\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("deployment/environmentVariables.sh"),
+        "#!/bin/bash\n#K8s Variables\nexport K8sversion=\"1.30\"\nexport LOCATION=\"westus3\"\n",
+    )
+    .expect("write");
+    let out = check_config(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("RISK kubernetes-version-unsupported"),
+        "{text}"
+    );
+    assert!(text.contains("deployment/infra/deploy.sh:7"), "{text}");
+    assert!(
+        text.contains("--kubernetes-version $K8sversion, which is 1.30 (K8sversion=1.30 at ./deployment/environmentVariables.sh:3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("AKS standard support for 1.30 ended 2025-08-22"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`az aks get-versions --location westus3 --output table`"),
+        "{text}"
+    );
+
+    // Without the sourced file, the value comes from the configuration: the sample's default.
+    std::fs::remove_file(dir.path().join("deployment/environmentVariables.sh")).expect("rm");
+    let report = json(&check_config(dir.path(), &["--json"]));
+    let f = finding(&report, "kubernetes-version-unsupported").expect("finding");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("K8sversion=1.30 from the sample's default"),
+        "{f:#}"
+    );
+    assert!(
+        report["notes"].to_string().contains("sources ./deployment/environmentVariables.sh, which is neither in the working directory nor beside the script"),
+        "{report:#}"
+    );
+}
+
 #[test]
 fn bad_input_exits_2_naming_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -551,3 +551,342 @@ fn a_docker_client_without_an_engine_fails_the_kube_target_only() {
         .starts_with("skip docker engine: docker is not on PATH"));
     assert!(run.line("tool docker").starts_with("FAIL tool docker: "));
 }
+
+// ---- What only the team can fix (aks): storage firewall, data roles, Kubernetes version ----
+//
+// The storage account is the recorded Azure CLI account that denies by default (IP rules
+// 25.1.2.3 and 25.2.0.0/24, one subnet rule); the cluster is the recorded AKS 1.32.6 in
+// westus2; the region's versions are the spec example's list (1.23–1.26). Ids and names are
+// adapted to the deploy.state below, and every other change is made visibly in the test.
+
+const GROUP: &str = "rg-aksdemo-k3x9q2";
+const ACCOUNT: &str = "storaksdemok3x9q2";
+const CLUSTER: &str = "aks-aksdemo-k3x9q2";
+/// A key in base64, as account keys are (never printed).
+const STORAGE_KEY: &str = "ZG9jdG9yLXRlc3Qta2V5LWZvci1zdG9yYWtzZGVtbw==";
+
+impl Sandbox {
+    /// The sample's deploy.state in the working directory, with `lines` (KEY=value).
+    fn deploy_state(&self, lines: &[&str]) {
+        std::fs::create_dir_all(self.dir.path().join("deployment")).unwrap();
+        self.write("deployment/deploy.state", &(lines.join("\n") + "\n"));
+    }
+}
+
+/// The environment of an aks doctor run against `server`: a token, the subscription, and
+/// storage endpoints on loopback (the storage TCP check must not leave the machine).
+fn aks_env<'a>(server: &'a MockServer, token: &'a str) -> Vec<(&'static str, String)> {
+    vec![
+        ("EDW_ARM_TOKEN", token.to_owned()),
+        ("EDW_ARM_URL", server.uri()),
+        ("AZURE_SUBSCRIPTION_ID", SUB.to_owned()),
+        ("EDW_QUEUE_ENDPOINT", "http://127.0.0.1:1/".to_owned()),
+        ("EDW_TABLE_ENDPOINT", "http://127.0.0.1:1/".to_owned()),
+    ]
+}
+
+fn doctor_aks(sandbox: &Sandbox, env: &[(&'static str, String)]) -> Run {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sandbox.doctor(&["--target", "aks"], &env)
+}
+
+/// A sandbox whose deploy.state names the account (and, with a cluster, the cluster), an
+/// account key for storage (no data roles needed), and the recorded denying account on ARM.
+async fn firewall_world(server: &MockServer) -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.deploy_state(&[
+        "SUFFIX=k3x9q2",
+        &format!("RESOURCE_GROUP={GROUP}"),
+        &format!("AZURE_STORAGE_ACCOUNT_NAME={ACCOUNT}"),
+    ]);
+    mount_denying_account(server).await;
+    sandbox
+}
+
+async fn mount_denying_account(server: &MockServer) {
+    let id = support::arm_replay::storage_account_id(GROUP, ACCOUNT);
+    support::arm_replay::mount_storage_account(
+        server,
+        support::arm_replay::denying_account(&id, ACCOUNT),
+        |_| {},
+        None,
+    )
+    .await;
+}
+
+/// `edw doctor --target aks` on the recorded denying account, storage reached with an
+/// account key (no data roles needed), with `extra` variables.
+async fn doctor_with_account_key(extra: &[(&'static str, &str)]) -> Run {
+    let server = arm("Enabled", "Registered").await;
+    let sandbox = firewall_world(&server).await;
+    let mut env = aks_env(&server, "doctor-test-token-firewall");
+    env.push(("AZURE_STORAGE_KEY", STORAGE_KEY.to_owned()));
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    doctor_aks(&sandbox, &env)
+}
+
+#[tokio::test]
+async fn a_storage_firewall_that_denies_this_machine_fails_with_the_exact_fix() {
+    let run = doctor_with_account_key(&[("EDW_RUNNER_IP", "20.81.4.77")]).await;
+    let line = run.line("storage firewall");
+    assert!(
+        line.starts_with(&format!(
+            "FAIL storage firewall: storage account {ACCOUNT} denies by default (networkAcls.defaultAction Deny) and this machine's address 20.81.4.77 (from EDW_RUNNER_IP) is in none of its IP rules (25.1.2.3, 25.2.0.0/24); its 1 virtual network rule(s) admit only their subnets"
+        )),
+        "{line}"
+    );
+    for fix in [
+        format!("`az storage account network-rule add --resource-group {GROUP} --account-name {ACCOUNT} --ip-address 20.81.4.77`"),
+        "`--storage-firewall open-for-run`, or EDW_STORAGE_FIREWALL=open-for-run".to_owned(),
+        "produce and verify from inside the cluster".to_owned(),
+    ] {
+        assert!(line.contains(&fix), "{fix}\n{line}");
+    }
+    // An account key needs no data role; no cluster is named: skipped, never passed.
+    assert!(run
+        .line("storage data roles")
+        .starts_with("skip storage data roles: storage is reached with an account key"));
+    assert!(run
+        .line("Kubernetes version")
+        .starts_with("skip Kubernetes version: the AKS cluster is not known: AKS_CLUSTER_NAME"));
+    assert_eq!(run.code(), Some(3), "{}", run.stdout());
+    assert!(!run.stdout().contains(STORAGE_KEY) && !run.stderr().contains(STORAGE_KEY));
+
+    // The team opted in to the run's own opening: the run will add the address.
+    let run = doctor_with_account_key(&[
+        ("EDW_RUNNER_IP", "20.81.4.77"),
+        ("EDW_STORAGE_FIREWALL", "open-for-run"),
+    ])
+    .await;
+    let line = run.line("storage firewall");
+    assert!(
+        line.starts_with("ok   storage firewall: ")
+            && line.contains("the run adds it for its duration and removes it however it ends"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn an_address_inside_an_allowed_cidr_passes_naming_the_rule() {
+    // Inside the recorded rule 25.2.0.0/24.
+    let run = doctor_with_account_key(&[("EDW_RUNNER_IP", "25.2.0.77")]).await;
+    assert_eq!(
+        run.line("storage firewall"),
+        format!("ok   storage firewall: storage account {ACCOUNT} denies by default, and this machine's address 25.2.0.77 (from EDW_RUNNER_IP) is allowed by its IP rule 25.2.0.0/24")
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_public_address_is_a_skip_naming_what_to_set() {
+    // No EDW_RUNNER_IP, and an echo service that does not answer.
+    let run = doctor_with_account_key(&[("EDW_PUBLIC_IP_URL", "http://127.0.0.1:1/")]).await;
+    let line = run.line("storage firewall");
+    assert!(
+        line.starts_with(&format!("skip storage firewall: storage account {ACCOUNT} denies by default (networkAcls.defaultAction Deny, 2 IP rule(s)), and this machine's public address is unknown: the address echo service http://127.0.0.1:1/ did not answer")),
+        "{line}"
+    );
+    assert!(
+        line.contains("set EDW_RUNNER_IP=<this machine's public IPv4 address>"),
+        "{line}"
+    );
+}
+
+/// A JSON Web Token whose payload names `oid` (signed with nothing: ARM would check the
+/// signature, the harness only reads the claims).
+fn jwt(oid: &str) -> String {
+    use base64::Engine as _;
+    let part = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.dGVzdC1zaWduYXR1cmUtbm90LWNoZWNrZWQ",
+        part(json!({"typ": "JWT", "alg": "RS256"})),
+        part(
+            json!({"aud": "https://management.azure.com", "oid": oid, "idtyp": "user", "scp": "user_impersonation"})
+        )
+    )
+}
+
+#[tokio::test]
+async fn missing_data_roles_fail_with_the_role_assignment_command() {
+    use harness::arm::api::{STORAGE_QUEUE_DATA_CONTRIBUTOR, STORAGE_TABLE_DATA_CONTRIBUTOR};
+    use support::arm_replay::{assignment, storage_account_id};
+    let account_id = storage_account_id(GROUP, ACCOUNT);
+    let group_id = format!("/subscriptions/{SUB}/resourceGroups/{GROUP}");
+    let token = jwt(OID);
+    // Storage Queue Data Contributor inherited from the resource group; no table role.
+    let (run, sandbox) = doctor_with_assignments(
+        &token,
+        vec![assignment(&group_id, STORAGE_QUEUE_DATA_CONTRIBUTOR, OID)],
+        None,
+    )
+    .await;
+    let line = run.line("storage data roles");
+    assert!(
+        line.starts_with(&format!("FAIL storage data roles: the signed-in User {OID} has no Storage Table Data Contributor on storage account {ACCOUNT}")),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("— fix: `az role assignment create --assignee-object-id {OID} --assignee-principal-type User --role \"Storage Table Data Contributor\" --scope {account_id}`")),
+        "{line}"
+    );
+    // The queue role it has (on the group) needs no fix.
+    assert!(
+        !line.contains("--role \"Storage Queue Data Contributor\""),
+        "{line}"
+    );
+    assert!(run.line("storage firewall").starts_with("ok   "));
+    assert_eq!(run.code(), Some(3), "{}", run.stdout());
+    assert!(!run.stdout().contains(&token) && !run.stderr().contains(&token));
+
+    // Both roles, the table one from the subscription: passed, naming where each is held.
+    let (run, _) = doctor_with_assignments(
+        &token,
+        vec![
+            assignment(&group_id, STORAGE_QUEUE_DATA_CONTRIBUTOR, OID),
+            assignment(
+                &format!("/subscriptions/{SUB}"),
+                STORAGE_TABLE_DATA_CONTRIBUTOR,
+                OID,
+            ),
+        ],
+        Some(sandbox),
+    )
+    .await;
+    assert_eq!(
+        run.line("storage data roles"),
+        format!("ok   storage data roles: the signed-in User {OID} has Storage Queue Data Contributor (on {group_id}) and Storage Table Data Contributor (on /subscriptions/{SUB})")
+    );
+}
+
+/// The signed-in user's object id in the test tokens.
+const OID: &str = "6f8e2b1c-3d4a-4e5f-9a0b-1c2d3e4f5a6b";
+
+/// `edw doctor --target aks` signed in with `token` (storage through Entra ID: an account name
+/// and no key; an address the account allows), ARM listing `assignments` once for [`OID`] at the
+/// account's scope (at and above it, groups included); in `sandbox` or a new one.
+async fn doctor_with_assignments(
+    token: &str,
+    assignments: Vec<Value>,
+    sandbox: Option<Sandbox>,
+) -> (Run, Sandbox) {
+    let server = arm("Enabled", "Registered").await;
+    let account_id = support::arm_replay::storage_account_id(GROUP, ACCOUNT);
+    let listed = Mock::given(method("GET"))
+        .and(path(format!(
+            "{account_id}/providers/Microsoft.Authorization/roleAssignments"
+        )))
+        .and(query_param("api-version", "2022-04-01"))
+        .and(query_param(
+            "$filter",
+            format!("atScope() and assignedTo('{OID}')"),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "value": assignments })))
+        .expect(1)
+        .mount_as_scoped(&server)
+        .await;
+    let sandbox = match sandbox {
+        Some(sandbox) => {
+            mount_denying_account(&server).await;
+            sandbox
+        }
+        None => firewall_world(&server).await,
+    };
+    let mut env = aks_env(&server, token);
+    env.push(("EDW_RUNNER_IP", "25.1.2.3".to_owned()));
+    let run = doctor_aks(&sandbox, &env);
+    drop(listed);
+    (run, sandbox)
+}
+
+/// ARM answering the recorded cluster (`change` applied to it, visibly) and the spec example's
+/// versions for its region (`versions` applied).
+async fn kubernetes_world(
+    change_cluster: impl FnOnce(&mut Value),
+    change_versions: impl FnOnce(&mut Value),
+) -> (MockServer, Sandbox) {
+    use support::arm_replay::{example, recorded};
+    let server = arm("Enabled", "Registered").await;
+    let cluster_id = format!(
+        "/subscriptions/{SUB}/resourceGroups/{GROUP}/providers/Microsoft.ContainerService/managedClusters/{CLUSTER}"
+    );
+    let mut cluster =
+        recorded("recorded_aks_2025-10-01_ManagedCluster_Get_NAP_KEDA_WorkloadIdentity_OIDC.json");
+    cluster["id"] = json!(cluster_id);
+    cluster["name"] = json!(CLUSTER);
+    change_cluster(&mut cluster);
+    Mock::given(method("GET"))
+        .and(path(cluster_id.as_str()))
+        .and(query_param("api-version", "2025-10-01"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(cluster))
+        .mount(&server)
+        .await;
+    let mut versions = example(
+        "containerservice_2025-10-01_KubernetesVersions_List.json",
+        "200",
+    );
+    change_versions(&mut versions);
+    // The recorded cluster is in westus2 (the example's placeholder location is location1).
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/subscriptions/{SUB}/providers/Microsoft.ContainerService/locations/westus2/kubernetesVersions"
+        )))
+        .and(query_param("api-version", "2025-10-01"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(versions))
+        .mount(&server)
+        .await;
+    let sandbox = Sandbox::new();
+    sandbox.deploy_state(&[
+        "SUFFIX=k3x9q2",
+        &format!("RESOURCE_GROUP={GROUP}"),
+        &format!("AKS_CLUSTER_NAME={CLUSTER}"),
+    ]);
+    (server, sandbox)
+}
+
+#[tokio::test]
+async fn an_unsupported_kubernetes_version_fails_with_the_upgrade_command() {
+    // As recorded: 1.32.6, and the region's list (1.23–1.26) does not have 1.32.
+    let (server, sandbox) = kubernetes_world(|_| {}, |_| {}).await;
+    let run = doctor_aks(&sandbox, &aks_env(&server, "doctor-test-token-k8s"));
+    let line = run.line("Kubernetes version");
+    assert!(
+        line.starts_with(&format!("FAIL Kubernetes version: managed cluster {CLUSTER} runs 1.32.6, and AKS in westus2 no longer supports 1.32 (standard support: 1.23, 1.24, 1.25)")),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("`az aks upgrade --resource-group {GROUP} --name {CLUSTER} --kubernetes-version <version>`"))
+            && line.contains("`az aks get-versions --location westus2 --output table`"),
+        "{line}"
+    );
+    assert_eq!(run.code(), Some(3));
+
+    // Changed: the cluster on 1.25.5, which the list supports.
+    let (server, sandbox) = kubernetes_world(
+        |cluster| cluster["properties"]["currentKubernetesVersion"] = json!("1.25.5"),
+        |_| {},
+    )
+    .await;
+    let run = doctor_aks(&sandbox, &aks_env(&server, "doctor-test-token-k8s-ok"));
+    assert_eq!(
+        run.line("Kubernetes version"),
+        format!("ok   Kubernetes version: managed cluster {CLUSTER} runs 1.25.5, supported in westus2 (standard support: 1.23, 1.24, 1.25)")
+    );
+
+    // Changed: 1.25 offered with long-term support only, the cluster on KubernetesOfficial.
+    let (server, sandbox) = kubernetes_world(
+        |cluster| cluster["properties"]["currentKubernetesVersion"] = json!("1.25.5"),
+        |versions| {
+            versions["values"][2]["capabilities"]["supportPlan"] = json!(["AKSLongTermSupport"])
+        },
+    )
+    .await;
+    let run = doctor_aks(&sandbox, &aks_env(&server, "doctor-test-token-k8s-lts"));
+    let line = run.line("Kubernetes version");
+    assert!(
+        line.starts_with(&format!("FAIL Kubernetes version: managed cluster {CLUSTER} runs 1.25.5: 1.25 has only long-term support in westus2 and the cluster's supportPlan is KubernetesOfficial")),
+        "{line}"
+    );
+    assert!(
+        line.contains("--k8s-support-plan AKSLongTermSupport"),
+        "{line}"
+    );
+}

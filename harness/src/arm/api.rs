@@ -5,7 +5,10 @@
 pub const RESOURCE_GROUPS: &str = "2024-11-01";
 /// `Microsoft.ContainerService/managedClusters` (recorded managed-cluster GET and DELETE).
 pub const MANAGED_CLUSTERS: &str = "2025-10-01";
-/// `Microsoft.Storage/storageAccounts` and its queues (StorageAccountGetProperties, QueueOperationPut).
+/// `Microsoft.ContainerService/locations/{location}/kubernetesVersions` (KubernetesVersions_List).
+pub const KUBERNETES_VERSIONS: &str = "2025-10-01";
+/// `Microsoft.Storage/storageAccounts` and its queues (StorageAccountGetProperties,
+/// StorageAccountUpdate, QueueOperationPut).
 pub const STORAGE: &str = "2025-08-01";
 /// `Microsoft.Storage/storageAccounts/tableServices/default/tables` (TableOperationPut).
 pub const STORAGE_TABLES: &str = "2023-01-01";
@@ -24,6 +27,18 @@ pub const ACR_PULL: &str = "7f951dda-4ed3-4680-a7ca-43fe172d538d";
 pub const STORAGE_QUEUE_DATA_CONTRIBUTOR: &str = "974c5e8b-45b9-4653-ba55-5f855dd0fb88";
 /// Built-in role Storage Table Data Contributor.
 pub const STORAGE_TABLE_DATA_CONTRIBUTOR: &str = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3";
+/// The data roles the harness's queue and table calls need with an Entra ID sign-in, by id
+/// and name.
+pub const STORAGE_DATA_ROLES: &[(&str, &str)] = &[
+    (
+        STORAGE_QUEUE_DATA_CONTRIBUTOR,
+        "Storage Queue Data Contributor",
+    ),
+    (
+        STORAGE_TABLE_DATA_CONTRIBUTOR,
+        "Storage Table Data Contributor",
+    ),
+];
 
 /// The preview feature deploy.sh registers for Node Autoprovisioning.
 pub const NAP_FEATURE_NAMESPACE: &str = "Microsoft.ContainerService";

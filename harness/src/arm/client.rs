@@ -97,7 +97,6 @@ impl ArmClient {
         })
     }
 
-    /// The settings in use.
     /// A client for `base_url` with the token `EDW_ARM_TOKEN` supplies, else one from the
     /// Entra ID credential `harness::storage::EntraSignIn` chooses (GitHub Actions OIDC
     /// federation, a federated token file, else environment, managed identity, Azure CLI), polling
@@ -127,6 +126,7 @@ impl ArmClient {
         Self::with_settings(base_url, tokens, settings)
     }
 
+    /// The settings in use.
     pub fn settings(&self) -> &ClientSettings {
         &self.settings
     }
@@ -198,12 +198,44 @@ impl ArmClient {
         api_version: &str,
         body: &Value,
     ) -> Result<Value, ArmError> {
+        self.write(Method::PUT, resource_id, api_version, body)
+            .await
+    }
+
+    /// PATCH `body` onto `resource_id` (a partial update: the fields it names replace the
+    /// resource's), wait for the long-running operation if ARM started one, and return the
+    /// resource as it then is.
+    pub async fn patch(
+        &self,
+        resource_id: &str,
+        api_version: &str,
+        body: &Value,
+    ) -> Result<Value, ArmError> {
+        self.write(Method::PATCH, resource_id, api_version, body)
+            .await
+    }
+
+    /// A current bearer token of this client's identity, for reading its claims (never for
+    /// printing).
+    pub(crate) async fn bearer_token(&self) -> Result<crate::secrets::Secret, ArmError> {
+        self.tokens.token().await.map_err(|reason| ArmError::Token {
+            resource: self.base.to_string(),
+            reason: redact(&reason),
+        })
+    }
+
+    /// PUT or PATCH `body`, then the resource as it is once ARM says the write is done.
+    async fn write(
+        &self,
+        method: Method,
+        resource_id: &str,
+        api_version: &str,
+        body: &Value,
+    ) -> Result<Value, ArmError> {
         let url = self.url(resource_id, api_version, &[])?;
         let bytes = serde_json::to_vec(body)
             .map_err(|e| ArmError::invalid(resource_id, format!("request body: {e}")))?;
-        let response = self
-            .send(Method::PUT, url, Some(bytes), resource_id)
-            .await?;
+        let response = self.send(method, url, Some(bytes), resource_id).await?;
         let response = ensure_success(resource_id, response)?;
         if super::lro::has_operation(&response.headers) {
             super::lro::wait(self, resource_id, &response).await?;

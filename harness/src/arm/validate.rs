@@ -195,7 +195,7 @@ fn at<'a>(body: &'a Value, dotted: &str) -> Option<&'a Value> {
     dotted.split('.').try_fold(body, |v, key| v.get(key))
 }
 
-fn str_at<'a>(body: &'a Value, dotted: &str) -> Option<&'a str> {
+pub(super) fn str_at<'a>(body: &'a Value, dotted: &str) -> Option<&'a str> {
     at(body, dotted).and_then(Value::as_str)
 }
 
@@ -329,7 +329,7 @@ fn system_pool_taint(id: &str, body: &Value) -> Check {
 }
 
 /// The role definition GUID at the end of a `roleDefinitionId`.
-fn role_guid(assignment: &Value) -> Option<&str> {
+pub(super) fn role_guid(assignment: &Value) -> Option<&str> {
     str_at(assignment, "properties.roleDefinitionId").and_then(|id| id.rsplit('/').next())
 }
 

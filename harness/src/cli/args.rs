@@ -134,6 +134,21 @@ pub struct RunArgs {
     /// observe only; no Kubernetes object, queue or table is created or deleted.
     #[arg(long, conflicts_with = "deploy")]
     pub use_deployed: bool,
+    /// aks: when the storage account's firewall does not admit this machine: `check` stops the
+    /// run before anything is deployed and prints the fix; `open-for-run` adds this machine's
+    /// public address (EDW_RUNNER_IP, else EDW_PUBLIC_IP_URL's answer) as an IP rule, records it
+    /// in the ledger first, and removes it however the run ends.
+    #[arg(long, env = "EDW_STORAGE_FIREWALL", value_enum, default_value_t = StorageFirewallMode::Check)]
+    pub storage_firewall: StorageFirewallMode,
+}
+
+/// What an aks run does about a storage firewall that does not admit this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageFirewallMode {
+    /// Check it, and stop before anything is deployed when it refuses (the default).
+    Check,
+    /// Add this machine's address for the run's duration, and remove it afterwards.
+    OpenForRun,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -344,6 +359,10 @@ pub struct DoctorArgs {
     /// Whose prerequisites to check: local, kube or aks (default: $EDW_TARGET, else local).
     #[arg(long, env = "EDW_TARGET", default_value = "local")]
     pub target: String,
+    /// As `edw run --storage-firewall`: with `open-for-run` a firewall that refuses this
+    /// machine is fine, since the run adds its address.
+    #[arg(long, env = "EDW_STORAGE_FIREWALL", value_enum, default_value_t = StorageFirewallMode::Check)]
+    pub storage_firewall: StorageFirewallMode,
     #[command(flatten)]
     pub azure: AzureArgs,
 }

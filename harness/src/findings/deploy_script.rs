@@ -17,7 +17,7 @@ fn is_name_char(c: char) -> bool {
 }
 
 /// The part of `line` before a `#` comment (a `#` at the start or after a blank).
-fn code(line: &str) -> &str {
+pub(super) fn code(line: &str) -> &str {
     let mut previous = ' ';
     for (i, c) in line.char_indices() {
         if c == '#' && previous.is_whitespace() {

@@ -2,13 +2,14 @@
 //! script that look fine but lose work or money, each with its consequence computed by
 //! [`crate::model`] (concrete numbers, never hard-coded) and a fix.
 //!
-//! [`check`] reads a ScaledObject (and optionally a NodePool, a deploy script, a burst size and
-//! a drain target) and returns the findings, Risk first. `edw check-config` prints them;
+//! [`check`] reads a ScaledObject (and optionally a NodePool, a deploy script with the files it
+//! sources, a burst size and a drain target) and returns the findings, Risk first. `edw check-config` prints them;
 //! scenario reports carry them (`ScenarioReport::findings`).
 
 mod defaults;
 mod deploy_script;
 mod drain;
+mod kubernetes_version;
 mod nodepool;
 mod scaling;
 mod validate;
@@ -78,6 +79,14 @@ pub struct CheckInputs {
     pub nodepool: Option<Value>,
     /// The sample's deploy script: (path, text).
     pub deploy_script: Option<(String, String)>,
+    /// The shell files the deploy script sources (the sample's environmentVariables.sh), in
+    /// order: (path, text).
+    pub sourced_scripts: Vec<(String, String)>,
+    /// Variables the script may take from its environment, as the configuration resolves them:
+    /// (name, value, where it comes from).
+    pub script_variables: Vec<(String, String, String)>,
+    /// The day support dates are judged on.
+    pub today: time::Date,
     /// A burst of messages to estimate the drain for.
     pub burst: Option<u64>,
     /// How long draining `burst` may take.
@@ -93,6 +102,9 @@ impl CheckInputs {
             scaled_object,
             nodepool: None,
             deploy_script: None,
+            sourced_scripts: Vec::new(),
+            script_variables: Vec::new(),
+            today: time::OffsetDateTime::now_utc().date(),
             burst: None,
             drain_target: None,
             timing: TargetTiming::default(),
@@ -215,6 +227,7 @@ pub fn check(inputs: &CheckInputs) -> Result<Vec<Finding>, FindingsError> {
         scaling::cooldown_shorter_than_polling(&checked),
         nodepool::nodepool_limit(&checked),
         deploy_script::role_assignment_scope(&checked),
+        kubernetes_version::kubernetes_version_unsupported(&checked),
         scaling::legacy_hpa_ramp(&checked),
         scaling::slow_activation(&checked),
         nodepool::serial_node_removal(&checked),

@@ -245,6 +245,11 @@ pub struct Context {
     /// The resource group this run deployed (aks with the team's deploy script): its cleanup
     /// deletes it and waits until it is gone. `None` when the run reused a deployment.
     pub deployed_group: Option<DeployedGroup>,
+    /// The IP rule this run added to the storage account's firewall (`--storage-firewall
+    /// open-for-run`), which its cleanup removes. `None` when it added none.
+    pub storage_firewall_opening: Option<super::storage_firewall::FirewallOpening>,
+    /// What the Azure-side checks found before the run started (aks), for its first step.
+    pub azure_preflight: Vec<String>,
     progress: Option<ProgressSink>,
     timeline: Vec<Observation>,
 }
@@ -273,6 +278,8 @@ impl Context {
             findings: Vec::new(),
             ledger: None,
             deployed_group: None,
+            storage_firewall_opening: None,
+            azure_preflight: Vec::new(),
             progress: None,
             timeline: Vec::new(),
         }

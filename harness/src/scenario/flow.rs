@@ -1545,6 +1545,16 @@ fn cleanup_resource_group(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
+/// [`delete_group`], announced on stderr first with why the group goes (`this run deployed
+/// it`, `the deploy did not finish`).
+pub async fn delete_group_announced(
+    group: &super::DeployedGroup,
+    why: &str,
+) -> Result<String, String> {
+    eprintln!("deleting resource group {} ({why})…", group.resource_group);
+    delete_group(group).await
+}
+
 /// Deletes `group` and waits until Azure Resource Manager answers 404 (idempotent); the text
 /// says what happened.
 pub async fn delete_group(group: &super::DeployedGroup) -> Result<String, String> {

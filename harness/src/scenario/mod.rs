@@ -11,6 +11,8 @@ pub mod report;
 pub mod run_state;
 pub mod runner;
 pub mod steady;
+pub mod storage_firewall;
 
 pub use context::{Context, DeployedGroup, FlowSettings, Footprint, RunNames};
 pub use runner::{run, RunOptions, Scenario, Step, StepFn, StepFuture, StepResult};
+pub use storage_firewall::FirewallOpening;

@@ -54,8 +54,9 @@ pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
             )
         })
         .unwrap_or_default();
+    let opening = firewall_line(context.storage_firewall_opening.as_ref());
     let text = format!(
-        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_ID={}\nEDW_RUN_FOOTPRINT={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_DEPLOYMENT={}\nEDW_RUN_SCALED_OBJECT={}\nEDW_RUN_NODEPOOL={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n{deployed}",
+        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_ID={}\nEDW_RUN_FOOTPRINT={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_DEPLOYMENT={}\nEDW_RUN_SCALED_OBJECT={}\nEDW_RUN_NODEPOOL={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n{deployed}{opening}",
         context.target_info.name,
         n.run_id,
         footprint_word(context.footprint),
@@ -101,14 +102,45 @@ pub fn save_deploying(
     target: &str,
     group: &super::context::DeployedGroup,
 ) -> Result<(), RunStateError> {
+    save_before_target(path, target, Some(group), None)
+}
+
+/// The ledger of a run that has not opened its target yet: what it already created outside
+/// the cluster (the resource group its deploy command is creating, the IP rule it is adding to
+/// the storage firewall), so that `edw cleanup --run-state` removes them if this process dies
+/// before the run's own ledger replaces this one.
+pub fn save_before_target(
+    path: &Path,
+    target: &str,
+    group: Option<&super::context::DeployedGroup>,
+    opening: Option<&super::storage_firewall::FirewallOpening>,
+) -> Result<(), RunStateError> {
+    let group = group
+        .map(|g| {
+            format!(
+                "EDW_RUN_DEPLOYED_GROUP={}|{}|{}\n",
+                g.subscription, g.resource_group, g.arm_url
+            )
+        })
+        .unwrap_or_default();
     write(
         path,
         &format!(
-            "# edw run state: written while the deploy command runs (the group it is creating)\nEDW_RUN_TARGET={target}\nEDW_RUN_DEPLOYED_GROUP={}|{}|{}\n",
-            group.subscription, group.resource_group, group.arm_url
+            "# edw run state: written before the run opened its target (what it created outside the cluster)\nEDW_RUN_TARGET={target}\n{group}{}",
+            firewall_line(opening)
         ),
     )
 }
+
+/// The ledger line of the IP rule a run added to the storage firewall, if any.
+fn firewall_line(opening: Option<&super::storage_firewall::FirewallOpening>) -> String {
+    opening
+        .map(|o| format!("{FIREWALL_KEY}={}\n", o.ledger_value()))
+        .unwrap_or_default()
+}
+
+/// The ledger key of the IP rule a run added to the storage firewall.
+const FIREWALL_KEY: &str = "EDW_RUN_STORAGE_FIREWALL_RULE";
 
 fn write(path: &Path, text: &str) -> Result<(), RunStateError> {
     let failed = |e: std::io::Error| RunStateError::Write {
@@ -177,6 +209,12 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
                     resource_group: resource_group.to_owned(),
                     arm_url: arm_url.to_owned(),
                 });
+            }
+            FIREWALL_KEY => {
+                context.storage_firewall_opening = Some(
+                    super::storage_firewall::FirewallOpening::from_ledger_value(value)
+                        .map_err(invalid)?,
+                )
             }
             "EDW_RUN_ID" => context.names.run_id = value.to_owned(),
             "EDW_RUN_FOOTPRINT" => {
@@ -257,4 +295,68 @@ pub fn deployed_group(path: &Path) -> Option<super::context::DeployedGroup> {
                 arm_url: arm_url.to_owned(),
             })
         })
+}
+
+/// The IP rule a run added to the storage firewall, read from its run state alone (for a
+/// cleanup whose cluster can no longer be reached); `None` when there is none or the file
+/// cannot be read.
+pub fn storage_firewall_opening(path: &Path) -> Option<super::storage_firewall::FirewallOpening> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix(&format!("{FIREWALL_KEY}="))
+                .map(str::to_owned)
+        })
+        .and_then(|value| super::storage_firewall::FirewallOpening::from_ledger_value(&value).ok())
+}
+
+/// Drops the storage firewall line from the run state at `path`, keeping every other line: the
+/// rule is gone, and a rule added later for the same address is not this run's to remove.
+pub fn forget_storage_firewall_opening(path: &Path) -> Result<(), RunStateError> {
+    let text = std::fs::read_to_string(path).map_err(|e| RunStateError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let kept: String = text
+        .lines()
+        .filter(|line| !line.trim().starts_with(&format!("{FIREWALL_KEY}=")))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    write(path, &kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::context::DeployedGroup;
+    use crate::scenario::storage_firewall::FirewallOpening;
+
+    #[test]
+    fn the_firewall_rule_is_recorded_read_back_and_forgotten_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("reports/edw-run.state");
+        let group = DeployedGroup {
+            subscription: "s".into(),
+            resource_group: "rg".into(),
+            arm_url: "http://127.0.0.1:9".into(),
+        };
+        let opening = FirewallOpening {
+            arm_url: "http://127.0.0.1:9".into(),
+            account_id:
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acc"
+                    .into(),
+            address: "20.81.4.77".parse().unwrap(),
+        };
+        assert_eq!(storage_firewall_opening(&ledger), None);
+        save_before_target(&ledger, "aks", Some(&group), Some(&opening)).unwrap();
+        assert_eq!(storage_firewall_opening(&ledger), Some(opening));
+        assert_eq!(deployed_group(&ledger), Some(group.clone()));
+        forget_storage_firewall_opening(&ledger).unwrap();
+        assert_eq!(storage_firewall_opening(&ledger), None);
+        // Everything else stays: the group is still to be deleted.
+        assert_eq!(deployed_group(&ledger), Some(group));
+        let text = std::fs::read_to_string(&ledger).unwrap();
+        assert!(text.contains("EDW_RUN_TARGET=aks"), "{text}");
+    }
 }

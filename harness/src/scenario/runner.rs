@@ -75,11 +75,27 @@ pub struct Step {
     pub name: &'static str,
     pub timeout: Duration,
     pub run: StepFn,
+    /// A cleanup step that runs even when `--keep-on-failure` keeps the rest: what it undoes
+    /// (an opening in the storage firewall) is nothing to inspect and must not outlive the run.
+    pub runs_when_kept: bool,
 }
 
 impl Step {
     pub fn new(name: &'static str, timeout: Duration, run: StepFn) -> Self {
-        Step { name, timeout, run }
+        Step {
+            name,
+            timeout,
+            run,
+            runs_when_kept: false,
+        }
+    }
+
+    /// This (cleanup) step, run even when a failed run's resources are kept.
+    pub fn even_when_kept(self) -> Self {
+        Step {
+            runs_when_kept: true,
+            ..self
+        }
     }
 }
 
@@ -212,7 +228,7 @@ pub async fn run(
     };
     let mut cleanup = Vec::new();
     for step in &scenario.cleanup {
-        if failed && options.keep_on_failure {
+        if failed && options.keep_on_failure && !step.runs_when_kept {
             cleanup.push(StepReport {
                 name: step.name.to_owned(),
                 outcome: Outcome::Skipped {

@@ -22,6 +22,13 @@ pub fn edw() -> Command {
         "EDW_TABLE_ENDPOINT",
         "EDW_ARM_URL",
         "EDW_ARM_TOKEN",
+        "EDW_RUNNER_IP",
+        "EDW_PUBLIC_IP_URL",
+        "EDW_STORAGE_FIREWALL",
+        "K8sversion",
+        "LOCATION",
+        "RESOURCE_GROUP",
+        "AKS_CLUSTER_NAME",
         "RUST_LOG",
     ] {
         command.env_remove(key);
@@ -113,4 +120,15 @@ pub fn interrupt_once_started(
         Stream::Stdout => (code, watched_text, other_text),
         Stream::Stderr => (code, other_text, watched_text),
     }
+}
+
+/// A kubeconfig in `dir` whose cluster does not answer: the aks target cannot open.
+pub fn unreachable_kubeconfig(dir: &std::path::Path) -> std::path::PathBuf {
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: kube-token-never-printed\n",
+    )
+    .unwrap();
+    kubeconfig
 }

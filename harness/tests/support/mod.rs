@@ -6,6 +6,7 @@
 pub mod arm_replay;
 pub mod cli;
 pub mod served;
+pub mod steps;
 
 use std::future::Future;
 use std::time::Duration;

@@ -113,10 +113,27 @@ pub fn run(global: &GlobalArgs, args: &CheckConfigArgs) -> Result<u8, Failure> {
         Some(path) => Some((path.display().to_string(), read(path, "the deploy script")?)),
         None => None,
     };
+    let sourced_scripts = match (&script_path, &deploy_script) {
+        (Some(path), Some((_, text))) => sourced_scripts(path, text, &mut notes),
+        _ => Vec::new(),
+    };
+    // What the script may take from its environment: the configuration's values (the sample's
+    // defaults, deploy.state, the environment), where the configuration can be read.
+    let script_variables = session::load_config(global)
+        .map(|config| {
+            config
+                .entries()
+                .map(|(key, value, source)| (key.to_owned(), value, source.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
     let inputs = CheckInputs {
         scaled_object: scaled_object.value.clone(),
         nodepool: Some(nodepool.value.clone()),
         deploy_script,
+        sourced_scripts,
+        script_variables,
+        today: time::OffsetDateTime::now_utc().date(),
         burst: args.burst,
         drain_target: args.drain_target,
         timing: TargetTiming::default(),
@@ -157,6 +174,41 @@ pub fn run(global: &GlobalArgs, args: &CheckConfigArgs) -> Result<u8, Failure> {
     } else {
         exit::OK
     })
+}
+
+/// The files `script` sources (`source FILE` or `. FILE`), read from where the sample runs it
+/// (the repository root: the working directory), else beside the script; one that cannot be
+/// found is noted, not fatal.
+fn sourced_scripts(script: &Path, text: &str, notes: &mut Vec<String>) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split('#').next().unwrap_or("").split_whitespace();
+        let (Some("source" | "."), Some(file)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let file = file.trim_matches(|c| c == '"' || c == '\'');
+        if file.contains('$') {
+            continue;
+        }
+        let beside = script.parent().map(|dir| dir.join(file));
+        let path = [Some(PathBuf::from(file)), beside]
+            .into_iter()
+            .flatten()
+            .find(|p| p.is_file());
+        match path.map(|p| (std::fs::read_to_string(&p), p)) {
+            Some((Ok(content), _)) => found.push((file.to_owned(), content)),
+            Some((Err(e), p)) => notes.push(format!(
+                "{} sources {file}, which cannot be read ({}: {e})",
+                script.display(),
+                p.display()
+            )),
+            None => notes.push(format!(
+                "{} sources {file}, which is neither in the working directory nor beside the script: its variables come from the configuration instead",
+                script.display()
+            )),
+        }
+    }
+    found
 }
 
 fn count(findings: &[Finding], severity: Severity) -> usize {

@@ -1,6 +1,7 @@
 //! One file per `edw` command; [`run`] dispatches.
 
 mod azure;
+mod azure_side;
 mod azurite;
 mod bench;
 pub(crate) mod check_config;

@@ -7,7 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::args::{GlobalArgs, PhaseArgs};
 use crate::cli::{exit, session, Failure};
-use crate::scenario::{flow, run as run_scenario, run_state, Context, FlowSettings, RunOptions};
+use crate::scenario::{
+    flow, run as run_scenario, run_state, storage_firewall, Context, FlowSettings, RunOptions,
+};
 use crate::target::TargetKind;
 
 pub async fn run(
@@ -37,19 +39,8 @@ pub async fn run(
     let target = match session::open_target(kind, &config).await {
         Ok(target) => Arc::new(target),
         Err(failure) => {
-            // The cluster of a `--deploy` run lives in the group it deployed: when it cannot be
-            // reached, the group is still deleted (everything of the run is in it).
             if phase == "cleanup" {
-                if let Some(group) = run_state::deployed_group(&args.run_state) {
-                    eprintln!("the target does not open ({:#}); deleting resource group {} (the run deployed it)…", failure.error, group.resource_group);
-                    return match flow::delete_group(&group).await {
-                        Ok(done) => {
-                            println!("{done}");
-                            Ok(exit::OK)
-                        }
-                        Err(failed) => Err(Failure::environment(anyhow::anyhow!(failed))),
-                    };
-                }
+                return cleanup_without_target(&args.run_state, failure).await;
             }
             return Err(failure);
         }
@@ -70,6 +61,9 @@ pub async fn run(
                 kind.name()
             )));
         }
+    }
+    if phase == "cleanup" && context.storage_firewall_opening.is_some() {
+        scenario.cleanup.push(storage_firewall::cleanup_step());
     }
     if phase == "cleanup" && context.deployed_group.is_some() {
         scenario.cleanup.push(flow::cleanup_resource_group_step());
@@ -93,4 +87,45 @@ pub async fn run(
     } else {
         exit::CHECK_FAILED
     })
+}
+
+/// `edw cleanup` when the target does not open: what the run created outside the cluster is
+/// still removed from its ledger alone: the IP rule it added to the storage firewall, and the
+/// resource group a `--deploy` run deployed (its cluster lives in it, so everything of the run
+/// goes with it). Without either, the target's failure stands.
+async fn cleanup_without_target(ledger: &std::path::Path, failure: Failure) -> Result<u8, Failure> {
+    let opening = run_state::storage_firewall_opening(ledger);
+    let group = run_state::deployed_group(ledger);
+    if opening.is_none() && group.is_none() {
+        return Err(failure);
+    }
+    eprintln!(
+        "the target does not open ({:#}); removing what the run created outside it…",
+        failure.error
+    );
+    let mut errors = Vec::new();
+    if let Some(opening) = &opening {
+        match storage_firewall::close(opening).await {
+            Ok(done) => {
+                println!("{done}");
+                // Removed: the ledger no longer names it (a later rule for the same address is
+                // not this run's).
+                if let Err(e) = run_state::forget_storage_firewall_opening(ledger) {
+                    eprintln!("warning: {e}");
+                }
+            }
+            Err(failed) => errors.push(failed),
+        }
+    }
+    if let Some(group) = &group {
+        match flow::delete_group_announced(group, "the run deployed it").await {
+            Ok(done) => println!("{done}"),
+            Err(failed) => errors.push(failed),
+        }
+    }
+    if errors.is_empty() {
+        Ok(exit::OK)
+    } else {
+        Err(Failure::environment(anyhow::anyhow!(errors.join("; "))))
+    }
 }

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::args::{GlobalArgs, RunArgs};
+use crate::cli::args::{GlobalArgs, RunArgs, StorageFirewallMode};
 use crate::cli::{exit, session, Failure};
+
+use super::azure_side::{self, AzureSideReady};
 use crate::deploy_script::{DeployCommand, StateBefore};
 use crate::scenario::{
-    flow, report, run as run_scenario, run_state, Context, DeployedGroup, FlowSettings, Footprint,
-    RunOptions,
+    flow, report, run as run_scenario, run_state, storage_firewall, Context, DeployedGroup,
+    FirewallOpening, FlowSettings, Footprint, RunOptions,
 };
 use crate::target::{Target, TargetKind};
 
@@ -44,33 +46,55 @@ pub async fn run(
         None
     };
     // From here on, a failure deletes what the deploy created.
-    let delete_on_failure = |failure: Failure| async {
-        if let Some(group) = &deployed_group {
-            eprintln!(
-                "deleting resource group {} (this run deployed it)…",
-                group.resource_group
-            );
-            match flow::delete_group(group).await {
-                Ok(done) => eprintln!("{done}"),
-                Err(e) => eprintln!("{e}"),
-            }
-        }
-        failure
-    };
     let config = match session::load_config(global) {
         Ok(config) => config,
-        Err(failure) => return Err(delete_on_failure(failure).await),
+        Err(failure) => return Err(abandon(failure, None, deployed_group.as_ref()).await),
+    };
+    let ledger = args.report_dir.join("edw-run.state");
+    // What only the team can fix, before anything is deployed; then, if asked, this machine's
+    // address in the storage firewall (a failure after it removes it again).
+    let azure = if kind == TargetKind::Aks {
+        match azure_side::prepare(
+            &config,
+            args.storage_firewall,
+            &ledger,
+            deployed_group.as_ref(),
+            cancel,
+        )
+        .await
+        {
+            Ok(ready) => ready,
+            Err(failure) => return Err(abandon(failure, None, deployed_group.as_ref()).await),
+        }
+    } else {
+        if args.storage_firewall == StorageFirewallMode::OpenForRun {
+            eprintln!(
+                "note: --storage-firewall open-for-run (EDW_STORAGE_FIREWALL) applies to the aks target only; ignored on {}",
+                kind.name()
+            );
+        }
+        AzureSideReady::default()
     };
     let live = !args.plain && std::io::stderr().is_terminal();
     eprintln!("opening the {} target…", kind.name());
     let target = match session::open_target(kind, &config).await {
         Ok(target) => target,
-        Err(failure) => return Err(delete_on_failure(failure).await),
+        Err(failure) => {
+            let opening = azure.opening.as_ref().map(|o| (o, ledger.as_path()));
+            return Err(abandon(failure, opening, deployed_group.as_ref()).await);
+        }
     };
     let target = Arc::new(target);
     let info = target.info();
     eprintln!("target: {}", info.description);
     let mut scenario = flow::burst();
+    if kind == TargetKind::Aks {
+        scenario.steps.insert(0, storage_firewall::preflight_step());
+    }
+    // After the queue and table are deleted (that needs the opening), before the group goes.
+    if azure.opening.is_some() {
+        scenario.cleanup.push(storage_firewall::cleanup_step());
+    }
     if deployed_group.is_some() {
         scenario.cleanup.push(flow::cleanup_resource_group_step());
     }
@@ -80,7 +104,6 @@ pub async fn run(
     };
     let progress = Progress::new(live);
     let sink = progress.clone();
-    let ledger = args.report_dir.join("edw-run.state");
     let mut context = Context::new(target.clone(), config, settings)
         .with_progress(Arc::new(move |line: &str| sink.line(line)));
     if args.use_deployed {
@@ -95,6 +118,8 @@ pub async fn run(
     );
     context.ledger = Some(ledger.clone());
     context.deployed_group = deployed_group.clone();
+    context.storage_firewall_opening = azure.opening.clone();
+    context.azure_preflight = azure.checks.clone();
     if kind == TargetKind::Local {
         eprintln!(
             "ledger: {} (the local twin and an embedded Azurite end with this process)",
@@ -186,6 +211,36 @@ pub async fn run(
     })
 }
 
+/// A run that stops before its scenario: removes the IP rule it added to the storage firewall
+/// (recorded in the ledger) and deletes the resource group it deployed, then gives the failure
+/// back.
+async fn abandon(
+    failure: Failure,
+    opening: Option<(&FirewallOpening, &std::path::Path)>,
+    group: Option<&DeployedGroup>,
+) -> Failure {
+    if let Some((opening, ledger)) = opening {
+        match storage_firewall::close(opening).await {
+            Ok(done) => {
+                eprintln!("{done}");
+                // Gone: the ledger no longer names it (a rule added later for the same
+                // address is not this run's to remove).
+                if let Err(e) = run_state::forget_storage_firewall_opening(ledger) {
+                    eprintln!("warning: {e}");
+                }
+            }
+            Err(e) => eprintln!("{e}"),
+        }
+    }
+    if let Some(group) = group {
+        match flow::delete_group_announced(group, "this run deployed it").await {
+            Ok(done) => eprintln!("{done}"),
+            Err(e) => eprintln!("{e}"),
+        }
+    }
+    failure
+}
+
 /// Runs the team's deploy command, then tags the resource group it created (or began to
 /// create) for `edw sweep`. A deploy that fails or is interrupted deletes that group before the
 /// error is returned.
@@ -216,10 +271,7 @@ async fn deploy(
         command.log.display()
     );
 
-    let arm_url = std::env::var("EDW_ARM_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| crate::arm::DEFAULT_BASE_URL.to_owned());
+    let arm_url = azure_side::arm_url();
     let deployed = {
         let running = command.run(&|line: &str| eprintln!("  | {line}"), cancel);
         let ledger = args.report_dir.join("edw-run.state");
@@ -269,11 +321,7 @@ async fn deploy(
         Ok(_) => Ok(group),
         Err(error) => {
             if let Some(group) = &group {
-                eprintln!(
-                    "deleting resource group {} (the deploy did not finish)…",
-                    group.resource_group
-                );
-                match flow::delete_group(group).await {
+                match flow::delete_group_announced(group, "the deploy did not finish").await {
                     Ok(done) => eprintln!("{done}"),
                     Err(e) => eprintln!("{e}"),
                 }

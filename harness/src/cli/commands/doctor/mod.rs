@@ -2,14 +2,16 @@
 //! what was found, `FAIL` with what is wrong and the fix, or `skip` with why the check does not
 //! apply to the target (never counted as passed). Tools on PATH, the Docker engine (kube), an
 //! Azure Resource Manager token, the subscription, the NodeAutoProvisioningPreview feature, the
-//! aks-preview extension, the cluster's API server and the storage endpoints. Exit 3 when a
-//! check failed.
+//! aks-preview extension, what only the team can fix on aks (the storage firewall, the signed-in
+//! principal's data roles, the cluster's Kubernetes version), the cluster's API server and the
+//! storage endpoints. Exit 3 when a check failed.
 //!
 //! The decisions are small pure functions (tool, subscription, feature, extension, endpoint) so
 //! that they are unit-tested; the command only gathers their inputs.
 
 mod azure;
 mod cluster;
+mod deployment;
 mod storage;
 mod tools;
 
@@ -20,6 +22,7 @@ use crate::target::TargetKind;
 
 use azure::{azure_findings, extension_check};
 use cluster::cluster_finding;
+use deployment::deployment_findings;
 use storage::storage_findings;
 use tools::{docker_engine_check, find_on_path, tool_finding, TOOLS};
 
@@ -109,16 +112,18 @@ pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8, Failure> 
         .collect();
     let az = find_on_path("az", path.as_deref());
     let docker = find_on_path("docker", path.as_deref());
-    let (docker_engine, azure, extension, cluster, storage) = tokio::join!(
+    let (docker_engine, azure, extension, deployment, cluster, storage) = tokio::join!(
         docker_engine_check(target, docker.as_deref()),
         azure_findings(target, args),
         extension_check(target, az.as_deref()),
+        deployment_findings(target, global, args),
         cluster_finding(target),
         storage_findings(target, global, path.as_deref()),
     );
     findings.push(docker_engine);
     findings.extend(azure);
     findings.push(extension);
+    findings.extend(deployment);
     findings.push(cluster);
     findings.extend(storage);
     let failed = findings.iter().filter(|f| f.is_failed()).count();
