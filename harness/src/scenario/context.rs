@@ -247,6 +247,7 @@ pub struct Context {
     pub deployed_group: Option<DeployedGroup>,
     progress: Option<ProgressSink>,
     timeline: Vec<Observation>,
+    nodeclaim_spans: Vec<edw_twin::cost::NodeSpan>,
 }
 
 impl Context {
@@ -275,6 +276,7 @@ impl Context {
             deployed_group: None,
             progress: None,
             timeline: Vec::new(),
+            nodeclaim_spans: Vec::new(),
         }
     }
 
@@ -454,7 +456,22 @@ impl Context {
         if let Some(recorder) = self.recorder.take() {
             recorder.stop();
             self.timeline = recorder.history();
+            self.nodeclaim_spans = recorder.nodeclaim_spans();
         }
+    }
+
+    /// The Karpenter NodeClaims the recorder saw, by size, with node-hours on the target's
+    /// clock and their cost at the snapshot's prices (`None` without Karpenter or a recorder).
+    pub fn cost(&self) -> Option<edw_twin::cost::CostEstimate> {
+        if !self.target.capabilities().karpenter {
+            return None;
+        }
+        let spans = match &self.recorder {
+            Some(recorder) => recorder.nodeclaim_spans(),
+            None if self.timeline.is_empty() => return None,
+            None => self.nodeclaim_spans.clone(),
+        };
+        Some(edw_twin::cost::estimate(&spans))
     }
 
     /// The observed timeline.
