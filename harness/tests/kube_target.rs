@@ -39,10 +39,35 @@ async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
         stdout.contains("[SIMULATED: not a cluster result]"),
         "{stdout}"
     );
+    // The harness measures the served twin on its own wall clock: the phases are real seconds,
+    // and say so (not "simulated s", which the twin's x20 clock would make 20 times larger).
+    assert!(
+        stdout.contains(
+            "phases, in real seconds on the harness's wall clock (the served twin's own simulated clock runs faster, at its --scale), after the load started:"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("real s after the load started") && !stdout.contains("simulated s"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("estimated cost (SIMULATED): $"), "{stdout}");
     let junit = std::fs::read_to_string(dir.path().join("flow-burst-kube/junit.xml")).unwrap();
     assert!(
         junit.contains("[simulated]") && junit.contains("[kube]"),
         "{junit}"
+    );
+    assert!(
+        junit.contains(
+            r#"<property name="clock.phases" value="real seconds on the harness&apos;s wall clock"#
+        ),
+        "{junit}"
+    );
+    let summary = std::fs::read_to_string(dir.path().join("flow-burst-kube/summary.md")).unwrap();
+    assert!(
+        summary.contains("| Phase | After load start, in real seconds on the harness's wall clock")
+            && summary.contains("| Node-hours (real s) |"),
+        "{summary}"
     );
     // Storage by connection string (as on kind with Azurite): a Secret for pods and KEDA, whose
     // value never reaches a report.

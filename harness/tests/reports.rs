@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use edw_twin::cost::{estimate, NodeSpan};
 use harness::findings::{Finding, Severity};
 use harness::scenario::model::{
-    Observation, Outcome, Phase, ScenarioReport, StepReport, TargetInfo,
+    MeasuredClock, Observation, Outcome, Phase, ScenarioReport, StepReport, TargetInfo,
 };
 use harness::scenario::report::{
     junit, summary_markdown, svg_chart, svg_chart_with, timeline_json, write_all, ChartClock,
@@ -145,6 +146,7 @@ fn passing_simulated() -> ScenarioReport {
             name: "local".to_owned(),
             description: "local: simulated AKS (the twin, clock x20) + embedded Azurite".to_owned(),
             simulated: true,
+            clock: MeasuredClock::TwinSimulated,
         },
         started_at: T0,
         duration: Duration::from_secs(195),
@@ -187,7 +189,15 @@ fn passing_simulated() -> ScenarioReport {
         ],
         diagnostics: None,
         findings: walkthrough_findings(),
+        // Three D2als_v6 claims, from 20/30/40 s to 150/160/170 s: 390 s = 0.108 node-h.
+        cost: Some(estimate(
+            &[20.0, 30.0, 40.0].map(|from| span("Standard_D2als_v6", from, from + 130.0)),
+        )),
     }
+}
+
+fn span(size: &str, from: f64, until: f64) -> NodeSpan {
+    NodeSpan::ended(size, "eastus", from, until)
 }
 
 /// A failing run on AKS: a failed step with a multi-line message, a skipped step, a
@@ -213,6 +223,7 @@ fn failing_cluster() -> ScenarioReport {
             name: "aks".to_owned(),
             description: "aks: cluster edw-aks (westeurope), storage account edwstore".to_owned(),
             simulated: false,
+            clock: MeasuredClock::Real,
         },
         started_at: T1,
         duration: Duration::from_secs(331),
@@ -267,6 +278,11 @@ fn failing_cluster() -> ScenarioReport {
                 .to_owned(),
         ),
         findings: Vec::new(),
+        // A size the price snapshot does not have: named, not priced.
+        cost: Some(estimate(&[
+            span("Standard_D4als_v6", 0.0, 1800.0),
+            span("Standard_E4s_v5", 0.0, 3600.0),
+        ])),
     }
 }
 
@@ -772,6 +788,7 @@ fn plant(mut report: ScenarioReport, text: &str) -> ScenarioReport {
     if let Some(o) = report.timeline.first_mut() {
         o.nodes.insert(format!("pool {text}"), 1);
     }
+    report.cost = Some(estimate(&[span(&format!("size {text}"), 0.0, 60.0)]));
     report.diagnostics = Some(format!(
         "{}\nenv: {text}\n",
         report.diagnostics.unwrap_or_default()
@@ -834,6 +851,134 @@ proptest! {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Clocks and costs (issue 17 items 3 and 4)
+
+/// Step durations are real time everywhere; the phases, the timeline and the node-hours are
+/// on the target's clock, and each report says which: simulated seconds on the local twin,
+/// real seconds on a cluster, and real seconds of the harness (not the twin's) against a
+/// served twin.
+#[test]
+fn every_report_names_the_clock_of_its_figures() {
+    for (clock, phase_header, node_hours, axis) in [
+        (
+            MeasuredClock::TwinSimulated,
+            "| Phase | After load start, in simulated seconds (the twin's governed clock) |",
+            "| Node-hours (simulated s) |",
+            "time since the run started (simulated seconds (the twin&apos;s governed clock))",
+        ),
+        (
+            MeasuredClock::Real,
+            "| Phase | After load start, in real seconds (wall clock) |",
+            "| Node-hours (real s) |",
+            "time since the run started (real seconds (wall clock))",
+        ),
+        (
+            MeasuredClock::RealAgainstServedTwin,
+            "| Phase | After load start, in real seconds on the harness's wall clock (the served twin's own simulated clock runs faster, at its --scale) |",
+            "| Node-hours (real s) |",
+            "time since the run started (real seconds on the harness&apos;s wall clock",
+        ),
+    ] {
+        let mut report = passing_simulated();
+        report.target.clock = clock;
+        let md = summary_markdown(std::slice::from_ref(&report));
+        for label in [
+            phase_header,
+            node_hours,
+            "| Step | Result | Duration (real time) | Message |",
+            "**Duration:** 3m 15s (real time)",
+            &format!(
+                "**Clock:** step durations are real time; the timeline, phases and node-hours are {}",
+                clock.describe()
+            ),
+            &format!("_20 observations, from 0 to 190 {} after the run started._", clock.unit()),
+        ] {
+            assert!(md.contains(label), "{clock:?}: no {label:?} in\n{md}");
+        }
+        let svg = svg_chart(&report);
+        assert!(svg.contains(axis), "{clock:?}: the axis does not name its clock");
+        assert!(
+            svg.contains(&format!("drained (+80.0 {})", clock.unit())),
+            "{clock:?}: a phase marker without its clock"
+        );
+        assert!(svg.contains("3m 15s (real time)"), "{clock:?}");
+        let xml = junit(std::slice::from_ref(&report)).expect("junit");
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+        let suite = doc
+            .descendants()
+            .find(|n| n.has_tag_name("testsuite"))
+            .expect("testsuite");
+        assert_eq!(property(suite, "clock.steps"), Some("real time"));
+        assert_eq!(property(suite, "clock.phases"), Some(clock.describe()));
+        let json: serde_json::Value =
+            serde_json::from_str(&timeline_json(&report)).expect("valid JSON");
+        assert_eq!(json["clock"]["steps_and_duration"], "real time");
+        assert_eq!(
+            json["clock"]["timeline_phases_and_node_hours"],
+            clock.describe()
+        );
+    }
+}
+
+/// The nodes by VM size, their node-hours and the estimated cost, with the price snapshot's
+/// region and date; a twin estimate is labelled simulated, and a size without a price is named
+/// and left out of the total, never guessed.
+#[test]
+fn every_report_shows_nodes_by_size_node_hours_and_the_estimated_cost() {
+    let md = summary_markdown(&[passing_simulated()]);
+    for label in [
+        "### Nodes by size and estimated cost",
+        "| VM size | NodeClaims | Node-hours (simulated s) | USD per hour (eastus snapshot of 2026-06-18) | Estimated USD |",
+        "| Standard\\_D2als\\_v6 | 3 | 0.108 | 0.0804 | 0.0087 |",
+        "**SIMULATED estimate** (the twin chose the sizes): **Total:** $0.0087 for 0.108 node-h (3 nodes).",
+        "prices: eastus snapshot of 2026-06-18",
+    ] {
+        assert!(md.contains(label), "no {label:?} in\n{md}");
+    }
+    let cluster = summary_markdown(&[failing_cluster()]);
+    for label in [
+        "| Standard\\_D4als\\_v6 | 1 | 0.500 | 0.161 | 0.0805 |",
+        "| Standard\\_E4s\\_v5 | 1 | 1.000 | no price for Standard\\_E4s\\_v5 | n/a |",
+        "**Total:** $0.0805 for 1.500 node-h (2 nodes); without Standard\\_E4s\\_v5 (no price).",
+    ] {
+        assert!(cluster.contains(label), "no {label:?} in\n{cluster}");
+    }
+    assert!(!cluster.contains("SIMULATED"), "{cluster}");
+
+    let xml = junit(&[passing_simulated(), failing_cluster()]).expect("junit");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let suites: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(property(suites[0], "cost.estimated_usd"), Some("0.0087"));
+    assert_eq!(property(suites[0], "cost.node_hours"), Some("0.108"));
+    assert_eq!(property(suites[0], "cost.simulated"), Some("true"));
+    assert_eq!(
+        property(suites[0], "nodes.Standard_D2als_v6"),
+        Some("Standard_D2als_v6: 3 nodes, 0.108 node-h × $0.0804/h = $0.0087")
+    );
+    assert!(property(suites[0], "cost.prices")
+        .is_some_and(|p| p.starts_with("prices: eastus snapshot of 2026-06-18")));
+    assert_eq!(property(suites[1], "cost.simulated"), Some("false"));
+    assert_eq!(
+        property(suites[1], "cost.unpriced"),
+        Some("Standard_E4s_v5")
+    );
+    assert_eq!(
+        property(suites[1], "nodes.Standard_E4s_v5"),
+        Some("Standard_E4s_v5: 1 node, 1.000 node-h, no price for Standard_E4s_v5 in the eastus snapshot")
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&timeline_json(&failing_cluster())).expect("valid JSON");
+    assert_eq!(json["cost"]["price_region"], "eastus");
+    assert_eq!(json["cost"]["price_date"], "2026-06-18");
+    assert_eq!(json["cost"]["unpriced"][0], "Standard_E4s_v5");
+    assert_eq!(json["cost"]["sizes"][1]["usd"], serde_json::Value::Null);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
         stdout.contains("[SIMULATED: not a cluster result]"),
         "{stdout}"
     );
+    assert_every_figure_names_its_clock(&stdout, &dir.path().join("flow-burst-local"));
     let reports = read_reports(dir.path());
     assert!(
         reports.contains("[simulated]") && reports.contains("SIMULATED"),
@@ -77,6 +78,86 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
         "the ledger of a cleaned run is left in the report directory"
     );
     assert!(!stdout.contains("ledger kept"), "{stdout}");
+}
+
+/// Step durations are real seconds, phases and node-hours the twin's simulated seconds, and
+/// each says so; the nodes the twin chose are listed by size with node-hours and a cost
+/// labelled simulated, with the price snapshot's region and date.
+fn assert_every_figure_names_its_clock(stdout: &str, run_dir: &std::path::Path) {
+    let step_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  ok ") || l.starts_with("  FAIL") || l.starts_with("  WARN"))
+        .collect();
+    assert!(!step_lines.is_empty(), "{stdout}");
+    for line in &step_lines {
+        assert!(
+            line.contains(" real s)"),
+            "a step without its clock: {line}"
+        );
+    }
+    let phase_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  phase "))
+        .collect();
+    assert_eq!(phase_lines.len(), 7, "{stdout}");
+    for line in &phase_lines {
+        assert!(
+            line.ends_with(" simulated s after the load started"),
+            "a phase without its clock: {line}"
+        );
+    }
+    assert!(stdout.contains("  steps (real time):"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "  phases, in simulated seconds (the twin's governed clock), after the load started:"
+        ),
+        "{stdout}"
+    );
+    // The twin picks the cheapest D size that fits (2 vCPU for the sample's batches).
+    assert!(
+        stdout.contains("    Standard_D2als_v6: ") && stdout.contains(" node-h × $0.0804/h = $"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  estimated cost (SIMULATED): $")
+            && stdout.contains("prices: eastus snapshot of 2026-06-18"),
+        "{stdout}"
+    );
+
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    for label in [
+        "**Duration:** ",
+        "(real time)  \n**Clock:** step durations are real time; the timeline, phases and node-hours are simulated seconds (the twin's governed clock)",
+        "| Step | Result | Duration (real time) | Message |",
+        "| Phase | After load start, in simulated seconds (the twin's governed clock) |",
+        "simulated s after the run started._",
+        "### Nodes by size and estimated cost",
+        "| VM size | NodeClaims | Node-hours (simulated s) | USD per hour (eastus snapshot of 2026-06-18) | Estimated USD |",
+        "| Standard\\_D2als\\_v6 | ",
+        "**SIMULATED estimate** (the twin chose the sizes): **Total:** $",
+    ] {
+        assert!(summary.contains(label), "summary.md lacks {label:?}:\n{summary}");
+    }
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    for property in [
+        r#"<property name="clock.steps" value="real time"/>"#,
+        r#"<property name="clock.phases" value="simulated seconds (the twin&apos;s governed clock)"/>"#,
+        r#"<property name="cost.simulated" value="true"/>"#,
+        r#"<property name="cost.estimated_usd" value="0."#,
+        r#"<property name="nodes.Standard_D2als_v6" value="Standard_D2als_v6: "#,
+    ] {
+        assert!(
+            junit.contains(property),
+            "junit.xml lacks {property}:\n{junit}"
+        );
+    }
+    let svg = std::fs::read_to_string(run_dir.join("timeline.svg")).unwrap();
+    assert!(
+        svg.contains(
+            "time since the run started (simulated seconds (the twin&apos;s governed clock))"
+        ) && svg.contains(" simulated s)</text>"),
+        "the chart's axis and phase markers name the clock"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,3 +219,102 @@ fn an_exported_scaled_object_predicts_what_its_spec_predicts() {
     };
     assert_eq!(phases(&exported), phases(&spec_only));
 }
+
+/// The phases count from the load start, as `edw run`'s do, and say so; every figure names its
+/// clock (simulated seconds); the nodes the twin chose are listed by VM size with node-hours and
+/// a cost labelled simulated, with the price snapshot's region and date.
+#[test]
+fn phases_count_from_the_load_start_and_the_nodes_are_sized_and_priced() {
+    let (code, stdout, stderr) = simulate(&["--burst", "1000@30"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("t(sim s)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "phases in simulated seconds from the load start (t = 30.0 s on the timeline above):"
+        ),
+        "{stdout}"
+    );
+    // KEDA polls at 30 s: the burst at 30 s is seen at once, 0 s after the load start.
+    assert!(stdout.contains("first scale-out 0.0 s,"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "Karpenter nodes by size (node-hours in simulated time, from each NodeClaim's creation to its deletion):\n  Standard_D2als_v6: 3 nodes, "
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("estimated cost (SIMULATED): $")
+            && stdout.contains("prices: eastus snapshot of 2026-06-18"),
+        "{stdout}"
+    );
+
+    let (code, json, stderr) = simulate(&["--burst", "1000@30", "--json"]);
+    assert_eq!(code, 0, "{json}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["load_start"], 30.0);
+    assert_eq!(
+        report["phase_clock"],
+        "simulated seconds (the twin's virtual clock) after the load start"
+    );
+    assert_eq!(report["phases"]["first_scale_out"], 0.0);
+    // The same instant on the samples' clock is the load start plus the phase.
+    let first_node = report["phases"]["first_node"].as_f64().unwrap();
+    let samples = report["samples"].as_array().unwrap();
+    let first_node_sample = samples
+        .iter()
+        .find(|s| s["nodes"].as_u64() > Some(0))
+        .unwrap();
+    assert_eq!(first_node_sample["t"].as_f64(), Some(30.0 + first_node));
+    let cost = &report["cost"];
+    assert_eq!(cost["price_region"], "eastus");
+    assert_eq!(cost["price_date"], "2026-06-18");
+    assert_eq!(cost["sizes"][0]["size"], "Standard_D2als_v6");
+    assert_eq!(cost["sizes"][0]["nodes"], 3);
+    assert_eq!(cost["sizes"][0]["usd_per_hour"], 0.0804);
+    let node_hours = cost["node_hours"].as_f64().unwrap();
+    // Three claims from about 32-67 s to their deletion after consolidation (< 255 s).
+    assert!((0.1..0.2).contains(&node_hours), "{cost}");
+    let total = cost["total_usd"].as_f64().unwrap();
+    assert!((total - node_hours * 0.0804).abs() < 1e-9, "{cost}");
+}
+
+/// A steady rate the pods outpace empties the queue while the load still runs, and KEDA scales
+/// to zero between bursts of activation: "scaled to zero" is the final one, after the final
+/// drain, and the earlier ones are stated (it used to print "drained 618.7 s, scaled to zero
+/// 210.0 s", the first interim zero).
+#[test]
+fn a_rate_profile_is_scaled_to_zero_after_it_drains_and_says_what_happened_between() {
+    let (code, json, stderr) = simulate(&["--rate", "5@0..600", "--json"]);
+    assert_eq!(code, 0, "{json}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let phase = |name: &str| report["phases"][name].as_f64().unwrap();
+    assert!(phase("drained") >= 600.0, "{}", report["phases"]);
+    assert!(
+        phase("scaled_to_zero") >= phase("drained"),
+        "{}",
+        report["phases"]
+    );
+    assert!(
+        phase("nodes_consolidated") >= phase("scaled_to_zero"),
+        "{}",
+        report["phases"]
+    );
+    let interim = report["zero_replicas_while_loading"].as_array().unwrap();
+    assert!(!interim.is_empty(), "{report}");
+    assert!(interim
+        .iter()
+        .all(|t| t.as_f64().unwrap() < phase("drained")));
+
+    let (code, stdout, stderr) = simulate(&["--rate", "5@0..600"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("drained for good 6"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "the replicas also fell to zero {} time",
+            interim.len()
+        )) && stdout.contains(
+            "KEDA scaled to zero, and scaled out again once the queue passed activationQueueLength"
+        ),
+        "{stdout}"
+    );
+}

@@ -3,6 +3,8 @@
 //! for the queue, which has no watch).
 
 use std::collections::BTreeMap;
+
+use edw_twin::cost::NodeSpan;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +38,7 @@ pub struct Subject {
 pub struct Recorder {
     latest: watch::Receiver<Observation>,
     history: Arc<Mutex<Vec<Observation>>>,
+    claims: Arc<Mutex<ClaimLedger>>,
     stop: CancellationToken,
     clock: TargetClock,
     origin: Duration,
@@ -53,11 +56,13 @@ impl Recorder {
     ) -> Recorder {
         let (sender, latest) = watch::channel(Observation::default());
         let history = Arc::new(Mutex::new(Vec::new()));
+        let claims = Arc::new(Mutex::new(ClaimLedger::default()));
         let stop = CancellationToken::new();
         let origin = clock.now();
         let sink = Sink {
             sender,
             history: history.clone(),
+            claims: claims.clone(),
             stop: stop.clone(),
             clock: clock.clone(),
             origin,
@@ -66,6 +71,7 @@ impl Recorder {
         Recorder {
             latest,
             history,
+            claims,
             stop,
             clock,
             origin,
@@ -88,6 +94,16 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Each Karpenter NodeClaim the recorder saw, with its VM size, from the first sample
+    /// that listed it to the first that did not (the open ones until the last sample), on the
+    /// timeline's clock.
+    pub fn nodeclaim_spans(&self) -> Vec<NodeSpan> {
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spans()
     }
 
     /// Target seconds since the recorder started (the timeline's clock).
@@ -115,6 +131,7 @@ impl Drop for Recorder {
 struct Sink {
     sender: watch::Sender<Observation>,
     history: Arc<Mutex<Vec<Observation>>>,
+    claims: Arc<Mutex<ClaimLedger>>,
     stop: CancellationToken,
     clock: TargetClock,
     origin: Duration,
@@ -124,6 +141,7 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
     let Sink {
         sender,
         history,
+        claims,
         stop,
         clock,
         origin,
@@ -136,8 +154,14 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
         // Stamped when the sample began: every value in it was read at or after `t`, so a
         // wait that accepts only samples from after it began never sees an older queue depth.
         let began = clock.now().saturating_sub(origin).as_secs_f64();
-        let mut observation = sample(&client, &subject).await;
+        let (mut observation, listed) = sample_with_claims(&client, &subject).await;
         observation.t = began;
+        if let Some(listed) = listed {
+            claims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(began, &listed);
+        }
         {
             let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
             let same = history.last().is_some_and(|last| {
@@ -198,9 +222,85 @@ async fn open_watches(client: &kube::Client, subject: &Subject) -> Option<Change
     }
 }
 
+/// A NodeClaim as one sample listed it: its name and its labels' VM size and region.
+#[derive(Debug, Clone, PartialEq)]
+struct ListedClaim {
+    name: String,
+    size: Option<String>,
+    region: Option<String>,
+}
+
+/// The NodeClaims the recorder has seen: name → its span.
+#[derive(Debug, Default)]
+struct ClaimLedger {
+    spans: BTreeMap<String, NodeSpan>,
+    last_sample: f64,
+}
+
+impl ClaimLedger {
+    /// The claims `listed` at `t`: new ones open a
+    /// span, listed ones extend theirs, open ones no longer listed end.
+    fn record(&mut self, t: f64, listed: &[ListedClaim]) {
+        self.last_sample = t;
+        for claim in listed {
+            let span = self
+                .spans
+                .entry(claim.name.clone())
+                .or_insert_with(|| NodeSpan {
+                    size: None,
+                    region: None,
+                    from: t,
+                    until: t,
+                    ended: false,
+                });
+            if span.ended {
+                continue;
+            }
+            if claim.size.is_some() {
+                span.size = claim.size.clone();
+            }
+            if claim.region.is_some() {
+                span.region = claim.region.clone();
+            }
+            span.until = t;
+        }
+        for (name, span) in &mut self.spans {
+            if !span.ended && !listed.iter().any(|claim| &claim.name == name) {
+                span.ended = true;
+                span.until = t;
+            }
+        }
+    }
+
+    /// The spans, the open ones until the last sample.
+    fn spans(&self) -> Vec<NodeSpan> {
+        self.spans
+            .values()
+            .map(|span| NodeSpan {
+                until: if span.ended {
+                    span.until
+                } else {
+                    self.last_sample
+                },
+                ..span.clone()
+            })
+            .collect()
+    }
+}
+
 /// One observation (fields that cannot be read are left at their defaults).
 pub async fn sample(client: &kube::Client, subject: &Subject) -> Observation {
+    sample_with_claims(client, subject).await.0
+}
+
+/// One observation, and the NodeClaims listed with their VM sizes (`None` when they could not
+/// be listed).
+async fn sample_with_claims(
+    client: &kube::Client,
+    subject: &Subject,
+) -> (Observation, Option<Vec<ListedClaim>>) {
     let mut observation = Observation::default();
+    let mut claims = None;
     if let Some(queue) = &subject.queue {
         // Azurite's in-memory sweep can stall the queue service for seconds: the rest of the
         // observation must not wait for it (the depth is then unknown for this sample).
@@ -257,14 +357,72 @@ pub async fn sample(client: &kube::Client, subject: &Subject) -> Observation {
             &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
             "nodeclaims",
         );
-        let claims: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        if let Ok(list) = claims.list(&ListParams::default()).await {
+        let claims_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        if let Ok(list) = claims_api.list(&ListParams::default()).await {
             observation.nodeclaims = list.items.len() as u64;
+            claims = Some(
+                list.items
+                    .iter()
+                    .map(|claim| {
+                        let label = |key: &str| {
+                            claim
+                                .metadata
+                                .labels
+                                .as_ref()
+                                .and_then(|l| l.get(key))
+                                .cloned()
+                        };
+                        ListedClaim {
+                            name: claim.metadata.name.clone().unwrap_or_default(),
+                            size: label("node.kubernetes.io/instance-type"),
+                            region: label("topology.kubernetes.io/region"),
+                        }
+                    })
+                    .collect(),
+            );
         }
     }
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &subject.namespace);
     if let Ok(Some(hpa)) = hpas.get_opt(&subject.hpa).await {
         observation.hpa_desired = hpa.status.map(|s| s.desired_replicas.max(0) as u64);
     }
-    observation
+    (observation, claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, size: Option<&str>) -> ListedClaim {
+        ListedClaim {
+            name: name.to_owned(),
+            size: size.map(str::to_owned),
+            region: Some("eastus".to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_claim_lives_from_the_first_sample_that_lists_it_to_the_first_that_does_not() {
+        let mut ledger = ClaimLedger::default();
+        ledger.record(10.0, &[listed("a", None)]);
+        // Karpenter labels the size at Launched.
+        ledger.record(
+            12.0,
+            &[listed("a", Some("Standard_D2als_v6")), listed("b", None)],
+        );
+        ledger.record(100.0, &[listed("b", Some("Standard_D4als_v6"))]);
+        ledger.record(130.0, &[listed("b", Some("Standard_D4als_v6"))]);
+        let spans = ledger.spans();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0].size.as_deref(), Some("Standard_D2als_v6"));
+        assert_eq!(
+            (spans[0].from, spans[0].until, spans[0].ended),
+            (10.0, 100.0, true)
+        );
+        assert_eq!(spans[1].region.as_deref(), Some("eastus"));
+        assert_eq!(
+            (spans[1].from, spans[1].until, spans[1].ended),
+            (12.0, 130.0, false)
+        );
+    }
 }

@@ -252,6 +252,7 @@ pub struct Context {
     pub azure_preflight: Vec<String>,
     progress: Option<ProgressSink>,
     timeline: Vec<Observation>,
+    nodeclaim_spans: Vec<edw_twin::cost::NodeSpan>,
 }
 
 impl Context {
@@ -282,6 +283,7 @@ impl Context {
             azure_preflight: Vec::new(),
             progress: None,
             timeline: Vec::new(),
+            nodeclaim_spans: Vec::new(),
         }
     }
 
@@ -461,7 +463,22 @@ impl Context {
         if let Some(recorder) = self.recorder.take() {
             recorder.stop();
             self.timeline = recorder.history();
+            self.nodeclaim_spans = recorder.nodeclaim_spans();
         }
+    }
+
+    /// The Karpenter NodeClaims the recorder saw, by size, with node-hours on the target's
+    /// clock and their cost at the snapshot's prices (`None` without Karpenter or a recorder).
+    pub fn cost(&self) -> Option<edw_twin::cost::CostEstimate> {
+        if !self.target.capabilities().karpenter {
+            return None;
+        }
+        let spans = match &self.recorder {
+            Some(recorder) => recorder.nodeclaim_spans(),
+            None if self.timeline.is_empty() => return None,
+            None => self.nodeclaim_spans.clone(),
+        };
+        Some(edw_twin::cost::estimate(&spans))
     }
 
     /// The observed timeline.

@@ -58,6 +58,44 @@ impl StepReport {
     }
 }
 
+/// The clock a run's timeline, phases and node-hours are measured on (step durations are
+/// always real time: [`STEP_CLOCK`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasuredClock {
+    /// The twin's governed clock in this process (`local`): simulated seconds.
+    TwinSimulated,
+    /// Real time on a real cluster.
+    Real,
+    /// Real time on the harness's clock against a served twin (`kube` on `edw twin serve`):
+    /// the twin's own clock runs faster (its `--scale`), and these are not its seconds.
+    RealAgainstServedTwin,
+}
+
+/// What step durations are measured in, on every target.
+pub const STEP_CLOCK: &str = "real time";
+
+impl MeasuredClock {
+    /// The unit after a figure: `simulated s` or `real s`.
+    pub fn unit(self) -> &'static str {
+        match self {
+            MeasuredClock::TwinSimulated => "simulated s",
+            MeasuredClock::Real | MeasuredClock::RealAgainstServedTwin => "real s",
+        }
+    }
+
+    /// The clock in words, for a heading or a note.
+    pub fn describe(self) -> &'static str {
+        match self {
+            MeasuredClock::TwinSimulated => "simulated seconds (the twin's governed clock)",
+            MeasuredClock::Real => "real seconds (wall clock)",
+            MeasuredClock::RealAgainstServedTwin => {
+                "real seconds on the harness's wall clock (the served twin's own simulated clock runs faster, at its --scale)"
+            }
+        }
+    }
+}
+
 /// Which system the run was against.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TargetInfo {
@@ -67,6 +105,8 @@ pub struct TargetInfo {
     pub description: String,
     /// True for the twin: such a result is never a cluster result.
     pub simulated: bool,
+    /// What the timeline, the phases and the node-hours are measured in.
+    pub clock: MeasuredClock,
 }
 
 /// The cluster and queue at one instant, as the observation recorder saw them.
@@ -128,6 +168,10 @@ pub struct ScenarioReport {
     pub diagnostics: Option<String>,
     /// Configuration findings about what the run deployed (see [`crate::findings`]).
     pub findings: Vec<crate::findings::Finding>,
+    /// The Karpenter NodeClaims the run saw (all NodePools), by VM size, their node-hours on
+    /// the target's clock ([`TargetInfo::clock`]) and their cost at the price snapshot's
+    /// prices; `None` when the target has no Karpenter or nothing was observed.
+    pub cost: Option<edw_twin::cost::CostEstimate>,
 }
 
 impl ScenarioReport {

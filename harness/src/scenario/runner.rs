@@ -264,6 +264,7 @@ pub async fn run(
         phases: context.phases(),
         diagnostics,
         findings: context.findings.clone(),
+        cost: context.cost(),
     }
 }
 

@@ -6,7 +6,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::{Capabilities, TargetError, TargetKind};
 use crate::config::{Config, StorageChoice};
-use crate::scenario::model::TargetInfo;
+use crate::scenario::model::{MeasuredClock, TargetInfo};
 use crate::storage::{Storage, StorageAuth, StorageTarget};
 
 /// The connection string for pods: the configured one, or Azurite's development account at
@@ -162,6 +162,12 @@ impl ClusterTarget {
             name: self.kind.name().to_owned(),
             description: self.description.clone(),
             simulated: self.simulated,
+            // The harness measures a cluster on its wall clock, a served twin's too.
+            clock: if self.simulated {
+                MeasuredClock::RealAgainstServedTwin
+            } else {
+                MeasuredClock::Real
+            },
         }
     }
 }

@@ -127,6 +127,7 @@ impl LocalTarget {
                 self.scale, self.storage_description
             ),
             simulated: true,
+            clock: crate::scenario::model::MeasuredClock::TwinSimulated,
         }
     }
 

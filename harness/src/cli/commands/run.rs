@@ -174,22 +174,8 @@ pub async fn run(
             ""
         }
     );
-    for step in report.steps.iter().chain(&report.cleanup) {
-        let (mark, text) = step.status_line();
-        println!(
-            "  {mark} {} ({:.1} s){text}",
-            step.name,
-            step.duration.as_secs_f64()
-        );
-    }
-    let unit = if info.simulated { "simulated s" } else { "s" };
-    for phase in &report.phases {
-        if let Some(after) = phase.after_load {
-            println!(
-                "  phase {:<20} {after:>8.1} {unit} after the load started",
-                phase.name
-            );
-        }
+    for line in summary_lines(&report) {
+        println!("{line}");
     }
     println!(
         "reports: {} (junit.xml, timeline.json, timeline.svg, summary.md)",
@@ -239,6 +225,58 @@ async fn abandon(
         }
     }
     failure
+}
+
+/// The run's summary for the terminal, every figure with its clock: the steps (real time),
+/// the phases (the target's clock, after the load started) and, with Karpenter, the nodes by
+/// VM size with node-hours and the estimated cost.
+fn summary_lines(report: &crate::scenario::model::ScenarioReport) -> Vec<String> {
+    let clock = report.target.clock;
+    let mut lines = vec![format!("  steps ({}):", crate::scenario::model::STEP_CLOCK)];
+    for step in report.steps.iter().chain(&report.cleanup) {
+        let (mark, text) = step.status_line();
+        lines.push(format!(
+            "  {mark} {} ({:.1} real s){text}",
+            step.name,
+            step.duration.as_secs_f64()
+        ));
+    }
+    if report.phases.iter().any(|p| p.after_load.is_some()) {
+        lines.push(format!(
+            "  phases, in {}, after the load started:",
+            clock.describe()
+        ));
+    }
+    for phase in &report.phases {
+        if let Some(after) = phase.after_load {
+            lines.push(format!(
+                "  phase {:<20} {after:>8.1} {} after the load started",
+                phase.name,
+                clock.unit()
+            ));
+        }
+    }
+    if let Some(cost) = &report.cost {
+        lines.push(format!(
+            "  Karpenter nodes by size, node-hours in {}, from when the run first saw each NodeClaim until it was gone:",
+            clock.describe()
+        ));
+        if cost.sizes.is_empty() {
+            lines.push("    none seen".to_owned());
+        }
+        lines.extend(cost.sizes.iter().map(|s| format!("    {}", s.describe())));
+        lines.push(format!(
+            "  estimated cost{}: {}; {}",
+            if report.target.simulated {
+                " (SIMULATED)"
+            } else {
+                ""
+            },
+            cost.describe_total(),
+            cost.describe_prices()
+        ));
+    }
+    lines
 }
 
 /// Runs the team's deploy command, then tags the resource group it created (or began to

@@ -166,7 +166,7 @@ pub fn simulate(global: &GlobalArgs, args: &SimulateArgs) -> Result<u8, Failure>
     println!("SIMULATED (twin, virtual clock): not a cluster result");
     println!(
         "{:>8} {:>9} {:>8} {:>8} {:>6} {:>11} {:>7}",
-        "t(s)", "replicas", "running", "pending", "nodes", "nodeclaims", "queue"
+        "t(sim s)", "replicas", "running", "pending", "nodes", "nodeclaims", "queue"
     );
     for s in &report.samples {
         println!(
@@ -174,34 +174,8 @@ pub fn simulate(global: &GlobalArgs, args: &SimulateArgs) -> Result<u8, Failure>
             s.t, s.replicas, s.running, s.pending, s.nodes, s.nodeclaims, s.queue
         );
     }
-    let at = |t: Option<f64>| t.map_or("never".to_owned(), |t| format!("{t:.1} s"));
-    let p = &report.phases;
-    println!();
-    println!(
-        "messages {:.0}; peak replicas {}, running pods {}, Karpenter nodes {} ({} NodeClaims)",
-        report.messages,
-        report.peak_replicas,
-        report.peak_running,
-        report.peak_nodes,
-        report.nodeclaims_created
-    );
-    println!(
-        "first scale-out {}, max replicas {}, first node {}",
-        at(p.first_scale_out),
-        at(p.max_replicas),
-        at(p.first_node)
-    );
-    println!(
-        "drained {}, scaled to zero {}, nodes consolidated {}",
-        at(p.drained),
-        at(p.scaled_to_zero),
-        at(p.nodes_consolidated)
-    );
-    if report.left_on_queue > 0 {
-        println!(
-            "left on the queue at the end: {} messages",
-            report.left_on_queue
-        );
+    for line in summary_lines(&report) {
+        println!("{line}");
     }
     println!(
         "assumed: DaemonSet CPU {}m per node, node ready {} s after its NodeClaim, pod start {} s, {} msg/s per pod (see fixtures/twin/README.md)",
@@ -211,6 +185,71 @@ pub fn simulate(global: &GlobalArgs, args: &SimulateArgs) -> Result<u8, Failure>
         report.params.messages_per_pod_second
     );
     Ok(exit::OK)
+}
+
+/// What `edw twin simulate` prints after the timeline: the peaks, the phases (simulated
+/// seconds from the load start, as `edw run` counts them), what "drained" and "scaled to zero"
+/// mean when the replicas fell to zero while the load ran, and the nodes by size with their
+/// node-hours and estimated cost.
+fn summary_lines(report: &edw_twin::simulate::SimulationReport) -> Vec<String> {
+    let at = |t: Option<f64>| t.map_or("never".to_owned(), |t| format!("{t:.1} s"));
+    let p = &report.phases;
+    let mut lines = vec![
+        String::new(),
+        format!(
+            "messages {:.0}; peak replicas {}, running pods {}, Karpenter nodes {} ({} NodeClaims)",
+            report.messages,
+            report.peak_replicas,
+            report.peak_running,
+            report.peak_nodes,
+            report.nodeclaims_created
+        ),
+        format!(
+            "phases in simulated seconds from the load start (t = {:.1} s on the timeline above):",
+            report.load_start
+        ),
+        format!(
+            "first scale-out {}, max replicas {}, first node {}",
+            at(p.first_scale_out),
+            at(p.max_replicas),
+            at(p.first_node)
+        ),
+        format!(
+            "drained for good {}, scaled to zero for good {}, nodes consolidated {}",
+            at(p.drained),
+            at(p.scaled_to_zero),
+            at(p.nodes_consolidated)
+        ),
+    ];
+    if let Some(first) = report.zero_replicas_while_loading.first() {
+        let times = report.zero_replicas_while_loading.len();
+        lines.push(format!(
+            "the replicas also fell to zero {times} time{} before that (first at {first:.1} s): the pods emptied the queue faster than the load filled it, KEDA scaled to zero, and scaled out again once the queue passed activationQueueLength",
+            if times == 1 { "" } else { "s" }
+        ));
+    }
+    if report.left_on_queue > 0 {
+        lines.push(format!(
+            "left on the queue at the end: {} messages",
+            report.left_on_queue
+        ));
+    }
+    let cost = &report.cost;
+    if cost.sizes.is_empty() {
+        lines.push("Karpenter nodes by size: none were created".to_owned());
+    } else {
+        lines.push(
+            "Karpenter nodes by size (node-hours in simulated time, from each NodeClaim's creation to its deletion):"
+                .to_owned(),
+        );
+        lines.extend(cost.sizes.iter().map(|s| format!("  {}", s.describe())));
+    }
+    lines.push(format!(
+        "estimated cost (SIMULATED): {}; {}",
+        cost.describe_total(),
+        cost.describe_prices()
+    ));
+    lines
 }
 
 fn input(args: &SimulateArgs) -> anyhow::Result<SimulationInput> {

@@ -6,7 +6,7 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 use time::OffsetDateTime;
 
 use super::{clean, clean_line, phase_value, ReportError};
-use crate::scenario::model::{Outcome, ScenarioReport, StepReport};
+use crate::scenario::model::{Outcome, ScenarioReport, StepReport, STEP_CLOCK};
 
 /// The name of the `<testsuites>` element.
 pub const REPORT_NAME: &str = "edw-conformance";
@@ -19,8 +19,12 @@ pub const REPORT_NAME: &str = "edw-conformance";
 /// by the whole message when that has several lines); a skipped step carries `<skipped>`
 /// with the reason; a passed step's details are its `<system-out>`, and its warnings (if any)
 /// its `<system-err>`, one `WARNING: ` line each (the case stays passed). The suite's properties
-/// are `target`, `target.description`, `simulated`, `phase.<name>` (seconds after the load
-/// started, `n/a` when the phase did not happen), every configuration finding as
+/// are `target`, `target.description`, `simulated`, `clock.steps` (what step times are
+/// measured in: real time), `clock.phases` (what the timeline, phases and node-hours are
+/// measured in), `phase.<name>` (seconds after the load started on that clock, `n/a` when the
+/// phase did not happen), with Karpenter the cost estimate (`cost.estimated_usd`,
+/// `cost.node_hours`, `cost.prices`, `cost.simulated`, `cost.unpriced` when a size has no
+/// price, and `nodes.<size>` per VM size), every configuration finding as
 /// `finding.<id>` (`<severity>: <message>`) and every step property as `<step>.<name>`. The diagnostics are the suite's `<system-out>`. Timestamps and times
 /// come from the reports, so the output depends on nothing else.
 pub fn junit(reports: &[ScenarioReport]) -> Result<String, ReportError> {
@@ -63,11 +67,47 @@ fn suite(report: &ScenarioReport) -> TestSuite {
             "false"
         },
     ));
+    suite.add_property(Property::new("clock.steps", STEP_CLOCK));
+    suite.add_property(Property::new(
+        "clock.phases",
+        report.target.clock.describe(),
+    ));
     for phase in &report.phases {
         suite.add_property(Property::new(
             format!("phase.{}", clean_line(&phase.name)),
             phase_value(phase),
         ));
+    }
+    if let Some(cost) = &report.cost {
+        suite.add_property(Property::new(
+            "cost.estimated_usd",
+            format!("{:.4}", cost.total_usd),
+        ));
+        suite.add_property(Property::new(
+            "cost.node_hours",
+            format!("{:.3}", cost.node_hours),
+        ));
+        suite.add_property(Property::new("cost.prices", cost.describe_prices()));
+        suite.add_property(Property::new(
+            "cost.simulated",
+            if report.target.simulated {
+                "true"
+            } else {
+                "false"
+            },
+        ));
+        if !cost.unpriced.is_empty() {
+            suite.add_property(Property::new(
+                "cost.unpriced",
+                clean_line(&cost.unpriced.join(", ")),
+            ));
+        }
+        for size in &cost.sizes {
+            suite.add_property(Property::new(
+                format!("nodes.{}", clean_line(&size.size)),
+                clean_line(&size.describe()),
+            ));
+        }
     }
     for finding in &report.findings {
         suite.add_property(Property::new(

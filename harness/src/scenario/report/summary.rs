@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::{clean, clean_line, human_duration, phase_value};
 use crate::findings::{Finding, Severity};
-use crate::scenario::model::{Outcome, ScenarioReport, StepReport};
+use crate::scenario::model::{Outcome, ScenarioReport, StepReport, STEP_CLOCK};
 
 /// The line that marks a simulated run.
 pub const SIMULATED_LINE: &str = "SIMULATED (twin) — not a cluster result";
@@ -12,10 +12,11 @@ pub const SIMULATED_LINE: &str = "SIMULATED (twin) — not a cluster result";
 /// Markdown for `reports`: per run a heading with the scenario, the target and the verdict
 /// (⚠️ "passed with N warning(s)" when a passed step warned), the [`SIMULATED_LINE`] for a
 /// simulated target, the warnings (each with its step) in a callout, a table of the steps
-/// (cleanup included) with ✅/⚠️/❌/⏭, their durations and messages, a table of the configuration findings (when
-/// there are any), a table of phase latencies, the peak figures
-/// of the timeline and, when present, the diagnostics in a collapsed `<details>` block.
-/// Everything is redacted.
+/// (cleanup included) with ✅/⚠️/❌/⏭, their durations (real time) and messages, a table of the
+/// configuration findings (when there are any), a table of phase latencies (headed by the
+/// clock they were measured on), the peak figures of the timeline, the Karpenter nodes by VM
+/// size with node-hours and an estimated cost (when the target has Karpenter) and, when
+/// present, the diagnostics in a collapsed `<details>` block. Everything is redacted.
 pub fn summary_markdown(reports: &[ScenarioReport]) -> String {
     let mut md = String::new();
     if reports.is_empty() {
@@ -68,13 +69,17 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
         .unwrap_or_else(|_| "?".to_owned());
     let _ = writeln!(
         md,
-        "**Target:** `{}` — {}  \n**Started:** {started} · **Duration:** {}\n",
+        "**Target:** `{}` — {}  \n**Started:** {started} · **Duration:** {} ({STEP_CLOCK})  \n**Clock:** step durations are {STEP_CLOCK}; the timeline, phases and node-hours are {}\n",
         code(&clean_line(&report.target.name)),
         inline(&clean_line(&report.target.description)),
         human_duration(report.duration),
+        report.target.clock.describe(),
     );
 
-    md.push_str("### Steps\n\n| Step | Result | Duration | Message |\n|---|---|---|---|\n");
+    let _ = writeln!(
+        md,
+        "### Steps\n\n| Step | Result | Duration ({STEP_CLOCK}) | Message |\n|---|---|---|---|"
+    );
     for step in &report.steps {
         step_row(md, step, "");
     }
@@ -88,14 +93,10 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
     findings(md, &report.findings);
 
     if !report.phases.is_empty() {
-        let unit = if report.target.simulated {
-            "Seconds after load start (simulated clock)"
-        } else {
-            "Seconds after load start"
-        };
         let _ = writeln!(
             md,
-            "\n### Phase latencies\n\n| Phase | {unit} |\n|---|---:|"
+            "\n### Phase latencies\n\n| Phase | After load start, in {} |\n|---|---:|",
+            report.target.clock.describe()
         );
         for phase in &report.phases {
             let _ = writeln!(
@@ -137,12 +138,17 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
         if first <= last {
             let _ = writeln!(
                 md,
-                "\n_{} observations, from {first:.0} s to {last:.0} s after the run started._",
-                report.timeline.len()
+                "\n_{} observations, from {first:.0} to {last:.0} {} after the run started._",
+                report.timeline.len(),
+                report.target.clock.unit()
             );
         } else {
             let _ = writeln!(md, "\n_{} observations._", report.timeline.len());
         }
+    }
+
+    if let Some(cost) = &report.cost {
+        nodes_and_cost(md, report, cost);
     }
 
     if let Some(diagnostics) = &report.diagnostics {
@@ -154,6 +160,49 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
             text.trim_end_matches('\n')
         );
     }
+}
+
+/// The Karpenter nodes by VM size, their node-hours on the run's clock and their cost at the
+/// snapshot's prices; a simulated estimate says so.
+fn nodes_and_cost(md: &mut String, report: &ScenarioReport, cost: &edw_twin::cost::CostEstimate) {
+    let _ = writeln!(
+        md,
+        "\n### Nodes by size and estimated cost\n\n| VM size | NodeClaims | Node-hours ({}) | USD per hour ({} snapshot of {}) | Estimated USD |\n|---|---:|---:|---:|---:|",
+        report.target.clock.unit(),
+        cost.price_region,
+        cost.price_date
+    );
+    for size in &cost.sizes {
+        let price = match size.usd_per_hour {
+            Some(p) if size.price_quoted => format!("{p}"),
+            Some(p) => format!("{p} (proportional to vCPU, not quoted)"),
+            None => format!("no price for {}", size.size),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {} | {} |",
+            cell(&clean_line(&size.size)),
+            size.nodes,
+            size.node_hours,
+            cell(&clean_line(&price)),
+            size.usd.map_or("n/a".to_owned(), |u| format!("{u:.4}")),
+        );
+    }
+    if cost.sizes.is_empty() {
+        md.push_str("| _no Karpenter NodeClaim was seen_ | 0 | 0.000 | | 0.0000 |\n");
+    }
+    let simulated = if report.target.simulated {
+        "**SIMULATED estimate** (the twin chose the sizes): "
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        md,
+        "\n{simulated}**Total:** {}. Node-hours are {} from when the run first saw each NodeClaim (all NodePools) until it saw it gone; {}.",
+        inline(&clean_line(&cost.describe_total())),
+        report.target.clock.describe(),
+        inline(&clean_line(&cost.describe_prices()))
+    );
 }
 
 fn findings(md: &mut String, findings: &[Finding]) {

@@ -101,7 +101,8 @@ impl ChartClock {
 /// start (the `after_load` of the phase named `load start`, else 0) plus its latency.
 ///
 /// The title names the scenario and the target and says `SIMULATED` for a simulated target.
-/// Time runs along the x axis in seconds since the run started; queue depth is on the left
+/// Time runs along the x axis in seconds since the run started, the axis naming the clock
+/// (simulated or real seconds: the target's [`crate::scenario::model::MeasuredClock`]); queue depth is on the left
 /// axis, desired replicas, running pods and nodes (all NodePools) on the right one; each
 /// phase that happened is a dashed vertical line. All names are redacted.
 pub fn svg_chart(report: &ScenarioReport) -> String {
@@ -224,9 +225,10 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
     let _ = writeln!(svg, "</g>");
     let _ = writeln!(
         svg,
-        r##"<text x="{}" y="{}" text-anchor="middle" fill="#333333">time since the run started (s)</text>"##,
+        r##"<text id="time-axis" x="{}" y="{}" text-anchor="middle" fill="#333333">time since the run started ({})</text>"##,
         (LEFT + RIGHT) / 2.0,
-        BOTTOM + 42.0
+        BOTTOM + 42.0,
+        esc(report.target.clock.describe())
     );
     let mid_y = (TOP + BOTTOM) / 2.0;
     let _ = writeln!(
@@ -254,7 +256,11 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
         }
         last_label_x = label_x;
         let after = phase.after_load.unwrap_or(0.0);
-        let label = format!("{} (+{after:.1} s)", clean_line(&phase.name));
+        let label = format!(
+            "{} (+{after:.1} {})",
+            clean_line(&phase.name),
+            report.target.clock.unit()
+        );
         let _ = writeln!(
             svg,
             r##"<line class="phase-marker" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{BOTTOM}" stroke="#555555" stroke-width="1" stroke-dasharray="5 4"/><text x="{label_x:.1}" y="{}" text-anchor="end" font-size="11" fill="#555555" transform="rotate(-90 {label_x:.1} {})">{}</text>"##,
@@ -383,9 +389,10 @@ fn subtitle(report: &ScenarioReport) -> String {
         .unwrap_or_else(|_| "?".to_owned());
     let verdict = if report.passed() { "passed" } else { "FAILED" };
     format!(
-        "{} · started {started} · {} · {verdict}",
+        "{} · started {started} · {} ({}) · {verdict}",
         shorten(&clean_line(&report.target.description), 2 * MAX_NAME),
-        human_duration(report.duration)
+        human_duration(report.duration),
+        crate::scenario::model::STEP_CLOCK
     )
 }
 

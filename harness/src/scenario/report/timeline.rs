@@ -3,12 +3,13 @@
 use serde_json::{json, Map, Value};
 
 use super::{clean, load_start_offset};
-use crate::scenario::model::ScenarioReport;
+use crate::scenario::model::{ScenarioReport, STEP_CLOCK};
 
 /// Pretty JSON with the scenario, its target, whether it passed, the phases (seconds after
 /// the load started, `null` when a phase did not happen), the load start on the timeline's
-/// clock and the timeline itself (each observation with its `total_nodes`). Every string,
-/// keys included, is redacted.
+/// clock, the clocks every figure is measured on (`clock`), the timeline itself (each
+/// observation with its `total_nodes`) and, with Karpenter, the nodes by size with their
+/// node-hours and estimated cost (`cost`). Every string, keys included, is redacted.
 pub fn timeline_json(report: &ScenarioReport) -> String {
     let started_at = report
         .started_at
@@ -34,6 +35,11 @@ pub fn timeline_json(report: &ScenarioReport) -> String {
         },
         "started_at": started_at,
         "duration_seconds": report.duration.as_secs_f64(),
+        "clock": {
+            "steps_and_duration": STEP_CLOCK,
+            "timeline_phases_and_node_hours": report.target.clock.describe(),
+            "kind": report.target.clock,
+        },
         "passed": report.passed(),
         "load_start_offset_seconds": load_start_offset(report),
         "phases": report.phases.iter().map(|p| json!({
@@ -41,6 +47,7 @@ pub fn timeline_json(report: &ScenarioReport) -> String {
             "after_load_seconds": p.after_load,
         })).collect::<Vec<_>>(),
         "timeline": timeline,
+        "cost": report.cost,
     });
     let value = redact_value(value);
     serde_json::to_string_pretty(&value).unwrap_or_else(|e| {
