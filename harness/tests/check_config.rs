@@ -88,6 +88,11 @@ fn the_walkthroughs_defaults_strand_twenty_messages_and_fail() {
     );
     // No deploy script here, and it says so.
     assert!(text.contains("deploy script: none"), "{text}");
+    // The burst the checks assume is explained.
+    assert!(
+        text.contains("burst of 75 messages (no --burst: the smallest that asks for every replica, maxReplicaCount 15 x queueLength 5"),
+        "{text}"
+    );
     assert!(
         text.contains("deployment/infra/deploy.sh does not exist"),
         "{text}"

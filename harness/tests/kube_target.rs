@@ -407,6 +407,14 @@ async fn bench_prints_every_figure_and_measures_idle_on_another_process() {
     ] {
         assert!(report.contains(figure), "{figure} missing:\n{report}");
     }
+    // Each goal is judged, not left to the reader.
+    assert!(
+        report.contains("of the ceiling (goal ≥ 90%): met")
+            || report.contains("of the ceiling (goal ≥ 90%): MISSED"),
+        "{report}"
+    );
+    // A ratio near 1 is "about the same", never "1x faster".
+    assert!(!report.contains(" 1x faster"), "{report}");
 }
 
 /// `edw twin serve` prints what another shell needs (an absolute KUBECONFIG, the target and the

@@ -575,6 +575,26 @@ fn nightly_signs_in_by_github_federation_for_the_whole_run() {
         build < check && check < scenarios,
         "{file}: the sign-in check must run after the build and before the scenarios"
     );
+    // What only the team can fix (firewall, data roles, Kubernetes version) is found by
+    // `edw doctor` before any scenario deploys anything, with the cluster it is to check.
+    let doctor = position("edw doctor --target aks");
+    assert!(
+        check < doctor && doctor < scenarios,
+        "{file}: edw doctor must run after the sign-in check and before the scenarios"
+    );
+    let env = &all[doctor].1["env"];
+    for key in [
+        "AZURE_SUBSCRIPTION_ID",
+        "RESOURCE_GROUP",
+        "AKS_CLUSTER_NAME",
+    ] {
+        assert!(
+            env.get(key)
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.contains("${{")),
+            "{file}: edw doctor's step does not set {key}"
+        );
+    }
     sign_in_check_fails_without_federation(text(all[check].1, "run"));
 }
 

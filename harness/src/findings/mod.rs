@@ -168,14 +168,19 @@ impl Checked<'_> {
     /// The burst to show numbers for: the given one, else one that brings the ScaledObject
     /// to maxReplicaCount.
     pub fn burst_or_full(&self) -> u64 {
-        let s = &self.model.scaling;
-        self.inputs.burst.unwrap_or_else(|| {
-            s.max_replicas
-                .max(1)
-                .saturating_mul(s.queue_length)
-                .max(s.activation.saturating_add(1))
-        })
+        self.inputs
+            .burst
+            .unwrap_or_else(|| full_burst(&self.model.scaling))
     }
+}
+
+/// The burst the checks assume without `--burst`: the smallest that asks for every replica
+/// (maxReplicaCount x queueLength), and at least one above activationQueueLength.
+pub fn full_burst(s: &ScalingSettings) -> u64 {
+    s.max_replicas
+        .max(1)
+        .saturating_mul(s.queue_length)
+        .max(s.activation.saturating_add(1))
 }
 
 /// A ScaledObject's scaling settings, checked as `check` checks them (an azure-queue trigger,

@@ -59,13 +59,20 @@ pub(super) fn nodepool_limit(c: &Checked<'_>) -> Option<Finding> {
     let full = c.model.burst(burst);
     let mut capped = c.model.clone();
     capped.scaling.max_replicas = fit;
+    let (limited, unlimited) = (capped.burst(burst).drain_estimate, full.drain_estimate);
     let drain = if fit == 0 {
         "nothing drains it".to_owned()
-    } else {
+    } else if limited > unlimited {
         format!(
             "it drains in about {} instead of {}",
-            secs(capped.burst(burst).drain_estimate),
-            secs(full.drain_estimate)
+            secs(limited),
+            secs(unlimited)
+        )
+    } else {
+        // A burst this small drains before the ramp reaches the pods the limit refuses.
+        format!(
+            "the model's drain estimate is about {} either way: a burst this small drains before the HPA's ramp reaches the pods the limit refuses (a larger --burst shows the cost)",
+            secs(unlimited)
         )
     };
     Some(Finding {
@@ -235,6 +242,32 @@ mod tests {
             f.consequence
         );
         assert!(f.fix.contains("3850m"), "{}", f.fix);
+        // The default burst (75) drains before the ramp needs a 4th pod: the finding never
+        // claims the limited pool drains faster.
+        assert!(!limited_is_faster(&f.consequence), "{}", f.consequence);
+        let mut big = with_pool(json!({"limits": {"cpu": "1"}}));
+        big.burst = Some(5000);
+        let f = find(&big, "nodepool-limit").expect("finding");
+        assert!(f.consequence.contains("instead of"), "{}", f.consequence);
+        assert!(!limited_is_faster(&f.consequence), "{}", f.consequence);
+    }
+
+    /// "it drains in about A instead of B" with A < B.
+    fn limited_is_faster(consequence: &str) -> bool {
+        let seconds = |text: &str| -> Option<f64> {
+            text.split_whitespace()
+                .next()?
+                .trim_end_matches('s')
+                .parse()
+                .ok()
+        };
+        let Some(rest) = consequence.split("drains in about ").nth(1) else {
+            return false;
+        };
+        let Some((limited, unlimited)) = rest.split_once(" instead of ") else {
+            return false;
+        };
+        matches!((seconds(limited), seconds(unlimited)), (Some(a), Some(b)) if a < b)
     }
 
     #[test]

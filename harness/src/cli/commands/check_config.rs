@@ -258,6 +258,15 @@ fn human(
             let _ = write!(out, ", drain target {}", crate::findings::secs(target));
         }
         out.push('\n');
+    } else if let Ok(scaling) = crate::findings::scaling_settings(&scaled_object.value) {
+        let _ = writeln!(
+            out,
+            "burst of {} messages (no --burst: the smallest that asks for every replica, maxReplicaCount {} x queueLength {}, above activationQueueLength {})",
+            crate::findings::full_burst(&scaling),
+            scaling.max_replicas,
+            scaling.queue_length,
+            scaling.activation
+        );
     }
     for note in notes {
         let _ = writeln!(out, "note: {note}");
