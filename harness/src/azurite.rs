@@ -336,16 +336,42 @@ async fn npm_install(root: &Path) -> Result<(), AzuriteError> {
         &package,
     ];
     let command = format!("npm {}", args.join(" "));
-    tracing::info!(%command, "installing Azurite (once per machine)");
-    let output = tokio::time::timeout(
+    tracing::info!(
+        %command,
+        "installing Azurite {AZURITE_VERSION} from npm into {} (once per machine; about 30 s)",
+        root.display()
+    );
+    let install = tokio::time::timeout(
         Duration::from_secs(600),
         Command::new("npm")
             .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),
-    )
-    .await;
+    );
+    tokio::pin!(install);
+    // A first install is otherwise silent for half a minute: say it is still going.
+    let started = tokio::time::Instant::now();
+    let mut progress =
+        tokio::time::interval_at(started + Duration::from_secs(10), Duration::from_secs(10));
+    let output = loop {
+        tokio::select! {
+            output = &mut install => break output,
+            _ = progress.tick() => tracing::info!(
+                "still installing Azurite from npm ({} s)",
+                started.elapsed().as_secs()
+            ),
+        }
+    };
+    if output
+        .as_ref()
+        .is_ok_and(|o| o.as_ref().is_ok_and(|o| o.status.success()))
+    {
+        tracing::info!(
+            "Azurite {AZURITE_VERSION} installed in {} s",
+            started.elapsed().as_secs()
+        );
+    }
     let failed = |status: String, output: String| AzuriteError::Install {
         command: command.clone(),
         status,

@@ -279,6 +279,26 @@ fn without_node_the_error_says_what_to_install() {
     assert!(stderr.contains("EDW_AZURITE_QUEUE_ENDPOINT"), "{stderr}");
 }
 
+/// A first Azurite install takes half a minute: it says so at the default verbosity, and says
+/// when it is done, instead of being silent.
+#[test]
+fn a_first_azurite_install_shows_its_progress() {
+    let empty_cache = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(edw()
+        .args(["queue", "stats"])
+        .env_remove("EDW_AZURITE_QUEUE_ENDPOINT")
+        .env_remove("EDW_AZURITE_TABLE_ENDPOINT")
+        .env("EDW_CACHE_DIR", empty_cache.path()));
+    // The fresh Azurite has no queue yet: exit 3 naming it, after the install.
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("installing Azurite") && stderr.contains("from npm into"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("installed in"), "{stderr}");
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     let (code, _, stderr) = run(edw().args(["produce", "--duration", "soon"]));

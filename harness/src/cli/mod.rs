@@ -120,7 +120,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let level = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
+        // Warnings, and the progress of a first Azurite install (half a minute otherwise
+        // silent).
+        (false, 0) => "warn,harness::azurite=info",
         (false, 1) => "info,azure_core=warn",
         (false, 2) => "debug,azure_core=info,hyper=info,reqwest=info",
         _ => "trace",
