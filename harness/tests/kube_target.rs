@@ -433,8 +433,11 @@ async fn the_export_lines_twin_serve_prints_are_all_a_kube_run_needs() {
     serve.current_dir(dir.path());
     let mut served = KillOnDrop(serve.spawn().unwrap());
     let mut exports = Vec::new();
+    let mut clock_explained = false;
     for line in BufReader::new(served.0.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
+        // Why `kubectl describe` shows ages as <invalid> against a x20 twin.
+        clock_explained |= line.contains("kubectl shows their ages as <invalid>");
         if let Some(export) = line.trim().strip_prefix("export ") {
             let (key, value) = export.split_once('=').unwrap();
             exports.push((key.to_owned(), value.to_owned()));
@@ -443,6 +446,10 @@ async fn the_export_lines_twin_serve_prints_are_all_a_kube_run_needs() {
             break;
         }
     }
+    assert!(
+        clock_explained,
+        "twin serve does not say why ages show <invalid>"
+    );
     let keys: Vec<&str> = exports.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         keys,

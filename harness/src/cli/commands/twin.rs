@@ -78,6 +78,12 @@ pub async fn serve(
         served.url(),
         args.scale
     );
+    if args.scale > 1.0 {
+        println!(
+            "its clock runs {}x faster than yours: object timestamps soon lie in your future, so kubectl shows their ages as <invalid> (`--scale 1` keeps them in step)",
+            args.scale
+        );
+    }
     // Absolute, so the export works from any directory.
     let path = std::fs::canonicalize(&path).unwrap_or(path);
     println!("kubeconfig written to {}", path.display());
