@@ -87,7 +87,8 @@ fn ends_value(c: char) -> bool {
 /// A short run of letters: prose after "bearer " or "sharedkey ", where a token (a JWT, an
 /// opaque token, `account:signature`) is long or carries digits and punctuation.
 fn is_word(value: &str) -> bool {
-    value.len() < 20 && value.chars().all(|c| c.is_ascii_alphabetic())
+    let word = value.trim_end_matches([':', '.', '!', '?']);
+    !word.is_empty() && word.len() < 20 && word.chars().all(|c| c.is_ascii_alphabetic())
 }
 
 /// Returns `text` with every secret replaced by [`REDACTED`].
@@ -173,6 +174,11 @@ mod tests {
         assert_eq!(
             redact("failed to get bearer token from the CLI"),
             "failed to get bearer token from the CLI"
+        );
+        // As azure_identity words it: "failed to get bearer token: Multiple errors ...".
+        assert_eq!(
+            redact("failed to get bearer token: Multiple errors were encountered"),
+            "failed to get bearer token: Multiple errors were encountered"
         );
         assert_eq!(
             redact("Authorization: Bearer abcdefghijklmnopqrstuvwxyzABCDEF"),
