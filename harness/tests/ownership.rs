@@ -26,9 +26,11 @@ use support::served::{edw_on_served_twin, kube_client, kube_run, serve_twin, Kil
 use support::Env;
 use tokio_util::sync::CancellationToken;
 
-/// The team's objects, as a cluster running the sample holds them.
+/// The team's objects, as a cluster running the sample holds them (its NodePool in
+/// karpenter.sh/v1, the only version NAP, and the twin, serve).
 fn team_objects() -> Vec<Value> {
     let mut pool = render("default-pool.yaml", &BTreeMap::new()).expect("the captured NodePool");
+    harness::manifests::nodepool_as_v1(&mut pool[0]);
     vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "aqs-demo"}}),
         json!({"apiVersion": "v1", "kind": "ConfigMap",
