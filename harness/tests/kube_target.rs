@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use support::served::{
-    edw_on_served_twin, kube_client, kube_run, serve_twin, use_azurite, KillOnDrop,
+    edw_on_served_twin, kube_client, kube_phase, kube_run, serve_twin, use_azurite, KillOnDrop,
 };
 use support::Env;
 
@@ -103,22 +103,9 @@ async fn the_phases_run_one_at_a_time_sharing_the_run_state() {
         ),
         ("cleanup", "ok   delete queue, poison queue and table"),
     ] {
-        let output = edw_on_served_twin(
-            &env,
-            &kubeconfig,
-            &[phase, "--target", "kube", "--messages", "1000"],
-        )
-        .arg("--run-state")
-        .arg(&state)
-        .output()
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "edw {phase}:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let (code, stdout, stderr) =
+            kube_phase(&env, &kubeconfig, &state, &[phase, "--messages", "1000"]);
+        assert_eq!(code, Some(0), "edw {phase}:\n{stdout}\n{stderr}");
         assert!(stdout.contains(expect), "edw {phase}:\n{stdout}");
         assert!(!stdout.contains("  FAIL "), "edw {phase}:\n{stdout}");
     }
@@ -147,21 +134,9 @@ async fn scale_after_the_drain_answers_from_the_autoscalers_events() {
     let state = dir.path().join("edw-run.state");
     let _served = serve_twin(&env, &kubeconfig, &[]);
     let phase = |phase: &str| {
-        let output = edw_on_served_twin(
-            &env,
-            &kubeconfig,
-            &[phase, "--target", "kube", "--messages", "1000"],
-        )
-        .arg("--run-state")
-        .arg(&state)
-        .output()
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        (
-            output.status.code(),
-            format!("edw {phase}:\n{stdout}\n{stderr}"),
-        )
+        let (code, stdout, stderr) =
+            kube_phase(&env, &kubeconfig, &state, &[phase, "--messages", "1000"]);
+        (code, format!("edw {phase}:\n{stdout}\n{stderr}"))
     };
     for step in ["deploy", "validate", "load"] {
         let (code, text) = phase(step);
@@ -223,17 +198,7 @@ async fn validate_finds_keda_where_its_helm_chart_puts_it() {
     let kubeconfig = dir.path().join("twin.kubeconfig");
     let state = dir.path().join("edw-run.state");
     let _served = serve_twin(&env, &kubeconfig, &["--set", "keda_namespace=keda"]);
-    let phase = |phase: &str| {
-        let output = edw_on_served_twin(&env, &kubeconfig, &[phase, "--target", "kube"])
-            .env_remove("EDW_KEDA_NAMESPACE")
-            .arg("--run-state")
-            .arg(&state)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        (output.status.code(), stdout, stderr)
-    };
+    let phase = |phase: &str| kube_phase(&env, &kubeconfig, &state, &[phase]);
     let (code, stdout, stderr) = phase("deploy");
     assert_eq!(code, Some(0), "edw deploy:\n{stdout}\n{stderr}");
     let (code, stdout, stderr) = phase("validate");

@@ -50,6 +50,29 @@ pub fn kube_run(env: &Env, kubeconfig: &Path, report_dir: &Path, extra: &[&str])
     command
 }
 
+/// One phase command (`edw deploy|validate|load|scale|cleanup` with `args`) on the `kube`
+/// target of a served twin, sharing the run's ledger `state`: its exit code, stdout and stderr.
+pub fn kube_phase(
+    env: &Env,
+    kubeconfig: &Path,
+    state: &Path,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    let mut all = args.to_vec();
+    all.extend(["--target", "kube"]);
+    let output = edw_on_served_twin(env, kubeconfig, &all)
+        .env_remove("EDW_KEDA_NAMESPACE")
+        .arg("--run-state")
+        .arg(state)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// `edw twin serve` (with `extra` arguments) writing `kubeconfig`; returns once it serves.
 pub fn serve_twin(env: &Env, kubeconfig: &Path, extra: &[&str]) -> KillOnDrop {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
