@@ -1,18 +1,80 @@
-//! The scenario catalogue as trials: each scenario on each target, named
-//! `<scenario>::<target>` (`flow::burst::local`). Targets other than `local` run only when
-//! `EDW_TARGET` selects them; otherwise their trials are listed as ignored, with the reason.
+//! The conformance scenarios, one file each, written with the engine's public
+//! [`edw_engine::steps`]: every expectation comes from the model of the scenario's own
+//! settings, so a team can change queueLength or maxReplicaCount and the checks follow.
+//!
+//! [`all`] is the catalogue (`edw run --list`); [`find`] picks one by name (`edw run
+//! --scenario`); [`run_trial`] runs one on a target as a nextest trial (`tests/flows.rs`),
+//! through the same [`edw_engine::runner::execute`] as `edw run`. Targets other than `local`
+//! run only when `EDW_TARGET` selects them; otherwise their trials are listed as ignored, with
+//! the reason.
+
+mod activation;
+mod burst;
+mod ceiling;
+mod chaos;
+mod consumer_restart;
+mod poison;
+mod scale_to_zero;
+mod steady_rate;
+mod tail;
+mod tail_fixed;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use harness::config::{Config, ConfigInputs};
-use harness::scenario::{report, run, Context, RunOptions, Scenario};
-use harness::target::{Target, TargetKind};
+use edw_engine::config::{Config, ConfigInputs};
+use edw_engine::runner::{Execution, Scenario};
+use edw_engine::target::{Target, TargetKind};
+use edw_model::report::Outcome;
 use tokio_util::sync::CancellationToken;
 
-/// Every scenario of the catalogue.
+pub use activation::activation_window;
+pub use burst::burst;
+pub use ceiling::ceiling;
+pub use chaos::chaos;
+pub use consumer_restart::consumer_restart;
+pub use poison::poison;
+pub use scale_to_zero::scale_to_zero;
+pub use steady_rate::{steady_rate, RATE, WINDOW};
+pub use tail::tail_below_activation;
+pub use tail_fixed::tail_fixed;
+
+/// Every scenario, in a stable order.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        burst(),
+        activation_window(),
+        ceiling(),
+        scale_to_zero(),
+        tail_below_activation(),
+        tail_fixed(),
+        steady_rate(),
+        poison(),
+        consumer_restart(),
+        chaos(2000),
+    ]
+}
+
+/// Every scenario of the catalogue (the same as [`all`]).
 pub fn catalogue() -> Vec<Scenario> {
-    harness::scenario::catalogue::all()
+    all()
+}
+
+/// The scenario called `name` (`flow::burst`, or just `burst`).
+pub fn find(name: &str) -> Option<Scenario> {
+    all()
+        .into_iter()
+        .find(|s| s.name == name || s.name.strip_prefix("flow::") == Some(name))
+}
+
+/// One line about `scenario`: what it checks (the first line of its description).
+pub fn describe(scenario: &Scenario) -> String {
+    let steps: Vec<&str> = scenario
+        .steps
+        .iter()
+        .map(|s| s.name)
+        .filter(|n| !n.starts_with("deploy") && !n.starts_with("validate"))
+        .collect();
+    format!("{} steps: {}", scenario.steps.len(), steps.join("; "))
 }
 
 /// Why a target's trials do not run here, or `None` when they do.
@@ -59,31 +121,21 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
         let opened = Target::open(target, &config)
             .await
             .map_err(|e| format!("cannot open the {} target: {e}", target.name()))?;
-        let opened = Arc::new(opened);
-        let dir = report_dir().join(format!(
-            "{}-{}",
-            scenario.name.replace("::", "-"),
-            target.name()
-        ));
+        let root = report_dir();
+        let dir_name = format!("{}-{}", scenario.name.replace("::", "-"), target.name());
         // The trial's ledger: a trial killed past nextest's grace period is cleaned from it
         // (`edw cleanup --run-state`, as the nightly does for every ledger left).
-        let ledger = dir.join("edw-run.state");
-        let mut context = Context::new(opened.clone(), config, scenario.settings.clone())
-            .with_progress(Arc::new(|line: &str| eprintln!("{line}")));
-        context.ledger = Some(ledger.clone());
+        let ledger = root.join(&dir_name).join("edw-run.state");
+        let mut execution = Execution::new(scenario.clone(), opened, config, &root, ledger);
+        execution
+            .context
+            .set_progress(std::sync::Arc::new(|line: &str| eprintln!("{line}")));
         // nextest's SIGTERM at its time limit (or Ctrl-C) stops the trial and runs its cleanup.
         let cancel = CancellationToken::new();
-        let _interrupted = harness::interrupt::cancel_on_interrupt(cancel.clone());
-        let options = RunOptions::default();
-        let result = run(scenario, &mut context, &options, &cancel).await;
-        drop(context);
-        if let Ok(opened) = Arc::try_unwrap(opened) {
-            opened.shutdown().await;
-        }
-        // Nothing is left to clean when every cleanup step passed or had nothing to do.
-        harness::scenario::run_state::remove_when_cleaned(&ledger, &result, &options);
-        report::write_all(&result, &dir).map_err(|e| e.to_string())?;
-        eprintln!("reports in {}", dir.display());
+        let _interrupted = edw_engine::interrupt::cancel_on_interrupt(cancel.clone());
+        let executed = execution.run(&cancel).await.map_err(|e| e.to_string())?;
+        let result = executed.report;
+        eprintln!("reports in {}", executed.report_dir.display());
         for (step, warning) in result.warnings() {
             eprintln!("WARNING: {step}: {warning}");
         }
@@ -95,7 +147,7 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
                 .iter()
                 .chain(&result.cleanup)
                 .filter_map(|s| match &s.outcome {
-                    harness::scenario::model::Outcome::Failed { message } => Some(format!(
+                    Outcome::Failed { message } => Some(format!(
                         "{}: {message}\n  {}",
                         s.name,
                         s.details.join("\n  ")

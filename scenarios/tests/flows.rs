@@ -1,8 +1,8 @@
 //! nextest entry point for the scenario catalogue: one trial per scenario per target
 //! (`flow::burst::local`, `flow::burst::kube`, `flow::burst::aks`).
 
+use edw_engine::target::TargetKind;
 use edw_scenarios::{catalogue, run_trial, skip_reason};
-use harness::target::TargetKind;
 use libtest_mimic::{Arguments, Trial};
 
 fn main() {

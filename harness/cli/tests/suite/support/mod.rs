@@ -1,0 +1,103 @@
+//! Shared test support: a real Azurite per test process, run-scoped queue and table names,
+//! and an "eventually, within T" poll for conditions that settle over time.
+
+#![allow(dead_code)]
+
+pub mod arm_replay;
+pub mod cli;
+pub mod served;
+pub mod steps;
+
+use std::future::Future;
+use std::time::Duration;
+
+use edw_engine::azurite::Azurite;
+use edw_engine::storage::{Queue, Storage, Table};
+use edw_engine::workload::poison_queue_name;
+use edw_model::naming::{run_queue_name, run_table_name};
+
+/// Azurite (embedded, or the one `EDW_AZURITE_*_ENDPOINT` names) and storage on it.
+pub struct Env {
+    pub azurite: Azurite,
+    pub storage: Storage,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let azurite = Azurite::start()
+            .await
+            .unwrap_or_else(|e| panic!("Azurite: {e}"));
+        let storage = Storage::connect(&azurite.storage_target()).expect("connect to Azurite");
+        Env { azurite, storage }
+    }
+
+    /// A fresh queue, its poison queue and a fresh table, all created.
+    pub async fn fresh(&self) -> (Queue, Queue, Table) {
+        let queue = self.storage.queue(&run_queue_name("q"));
+        let poison = self.storage.queue(&poison_queue_name(queue.name()));
+        let table = self.storage.table(&run_table_name("t"));
+        queue.create().await.expect("create queue");
+        poison.create().await.expect("create poison queue");
+        table.create().await.expect("create table");
+        (queue, poison, table)
+    }
+}
+
+/// Polls `probe` until it returns `Some`, failing with `what` and the last observation after
+/// `within`.
+pub async fn eventually<T, O, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    O: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, O>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(observed) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not true within {within:?}; last observed: {observed:?}")
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// The text of the `<tag>` child (`system-out`, `system-err`, `failure`) of the JUnit test case
+/// named `case`, if the case has one.
+pub fn junit_case_text<'a>(
+    doc: &'a roxmltree::Document<'a>,
+    case: &str,
+    tag: &str,
+) -> Option<&'a str> {
+    doc.descendants()
+        .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(case))?
+        .children()
+        .find(|n| n.has_tag_name(tag))
+        .and_then(|n| n.text())
+}
+
+/// Asserts that summary.md `md` says its run passed with `n` warning(s) in its heading and in a
+/// callout above the steps table; returns the callout's warning lines (`> - **step**: text`).
+pub fn summary_warnings(md: &str, n: usize) -> Vec<&str> {
+    let heading = md.lines().next().unwrap_or_default();
+    let verdict = format!("— ⚠️ passed with {n} warning(s)");
+    assert!(heading.ends_with(&verdict), "{heading}");
+    let callout = md
+        .find(&format!("> **{n} warning(s)** — the steps passed, but:"))
+        .expect("the warnings callout");
+    assert!(
+        callout < md.find("### Steps").expect("steps"),
+        "near the top: {md}"
+    );
+    let lines: Vec<&str> = md[callout..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("> - "))
+        .collect();
+    assert_eq!(lines.len(), n, "{md}");
+    lines
+}

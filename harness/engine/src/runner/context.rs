@@ -1,0 +1,317 @@
+//! What a scenario's steps share: the target, the configuration, the run's resource names and
+//! settings, the observation recorder, what was produced, what was created (for cleanup), and
+//! the current step's report properties.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::manifests::Applied;
+use crate::observe::{capture_diagnostics, Recorder, Subject};
+use crate::target::Target;
+use crate::workload::ProduceReport;
+
+use edw_model::report::{Observation, Phase, TargetInfo};
+pub use edw_model::run::{DeployedGroup, FlowSettings, Footprint, RunNames};
+
+/// Where pods reach storage through workload identity (no connection string for pods: aks,
+/// or a kube cluster with an account), the walkthrough's namespace and service account are
+/// federated and must be shared; everywhere else a run takes a namespace of its own.
+fn default_footprint(target: &Target) -> Footprint {
+    match target {
+        Target::Cluster(cluster) if cluster.connection_for_pods().is_none() => {
+            Footprint::SharedNamespace
+        }
+        _ => Footprint::OwnNamespace,
+    }
+}
+
+/// Progress lines for people (the CLI shows them live).
+pub type ProgressSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The state a run's steps share.
+pub struct Context {
+    pub target: Arc<Target>,
+    pub target_info: TargetInfo,
+    pub config: Config,
+    /// What the run creates and what it only uses (see [`Footprint`]).
+    pub footprint: Footprint,
+    pub names: RunNames,
+    pub settings: FlowSettings,
+    pub recorder: Option<Recorder>,
+    pub produced: Option<ProduceReport>,
+    /// When the load started, on the recorder's clock.
+    pub load_started_at: Option<f64>,
+    /// When the load started, as the sample stamps messages (`srcStamp`): with
+    /// [`Footprint::UseDeployed`], verify counts only the table's rows stamped since.
+    pub load_started_stamp: Option<String>,
+    /// Karpenter nodes of the run's NodePool when the load started.
+    pub nodes_before_load: u64,
+    /// Kubernetes objects the run applied, in order (cleanup deletes them in reverse).
+    pub applied: Vec<Applied>,
+    /// The run created its queue, poison queue and table.
+    pub created_storage: bool,
+    /// The client id the existing service account is annotated with
+    /// (`azure.workload.identity/client-id`), read in a shared namespace.
+    pub annotated_client_id: Option<String>,
+    /// Properties the current step adds to its report.
+    pub current_properties: Vec<(String, String)>,
+    /// Configuration findings for the report (see [`crate::findings`]).
+    pub findings: Vec<crate::findings::Finding>,
+    /// Where the run records what it creates, before creating it (a crashed run is then
+    /// cleaned by `edw cleanup --run-state <ledger>`).
+    pub ledger: Option<std::path::PathBuf>,
+    /// The resource group this run deployed (aks with the team's deploy script): its cleanup
+    /// deletes it and waits until it is gone. `None` when the run reused a deployment.
+    pub deployed_group: Option<DeployedGroup>,
+    /// The IP rule this run added to the storage account's firewall (`--storage-firewall
+    /// open-for-run`), which its cleanup removes. `None` when it added none.
+    pub storage_firewall_opening: Option<crate::steps::storage_firewall::FirewallOpening>,
+    /// What the Azure-side checks found before the run started (aks), for its first step.
+    pub azure_preflight: Vec<String>,
+    progress: Option<ProgressSink>,
+    timeline: Vec<Observation>,
+    nodeclaim_spans: Vec<edw_twin::cost::NodeSpan>,
+}
+
+impl Context {
+    /// A run on `target` with the target's default footprint (see [`Footprint`]).
+    pub fn new(target: Arc<Target>, config: Config, settings: FlowSettings) -> Self {
+        let footprint = default_footprint(&target);
+        let names = RunNames::for_run(&config.sample_names(), footprint);
+        Context {
+            footprint,
+            target_info: target.info(),
+            target,
+            config,
+            names,
+            settings,
+            recorder: None,
+            produced: None,
+            load_started_at: None,
+            load_started_stamp: None,
+            nodes_before_load: 0,
+            applied: Vec::new(),
+            created_storage: false,
+            annotated_client_id: None,
+            current_properties: Vec::new(),
+            findings: Vec::new(),
+            ledger: None,
+            deployed_group: None,
+            storage_firewall_opening: None,
+            azure_preflight: Vec::new(),
+            progress: None,
+            timeline: Vec::new(),
+            nodeclaim_spans: Vec::new(),
+        }
+    }
+
+    /// The run with another footprint (and the names that go with it).
+    pub fn with_footprint(mut self, footprint: Footprint) -> Self {
+        self.set_footprint(footprint);
+        self
+    }
+
+    /// [`Context::with_footprint`] on a context in place (new run names for `footprint`).
+    pub fn set_footprint(&mut self, footprint: Footprint) {
+        self.footprint = footprint;
+        self.names = RunNames::for_run(&self.config.sample_names(), footprint);
+    }
+
+    /// Sends progress lines to `sink`.
+    pub fn with_progress(mut self, sink: ProgressSink) -> Self {
+        self.set_progress(sink);
+        self
+    }
+
+    /// [`Context::with_progress`] on a context in place.
+    pub fn set_progress(&mut self, sink: ProgressSink) {
+        self.progress = Some(sink);
+    }
+
+    pub fn progress(&self, line: &str) {
+        if let Some(sink) = &self.progress {
+            sink(line);
+        }
+    }
+
+    /// The target's clock: every step timeout and wait is target time.
+    pub fn clock(&self) -> crate::target::TargetClock {
+        self.target.clock()
+    }
+
+    /// Adds a property to the current step's report.
+    pub fn property(&mut self, key: &str, value: impl ToString) {
+        self.current_properties
+            .push((key.to_owned(), value.to_string()));
+    }
+
+    /// The label selector of the run's consumer pods.
+    pub fn pod_selector(&self) -> String {
+        self.names.pod_selector(self.footprint)
+    }
+
+    /// What the recorder watches.
+    pub fn subject(&self) -> Subject {
+        Subject {
+            namespace: self.names.namespace.clone(),
+            deployment: self.names.deployment.clone(),
+            pod_selector: self.pod_selector(),
+            hpa: self.names.hpa.clone(),
+            queue: Some(self.target.storage().queue(&self.names.queue)),
+            karpenter: self.target.capabilities().karpenter,
+        }
+    }
+
+    /// The variables the manifests are rendered with: the sample's script variables.
+    pub fn template_vars(&self) -> BTreeMap<String, String> {
+        let pods_connection = self.target.connection_for_pods();
+        crate::manifests::template_vars(
+            &self.config,
+            &self.names,
+            &self.settings,
+            self.workload_client_id(),
+            pods_connection.as_ref().map(|c| c.expose()),
+        )
+    }
+
+    /// The workload identity's client id for the TriggerAuthentication: the configured
+    /// `WORKLOAD_MANAGED_IDENTITY_CLIENT_ID`, else the one the team's service account is
+    /// annotated with (read by the deploy step in a shared namespace).
+    pub fn workload_client_id(&self) -> Option<&str> {
+        self.config
+            .get("WORKLOAD_MANAGED_IDENTITY_CLIENT_ID")
+            .or(self.annotated_client_id.as_deref())
+    }
+
+    /// The model of this run's configuration (twin-spec rules; AKS NAP latencies).
+    pub fn model(&self) -> edw_model::Model {
+        let s = &self.settings;
+        edw_model::Model::new(
+            edw_model::ScalingSettings {
+                min_replicas: s.min_replicas.max(0) as u64,
+                max_replicas: s.max_replicas.max(0) as u64,
+                polling: Duration::from_secs(s.polling_interval),
+                cooldown: Duration::from_secs(s.cooldown_period),
+                queue_length: s.queue_length.max(1),
+                activation: s.activation_queue_length,
+                behavior_set: false,
+            },
+            edw_model::NodePoolSettings::default(),
+            self.target.timing(),
+        )
+    }
+
+    /// Records the run's names and what it created (or is about to) in the ledger.
+    pub fn write_ledger(&self) {
+        if let Some(path) = &self.ledger {
+            if let Err(e) = super::run_state::save(self, path) {
+                self.progress(&format!("warning: {e}"));
+            }
+        }
+    }
+
+    /// The diagnostic bundle.
+    pub async fn diagnostics(&self) -> String {
+        capture_diagnostics(&self.target.client(), &self.subject()).await
+    }
+
+    /// How to remove what a kept run left behind.
+    pub fn cleanup_hint(&self) -> String {
+        match &self.deployed_group {
+            // The group holds the cluster and the storage account: deleting it removes all.
+            Some(group) => format!(
+                "az group delete --name {} --subscription {} --yes (or `edw sweep --yes` after its edw-expires tag)",
+                group.resource_group, group.subscription
+            ),
+            None => {
+                let label = format!("{}={}", crate::manifests::RUN_ID_LABEL, self.names.run_id);
+                let kubectl = match self.footprint {
+                    // Everything of the run is in its namespace, but its NodePool.
+                    Footprint::OwnNamespace => {
+                        format!("kubectl delete namespaces,nodepools.karpenter.sh -l {label}")
+                    }
+                    _ => format!(
+                        "kubectl delete -n {} deployments,scaledobjects.keda.sh,triggerauthentications.keda.sh,secrets -l {label} && kubectl delete nodepools.karpenter.sh -l {label}",
+                        self.names.namespace
+                    ),
+                };
+                format!(
+                    "{kubectl} (only what carries this run's label) && edw queue delete --queue {} (and table {})",
+                    self.names.queue, self.names.table
+                )
+            }
+        }
+    }
+
+    /// Stops the recorder and keeps its timeline.
+    pub fn finish(&mut self) {
+        if let Some(recorder) = self.recorder.take() {
+            recorder.stop();
+            self.timeline = recorder.history();
+            self.nodeclaim_spans = recorder.nodeclaim_spans();
+        }
+    }
+
+    /// The Karpenter NodeClaims the recorder saw, by size, with node-hours on the target's
+    /// clock and their cost at the snapshot's prices (`None` without Karpenter or a recorder).
+    pub fn cost(&self) -> Option<edw_twin::cost::CostEstimate> {
+        if !self.target.capabilities().karpenter {
+            return None;
+        }
+        let spans = match &self.recorder {
+            Some(recorder) => recorder.nodeclaim_spans(),
+            None if self.timeline.is_empty() => return None,
+            None => self.nodeclaim_spans.clone(),
+        };
+        Some(edw_twin::cost::estimate(&spans))
+    }
+
+    /// The observed timeline.
+    pub fn timeline(&self) -> Vec<Observation> {
+        match &self.recorder {
+            Some(recorder) => recorder.history(),
+            None => self.timeline.clone(),
+        }
+    }
+
+    /// The flow's phase markers, in target seconds after the load started.
+    pub fn phases(&self) -> Vec<Phase> {
+        let timeline = self.timeline();
+        let Some(load) = self.load_started_at else {
+            return Vec::new();
+        };
+        let after = |t: Option<f64>| t.map(|t| ((t - load).max(0.0) * 10.0).round() / 10.0);
+        let first = |from: Option<f64>, p: &dyn Fn(&Observation) -> bool| {
+            let from = from?;
+            timeline.iter().find(|o| o.t >= from && p(o)).map(|o| o.t)
+        };
+        let max = self.settings.max_replicas as u64;
+        let before = self.nodes_before_load;
+        let pool = self.names.nodepool.clone();
+        let nodes = move |o: &Observation| o.nodes.get(&pool).copied().unwrap_or(0);
+        let scale_out = first(Some(load), &|o| o.desired > 0);
+        let at_max = first(Some(load), &|o| o.desired >= max);
+        let new_node = first(Some(load), &|o| nodes(o) > before);
+        let queued = first(Some(load), &|o| o.queue.is_some_and(|q| q > 0));
+        let drained = first(queued, &|o| o.queue == Some(0));
+        let to_zero = first(at_max.or(scale_out), &|o| o.desired == 0 && o.running == 0);
+        let consolidated = first(to_zero.and(new_node).and(to_zero), &|o| nodes(o) <= before);
+        [
+            ("load start", Some(load)),
+            ("first scale-out", scale_out),
+            ("max replicas", at_max),
+            ("first new node", new_node),
+            ("drained", drained),
+            ("scaled to zero", to_zero),
+            ("nodes consolidated", consolidated),
+        ]
+        .into_iter()
+        .map(|(name, t)| Phase {
+            name: name.to_owned(),
+            after_load: after(t),
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,158 @@
+//! Cleanup steps: delete only what the run created (its Kubernetes objects, queue, poison queue and table, the resource group it deployed).
+
+use super::{k8s::*, secs};
+use crate::manifests::{delete_owned, exists, Applied, Removal};
+use crate::runner::{Context, Footprint, Step, StepFuture, StepResult};
+
+pub fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        if ctx.applied.is_empty() {
+            return StepResult::skipped(match ctx.footprint {
+                Footprint::UseDeployed => "--use-deployed: the run created no Kubernetes object",
+                _ => "the run created no Kubernetes object",
+            });
+        }
+        let client = ctx.target.client();
+        let run_id = ctx.names.run_id.clone();
+        let mut details = Vec::new();
+        let mut errors = Vec::new();
+        let mut deleted = Vec::new();
+        // In reverse: the ScaledObject first (KEDA stops scaling), the namespace last.
+        let applied: Vec<Applied> = ctx.applied.iter().rev().cloned().collect();
+        for object in &applied {
+            match delete_owned(&client, object, &run_id).await {
+                Ok(Removal::Deleted) => {
+                    details.push(format!("deleted {} {}", object.kind, object.name));
+                    deleted.push(object.clone());
+                }
+                Ok(Removal::AlreadyGone) => {
+                    details.push(format!("{} {} was already gone", object.kind, object.name))
+                }
+                Ok(Removal::NotOurs { run_id: owner }) => details.push(format!(
+                    "left alone: {} {} exists but does not carry this run's label {}={run_id} ({}): the run did not create it",
+                    object.kind,
+                    object.name,
+                    crate::manifests::RUN_ID_LABEL,
+                    owner.map_or("no run id".to_owned(), |o| format!("it carries {o}"))
+                )),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let within = secs(600);
+        let clock = ctx.clock();
+        let gone = poll_until(&clock, within, || async {
+            let mut left = Vec::new();
+            for object in &deleted {
+                match exists(&client, object).await {
+                    Ok(false) => {}
+                    Ok(true) => left.push(format!("{} {}", object.kind, object.name)),
+                    Err(e) => left.push(e.to_string()),
+                }
+            }
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(left.join(", "))
+            }
+        })
+        .await;
+        match gone {
+            Err(left) => errors.push(format!("still present: {left}")),
+            Ok(()) => details.push(format!(
+                "checked: the {} object(s) this run created and deleted are gone",
+                deleted.len()
+            )),
+        }
+        if errors.is_empty() {
+            StepResult::passed(details)
+        } else {
+            StepResult::failed(errors.join("; "), details)
+        }
+    })
+}
+
+/// The cleanup step that deletes the resource group the run deployed (and waits until it is
+/// gone); skipped when the run reused a deployment.
+pub fn cleanup_resource_group_step() -> Step {
+    Step::new(
+        "delete the resource group the run deployed",
+        secs(3600),
+        cleanup_resource_group,
+    )
+}
+
+pub fn cleanup_resource_group(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let Some(group) = ctx.deployed_group.clone() else {
+            return StepResult::skipped(
+                "the run deployed no resource group (it reused an existing deployment or ran on the twin)",
+            );
+        };
+        match delete_group(&group).await {
+            Ok(done) => StepResult::passed([done]),
+            Err(e) => StepResult::failed(e, []),
+        }
+    })
+}
+
+/// [`delete_group`], announced on stderr first with why the group goes (`this run deployed
+/// it`, `the deploy did not finish`).
+pub async fn delete_group_announced(
+    group: &crate::runner::DeployedGroup,
+    why: &str,
+) -> Result<String, String> {
+    eprintln!("deleting resource group {} ({why})…", group.resource_group);
+    delete_group(group).await
+}
+
+/// Deletes `group` and waits until Azure Resource Manager answers 404 (idempotent); the text
+/// says what happened.
+pub async fn delete_group(group: &crate::runner::DeployedGroup) -> Result<String, String> {
+    let name = &group.resource_group;
+    let client = crate::arm::ArmClient::from_env(&group.arm_url).map_err(|e| {
+        format!("cannot reach Azure Resource Manager to delete resource group {name}: {e} (it is tagged for `edw sweep`)")
+    })?;
+    let groups = crate::arm::ResourceGroups::new(&client, &group.subscription);
+    match groups.delete_resource_group(name).await {
+        Ok(crate::arm::DeleteOutcome::Deleted) => Ok(format!(
+            "deleted resource group {name} and waited until Azure Resource Manager answered 404"
+        )),
+        Ok(crate::arm::DeleteOutcome::AlreadyAbsent) => {
+            Ok(format!("resource group {name} was already gone"))
+        }
+        Err(e) => Err(format!(
+            "deleting resource group {name}: {e} (it is tagged for `edw sweep`)"
+        )),
+    }
+}
+
+pub fn cleanup_storage(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        if !ctx.created_storage {
+            return StepResult::skipped("the run created no queue or table");
+        }
+        let storage = ctx.target.storage();
+        let names = ctx.names.clone();
+        let mut errors = Vec::new();
+        for queue in [&names.queue, &names.poison] {
+            let q = storage.queue(queue);
+            if let Err(e) = q.delete().await {
+                errors.push(e.to_string());
+            } else if matches!(q.exists().await, Ok(true)) {
+                errors.push(format!("queue {queue} still exists"));
+            }
+        }
+        let table = storage.table(&names.table);
+        if let Err(e) = table.delete().await {
+            errors.push(e.to_string());
+        }
+        if errors.is_empty() {
+            StepResult::passed([format!(
+                "deleted queue {}, poison queue {} and table {} (checked)",
+                names.queue, names.poison, names.table
+            )])
+        } else {
+            StepResult::failed(errors.join("; "), [])
+        }
+    })
+}

@@ -1,0 +1,141 @@
+//! Load steps: the producer's burst (refused when the model says it never activates KEDA) and the count of messages a run sent.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::runner::{Context, FlowSettings, StepFuture, StepResult};
+use crate::workload::{produce, ProducerPlan};
+
+/// A burst that the model says can never activate KEDA (at or below activationQueueLength
+/// with minReplicaCount 0): a scenario that expects a scale-out cannot test anything with it.
+/// `edw run` and `edw load` refuse it before anything is deployed (exit 2); the window itself
+/// is what `flow::activation` tests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--messages {messages} cannot start a scale-out: with minReplicaCount 0, KEDA activates only above activationQueueLength {activation} (the model's AQ-7 rule), so {messages} message(s) would wait on the queue at 0 replicas and nothing would be processed; use --messages {minimum} or more (activationQueueLength + 1); the scenario flow::activation tests this window"
+)]
+pub struct LoadCannotActivate {
+    pub messages: u64,
+    pub activation: u64,
+    /// The smallest load that activates: activationQueueLength + 1.
+    pub minimum: u64,
+}
+
+/// Refuses (see [`LoadCannotActivate`]) a load of `settings.messages` that the model of
+/// `settings` says is never read.
+pub fn check_load_activates(settings: &FlowSettings) -> Result<(), LoadCannotActivate> {
+    let model = edw_model::Model::new(
+        edw_model::ScalingSettings {
+            min_replicas: settings.min_replicas.max(0) as u64,
+            activation: settings.activation_queue_length,
+            ..edw_model::ScalingSettings::default()
+        },
+        edw_model::NodePoolSettings::default(),
+        edw_model::TargetTiming::default(),
+    );
+    if model.never_read(settings.messages) {
+        return Err(LoadCannotActivate {
+            messages: settings.messages,
+            activation: model.scaling.activation,
+            minimum: model.scaling.activation + 1,
+        });
+    }
+    Ok(())
+}
+
+/// The burst's load, refused (before a message is sent) when it cannot activate.
+pub fn burst_load(ctx: &mut Context) -> StepFuture<'_> {
+    match check_load_activates(&ctx.settings) {
+        Ok(()) => load(ctx),
+        Err(refused) => Box::pin(async move { StepResult::failed(refused.to_string(), []) }),
+    }
+}
+
+pub fn load(ctx: &mut Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let pool = ctx.names.nodepool.clone();
+        let before = match ctx.recorder.as_ref() {
+            Some(recorder) => {
+                ctx.load_started_at = Some(recorder.elapsed());
+                recorder.latest()
+            }
+            None => crate::observe::sample_once(&ctx.target.client(), &ctx.subject()).await,
+        };
+        ctx.nodes_before_load = before.nodes.get(&pool).copied().unwrap_or(0);
+        ctx.load_started_stamp = Some(crate::workload::format_stamp(
+            time::OffsetDateTime::now_utc(),
+        ));
+        let queue = ctx.target.storage().queue(&ctx.names.queue);
+        let plan = ProducerPlan::burst(ctx.settings.messages, ctx.settings.producer_concurrency);
+        match produce(&queue, &plan, &CancellationToken::new()).await {
+            Ok(report) if report.failed.is_empty() => {
+                ctx.property("messages.sent", report.sent_count());
+                ctx.property("producer.per_second", format!("{:.0}", report.rate()));
+                let line = format!(
+                    "sent {} messages in {:.1} s ({:.0}/s)",
+                    report.sent_count(),
+                    report.elapsed.as_secs_f64(),
+                    report.rate()
+                );
+                ctx.produced = Some(report);
+                ctx.write_ledger();
+                StepResult::passed([line])
+            }
+            Ok(report) => {
+                let message = format!(
+                    "{} of {} messages could not be sent",
+                    report.failed.len(),
+                    ctx.settings.messages
+                );
+                ctx.produced = Some(report);
+                ctx.write_ledger();
+                StepResult::failed(message, [])
+            }
+            Err(e) => StepResult::failed(e.to_string(), []),
+        }
+    })
+}
+
+/// Messages the load sent (or the configured count, before the load).
+pub fn messages(ctx: &Context) -> u64 {
+    ctx.produced
+        .as_ref()
+        .map_or(ctx.settings.messages, |p| p.sent_count())
+}
+
+#[cfg(test)]
+mod activation_refusal_tests {
+    use super::{check_load_activates, FlowSettings};
+
+    #[test]
+    fn a_load_at_or_below_the_activation_threshold_at_min_zero_is_refused() {
+        let settings = |messages, min_replicas, activation_queue_length| FlowSettings {
+            messages,
+            min_replicas,
+            activation_queue_length,
+            ..FlowSettings::default()
+        };
+        let refused = check_load_activates(&settings(10, 0, 20)).unwrap_err();
+        assert_eq!(
+            (refused.messages, refused.activation, refused.minimum),
+            (10, 20, 21)
+        );
+        let text = refused.to_string();
+        for part in [
+            "--messages 10",
+            "minReplicaCount 0",
+            "activationQueueLength 20",
+            "--messages 21 or more",
+            "flow::activation",
+        ] {
+            assert!(text.contains(part), "{part:?} not in {text}");
+        }
+        assert!(
+            check_load_activates(&settings(20, 0, 20)).is_err(),
+            "AQ-7 is strict"
+        );
+        assert!(check_load_activates(&settings(21, 0, 20)).is_ok());
+        // A floor of consumers reads any load; without an activation threshold 1 activates.
+        assert!(check_load_activates(&settings(10, 1, 20)).is_ok());
+        assert!(check_load_activates(&settings(1, 0, 0)).is_ok());
+    }
+}

@@ -1,0 +1,457 @@
+//! Scale steps: replicas reach the modelled peak, the run's NodePool grows, the queue drains, replicas return to minReplicaCount, new nodes go; each waits as long as the model of the run's settings says, on the target's clock.
+
+use std::time::Duration;
+
+use kube::api::{Api, ListParams};
+
+use super::load::*;
+use crate::observe::{eventually, Expect};
+use crate::runner::{Context, StepFuture, StepResult};
+
+/// A wait whose expectation and time limit come from the model; the report shows both next to
+/// what was observed.
+pub fn wait_modelled(
+    ctx: &mut Context,
+    expect: Expect,
+    within: Duration,
+    model: String,
+) -> StepFuture<'_> {
+    ctx.property("model", &model);
+    ctx.property("model.within_seconds", within.as_secs());
+    Box::pin(async move {
+        let Some(recorder) = ctx.recorder.as_ref() else {
+            return StepResult::failed("the recorder is not running", []);
+        };
+        let started = recorder.elapsed();
+        // Only what was sampled after the wait began counts: the latest sample can predate the
+        // step (a queue read before the last messages of a steady rate were sent) and would
+        // pass a drain that has not happened.
+        let inner = expect.clone();
+        let fresh = Expect::new(expect.description.clone(), move |o| {
+            o.t >= started && inner.holds(o)
+        });
+        match eventually(recorder, &fresh, within).await {
+            Ok(seen) => StepResult::passed([
+                format!(
+                    "expected {} within {} s ({model})",
+                    expect.description,
+                    within.as_secs()
+                ),
+                format!(
+                    "observed after {:.1} s (t={:.1}): queue {}, desired {}, running {}",
+                    (seen.t - started).max(0.0),
+                    seen.t,
+                    seen.queue.map_or("?".to_owned(), |q| q.to_string()),
+                    seen.desired,
+                    seen.running
+                ),
+            ]),
+            Err(failure) => {
+                let mut details = vec![format!("model: {model}")];
+                details.extend(failure.lines());
+                StepResult::failed(
+                    format!(
+                        "expected {} within {} s (target time)",
+                        expect.description,
+                        within.as_secs()
+                    ),
+                    details,
+                )
+            }
+        }
+    })
+}
+
+pub fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
+    let model = ctx.model();
+    let n = messages(ctx);
+    let e = model.burst(n);
+    let timeouts = model.timeouts(n);
+    let peak = e.peak_replicas;
+    let ramp: Vec<String> = e.ramp.iter().map(|r| r.replicas.to_string()).collect();
+    let line = format!(
+        "peak = min(maxReplicaCount {}, ceil({n} / queueLength {})) = {peak}, ramp {}",
+        model.scaling.max_replicas,
+        model.scaling.queue_length,
+        ramp.join(" -> ")
+    );
+    let expect = Expect::new(format!("desired replicas = {peak}"), move |o| {
+        o.desired == peak
+    });
+    let guard = crate::observe::disagreement(agreement(ctx));
+    let late = scale_out_after_the_drain(ctx, peak);
+    let wait = wait_modelled(ctx, expect, timeouts.scale_out, line);
+    Box::pin(async move {
+        tokio::select! {
+            result = wait => result,
+            mismatch = guard => StepResult::failed(mismatch.message, mismatch.details),
+            Some(result) = late => result,
+        }
+    })
+}
+
+/// When a scale step begins after the backlog is gone (`edw scale` run after the drain), what
+/// it waits for can no longer be watched: instead of waiting out its time, the step answers
+/// from what the cluster recorded while nobody watched (`look_back`). `None` while the first
+/// sample of the step is `still_watchable`.
+pub fn answered_after_the_drain<W, L, F>(
+    ctx: &Context,
+    still_watchable: W,
+    look_back: L,
+) -> impl std::future::Future<Output = Option<StepResult>> + Send + 'static
+where
+    W: Fn(&edw_model::report::Observation) -> bool + Send + 'static,
+    L: FnOnce(edw_model::report::Observation) -> F + Send + 'static,
+    F: std::future::Future<Output = StepResult> + Send,
+{
+    let recorder = ctx.recorder.as_ref().map(|r| (r.subscribe(), r.elapsed()));
+    async move {
+        let (mut samples, started) = recorder?;
+        let first = loop {
+            let seen = samples.borrow_and_update().clone();
+            if seen.t >= started && seen.queue.is_some() {
+                break seen;
+            }
+            samples.changed().await.ok()?;
+        };
+        if still_watchable(&first) {
+            return std::future::pending().await;
+        }
+        Some(look_back(first).await)
+    }
+}
+
+/// The sizes in `SuccessfulRescale` events of HPA `hpa` ("New size: 15; reason: …").
+pub async fn rescale_sizes(
+    events: Api<k8s_openapi::api::core::v1::Event>,
+    hpa: &str,
+) -> Result<Vec<u64>, String> {
+    let selector = format!("involvedObject.name={hpa},reason=SuccessfulRescale");
+    let list = events
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .map_err(|e| format!("the HPA {hpa}'s events could not be read: {e}"))?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|e| e.message.as_deref()?.split("New size: ").nth(1))
+        .filter_map(|rest| rest.split(';').next()?.trim().parse().ok())
+        .collect())
+}
+
+/// The scale-out, seen in the HPA's events once the queue was empty before the step began.
+pub fn scale_out_after_the_drain(
+    ctx: &Context,
+    peak: u64,
+) -> impl std::future::Future<Output = Option<StepResult>> + Send + 'static {
+    let events = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
+    let hpa = ctx.names.hpa.clone();
+    answered_after_the_drain(
+        ctx,
+        move |o| o.queue != Some(0) || o.desired >= peak,
+        move |first| async move {
+            let began = format!(
+                "the queue was already empty (0) when this step began (desired {})",
+                first.desired
+            );
+            let sizes = match rescale_sizes(events, &hpa).await {
+                Ok(sizes) => sizes,
+                Err(e) => return StepResult::failed(format!("{began}, and {e}"), []),
+            };
+            let largest = sizes.iter().copied().max().unwrap_or(0);
+            if largest >= peak {
+                StepResult::passed([format!(
+                    "{began}: the scale-out to {peak} is seen in HPA {hpa}'s SuccessfulRescale events (sizes {sizes:?}), not watched"
+                )])
+            } else {
+                StepResult::failed(
+                    format!(
+                        "expected desired replicas = {peak}; {began}, and HPA {hpa}'s SuccessfulRescale events show at most {largest}: the scale-out was not seen (start `edw scale` right after `edw load`)"
+                    ),
+                    sizes.iter().map(|s| format!("SuccessfulRescale New size: {s}")),
+                )
+            }
+        },
+    )
+}
+
+/// Node growth, seen in the NodeClaims' `Registered` events (Karpenter's, on the cluster-scoped
+/// NodeClaims, so in namespace `default`) once the backlog and its pods were gone before the
+/// step began.
+pub fn nodes_grow_after_the_drain(
+    ctx: &Context,
+) -> impl std::future::Future<Output = Option<StepResult>> + Send + 'static {
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(ctx.target.client(), "default");
+    let pool = ctx.names.nodepool.clone();
+    let before = ctx.nodes_before_load;
+    answered_after_the_drain(
+        ctx,
+        |o| o.queue != Some(0) || o.desired > 0,
+        move |first| async move {
+            let began = format!(
+                "the queue was already empty (0) and desired replicas {} when this step began",
+                first.desired
+            );
+            let selector = "involvedObject.kind=NodeClaim,reason=Registered";
+            let claims: std::collections::BTreeSet<String> =
+                match events.list(&ListParams::default().fields(selector)).await {
+                    Ok(list) => list
+                        .items
+                        .into_iter()
+                        .filter_map(|e| e.involved_object.name)
+                        .filter(|name| {
+                            name.strip_prefix(pool.as_str())
+                                .is_some_and(|rest| rest.starts_with('-'))
+                        })
+                        .collect(),
+                    Err(e) => {
+                        return StepResult::failed(
+                            format!("{began}, and the NodeClaims' events could not be read: {e}"),
+                            [],
+                        )
+                    }
+                };
+            let registered: Vec<String> = claims.into_iter().collect();
+            if registered.len() as u64 > before {
+                StepResult::passed([format!(
+                    "{began}: {} NodeClaims of NodePool {pool} registered (their Registered events: {}), more than the {before} nodes it had at the load; the growth was not watched",
+                    registered.len(),
+                    registered.join(", ")
+                )])
+            } else {
+                StepResult::failed(
+                    format!(
+                        "expected NodePool {pool} to grow; {began}, and {} of its NodeClaims registered, no more than the {before} nodes it had at the load (start `edw scale` right after `edw load`)",
+                        registered.len()
+                    ),
+                    registered,
+                )
+            }
+        },
+    )
+}
+
+/// What the cluster's autoscaler should agree on with the harness while a backlog waits: the
+/// run's ScaledObject and HPA against the queue the harness reads; the cluster gets two polls
+/// and the HPA's 15 s sync to see a backlog.
+pub fn agreement(ctx: &Context) -> crate::observe::Agreement {
+    let polling = Duration::from_secs(ctx.settings.polling_interval);
+    crate::observe::Agreement {
+        client: ctx.target.client(),
+        namespace: ctx.names.namespace.clone(),
+        scaled_object: ctx.names.scaled_object.clone(),
+        hpa: ctx.names.hpa.clone(),
+        queue: ctx.target.storage().queue(&ctx.names.queue),
+        activation: ctx.settings.activation_queue_length,
+        polling,
+        grace: polling * 2 + Duration::from_secs(15),
+        clock: ctx.clock(),
+    }
+}
+
+pub fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
+    if !ctx.target.capabilities().karpenter {
+        return Box::pin(async {
+            StepResult::skipped(
+                "the cluster serves no karpenter.sh API: node growth cannot be observed",
+            )
+        });
+    }
+    let model = ctx.model();
+    let n = messages(ctx);
+    let e = model.burst(n);
+    let line = format!(
+        "{} consumer pods need {}..{} nodes ({} pods per 2-vCPU node)",
+        e.peak_replicas, e.nodes_min, e.nodes_max, e.pods_per_small_node
+    );
+    let (pool, before) = (ctx.names.nodepool.clone(), ctx.nodes_before_load);
+    // Growth is counted from the fewest nodes the pool had since the load started: Karpenter
+    // may still remove the node of the Deployment's first pod (KEDA scales it to 0 before the
+    // load) after the count at the load was taken, and the new node then only replaces it.
+    let load_at = ctx.load_started_at.unwrap_or(0.0);
+    let count = {
+        let pool = pool.clone();
+        move |o: &edw_model::report::Observation| o.nodes.get(&pool).copied().unwrap_or(0)
+    };
+    let fewest = ctx
+        .timeline()
+        .iter()
+        .filter(|o| o.t >= load_at)
+        .map(&count)
+        .min()
+        .map_or(before, |seen| seen.min(before));
+    let floor = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(fewest));
+    let expect = Expect::new(
+        format!(
+            "nodes of NodePool {pool} > the fewest it had since the load started ({before} at the load)"
+        ),
+        move |o| {
+            let nodes = count(o);
+            let fewest = floor
+                .fetch_min(nodes, std::sync::atomic::Ordering::SeqCst)
+                .min(nodes);
+            nodes > fewest
+        },
+    );
+    let late = nodes_grow_after_the_drain(ctx);
+    let wait = wait_modelled(ctx, expect, model.timeouts(n).nodes_grow, line);
+    Box::pin(async move {
+        tokio::select! {
+            result = wait => result,
+            Some(result) = late => result,
+        }
+    })
+}
+
+pub fn drained(ctx: &mut Context) -> StepFuture<'_> {
+    let model = ctx.model();
+    let n = messages(ctx);
+    let e = model.burst(n);
+    if let Some(target) = ctx.settings.drain_target {
+        // The configuration is judged against the stated target first: the model's estimate.
+        if e.drain_estimate > target {
+            let needed = (model.scaling.max_replicas..=1000)
+                .find(|max| {
+                    let mut m = model.clone();
+                    m.scaling.max_replicas = *max;
+                    m.burst(n).drain_estimate <= target
+                })
+                .map_or("no maxReplicaCount up to 1000".to_owned(), |m| {
+                    format!("maxReplicaCount {m}")
+                });
+            let message = format!(
+                "maxReplicaCount {} cannot drain {n} messages within the drain target of {} s: the model's estimate is {} s at a peak of {} replicas ({needed} would)",
+                model.scaling.max_replicas,
+                target.as_secs(),
+                e.drain_estimate.as_secs(),
+                e.peak_replicas
+            );
+            return Box::pin(async move { StepResult::failed(message, []) });
+        }
+        let line = format!(
+            "drain target {} s (model estimate {} s)",
+            target.as_secs(),
+            e.drain_estimate.as_secs()
+        );
+        return wait_modelled(ctx, drained_expectation(e.max_stranded), target, line);
+    }
+    let line = format!(
+        "drain estimate {} s for {n} messages at {} msg/s per pod",
+        e.drain_estimate.as_secs(),
+        model.timing.per_pod_rate
+    );
+    wait_modelled(
+        ctx,
+        drained_expectation(e.max_stranded),
+        model.timeouts(n).drain,
+        line,
+    )
+}
+
+/// The queue drains to 0, or, where the configuration allows a stranded tail (the model's
+/// `max_stranded`: minReplicaCount 0 with activationQueueLength above 0), to at most that many
+/// messages with every consumer gone: KEDA deactivated at or below the activation threshold,
+/// as it does on a real cluster whenever a poll lands in the last messages of a drain. The
+/// finding `stranded-tail` names the fix; `verify` checks that the messages left are on the
+/// queue, not lost; the `tail` scenarios test both sides.
+pub fn drained_expectation(max_stranded: u64) -> Expect {
+    if max_stranded == 0 {
+        return Expect::new("queue depth = 0", |o| o.queue == Some(0));
+    }
+    Expect::new(
+        format!("queue depth = 0, or a stranded tail of 1 to {max_stranded} messages at 0 replicas (finding stranded-tail)"),
+        move |o| match o.queue {
+            Some(0) => true,
+            Some(left) => {
+                left <= max_stranded && o.desired == 0 && o.running == 0 && o.pending == 0
+            }
+            None => false,
+        },
+    )
+}
+
+pub fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
+    let model = ctx.model();
+    let n = messages(ctx);
+    let e = model.burst(n);
+    let line = format!(
+        "KEDA scales to minReplicaCount {} within {} s of the drain (cooldown {} s, polling {} s)",
+        model.scaling.min_replicas,
+        e.scale_to_zero_within.as_secs(),
+        model.scaling.cooldown.as_secs(),
+        model.scaling.polling.as_secs()
+    );
+    let min = model.scaling.min_replicas;
+    let expect = Expect::new(
+        format!("desired replicas = {min} and no more than {min} consumer pods running"),
+        move |o| o.desired == min && o.running <= min,
+    );
+    wait_modelled(ctx, expect, model.timeouts(n).scale_in, line)
+}
+
+pub fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
+    if !ctx.target.capabilities().karpenter {
+        return Box::pin(async {
+            StepResult::skipped(
+                "the cluster serves no karpenter.sh API: node removal cannot be observed",
+            )
+        });
+    }
+    if ctx.settings.min_replicas > 0 {
+        return Box::pin(async {
+            StepResult::skipped("minReplicaCount > 0 keeps consumer pods, and their nodes")
+        });
+    }
+    let model = ctx.model();
+    let n = messages(ctx);
+    let line = format!(
+        "empty nodes go within {} s (disruption loop, 15 s validation, VM deletion)",
+        model.timing.node_removal.as_secs()
+    );
+    let (pool, before) = (ctx.names.nodepool.clone(), ctx.nodes_before_load);
+    let expect = Expect::new(
+        format!("nodes of NodePool {pool} <= {before} (before the load)"),
+        move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= before,
+    );
+    wait_modelled(ctx, expect, model.timeouts(n).nodes_removed, line)
+}
+
+#[cfg(test)]
+mod drained_tests {
+    use super::drained_expectation;
+    use edw_model::report::Observation;
+
+    fn seen(queue: Option<u64>, desired: u64, running: u64) -> Observation {
+        Observation {
+            queue,
+            desired,
+            running,
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn a_configuration_that_cannot_strand_must_drain_to_zero() {
+        let strict = drained_expectation(0);
+        assert!(strict.holds(&seen(Some(0), 0, 0)));
+        assert!(!strict.holds(&seen(Some(3), 0, 0)));
+        assert_eq!(strict.description, "queue depth = 0");
+    }
+
+    #[test]
+    fn a_stranded_tail_is_accepted_only_within_the_model_and_with_no_consumer() {
+        let sample = drained_expectation(20);
+        assert!(sample.description.contains("stranded-tail"), "{sample:?}");
+        assert!(sample.holds(&seen(Some(0), 15, 15)));
+        assert!(sample.holds(&seen(Some(3), 0, 0)));
+        assert!(sample.holds(&seen(Some(20), 0, 0)));
+        // More than the activation threshold: KEDA would still be active.
+        assert!(!sample.holds(&seen(Some(21), 0, 0)));
+        // Consumers are still there: the drain is still going.
+        assert!(!sample.holds(&seen(Some(5), 1, 1)));
+        assert!(!sample.holds(&seen(Some(5), 0, 1)));
+        // An unread queue says nothing.
+        assert!(!sample.holds(&seen(None, 0, 0)));
+    }
+}

@@ -1,0 +1,28 @@
+//! Plain types of the edw conformance suite, no I/O: what the engine, the twin, the scenarios
+//! and the CLI share.
+//!
+//! - [`walkthrough`]: the walkthrough's values (ScaledObject numbers, object names), one copy;
+//! - [`keys`]: the configuration keys (the sample's variables, deploy.state, the suite's own);
+//! - [`naming`], [`run`]: run-unique names, a run's footprint and settings;
+//! - [`settings`], [`expect`]: the scaling model: the inputs read from a ScaledObject and a
+//!   NodePool, and what they should do, computed from the rules of the twin specification
+//!   (AQ-7 activation, HPA-4/HPA-7 replica count and legacy ramp, KS-5 scale to zero,
+//!   KP-4/AZ-5..AZ-7 pods per node and node count, A5 provisioning latency). Scenarios state
+//!   their expectations through it, derive their timeouts from it, and reports show expected
+//!   next to observed;
+//! - [`finding`]: a configuration finding;
+//! - [`report`]: what ran where, each step's outcome, the observed timeline, what the nodes
+//!   cost ([`cost`]).
+
+pub mod cost;
+pub mod expect;
+pub mod finding;
+pub mod keys;
+pub mod naming;
+pub mod report;
+pub mod run;
+pub mod settings;
+pub mod walkthrough;
+
+pub use expect::{BurstExpectation, Model, RampStep};
+pub use settings::{ModelError, NodePoolSettings, ScalingSettings, TargetTiming};

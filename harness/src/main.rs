@@ -1,5 +1,0 @@
-//! The `edw` command: see `edw --help` and the README.
-
-fn main() -> std::process::ExitCode {
-    harness::cli::main()
-}
