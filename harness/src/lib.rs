@@ -9,6 +9,7 @@ pub mod azurite;
 pub mod cli;
 pub mod config;
 pub mod deploy_script;
+pub mod error_chain;
 pub mod faults;
 pub mod findings;
 pub mod interrupt;

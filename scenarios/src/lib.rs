@@ -56,9 +56,13 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
         let config = Config::load(&ConfigInputs::from_process()).map_err(|e| e.to_string())?;
-        let opened = Target::open(target, &config)
-            .await
-            .map_err(|e| format!("cannot open the {} target: {e}", target.name()))?;
+        let opened = Target::open(target, &config).await.map_err(|e| {
+            format!(
+                "cannot open the {} target: {}",
+                target.name(),
+                harness::error_chain::text(&e)
+            )
+        })?;
         let opened = Arc::new(opened);
         let dir = report_dir().join(format!(
             "{}-{}",
@@ -82,7 +86,7 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
         }
         // Nothing is left to clean when every cleanup step passed or had nothing to do.
         harness::scenario::run_state::remove_when_cleaned(&ledger, &result, &options);
-        report::write_all(&result, &dir).map_err(|e| e.to_string())?;
+        report::write_all(&result, &dir).map_err(|e| harness::error_chain::text(&e))?;
         eprintln!("reports in {}", dir.display());
         for (step, warning) in result.warnings() {
             eprintln!("WARNING: {step}: {warning}");

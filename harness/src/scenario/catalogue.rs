@@ -149,7 +149,7 @@ fn one_more(ctx: &mut Context) -> StepFuture<'_> {
                 }
                 StepResult::passed([format!("message {next} sent")])
             }
-            Err(e) => StepResult::failed(e.to_string(), []),
+            Err(e) => StepResult::failed(crate::error_chain::text(&e), []),
         }
     })
 }
@@ -416,7 +416,13 @@ fn stranded_tail(ctx: &mut Context) -> StepFuture<'_> {
             let report = match edw_twin::simulate::simulate(&input) {
                 Ok(report) => report,
                 Err(e) => {
-                    return StepResult::failed(format!("the twin could not simulate: {e}"), [])
+                    return StepResult::failed(
+                        format!(
+                            "the twin could not simulate: {}",
+                            crate::error_chain::text(&e)
+                        ),
+                        [],
+                    )
                 }
             };
             let left = report.left_on_queue;

@@ -439,7 +439,7 @@ async fn create_owned(ctx: &mut Context, template: &str) -> Result<Vec<String>, 
     ctx.write_ledger();
     let created = create(&ctx.target.client(), &objects)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error_chain::text(&e))?;
     Ok(created
         .iter()
         .map(|a| format!("created {} {}", a.kind, a.name))
@@ -884,7 +884,7 @@ pub(super) fn load(ctx: &mut Context) -> StepFuture<'_> {
                 ctx.write_ledger();
                 StepResult::failed(message, [])
             }
-            Err(e) => StepResult::failed(e.to_string(), []),
+            Err(e) => StepResult::failed(crate::error_chain::text(&e), []),
         }
     })
 }
@@ -1485,7 +1485,7 @@ pub(super) fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
                     crate::manifests::RUN_ID_LABEL,
                     owner.map_or("no run id".to_owned(), |o| format!("it carries {o}"))
                 )),
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => errors.push(crate::error_chain::text(&e)),
             }
         }
         let within = S(600);
@@ -1496,7 +1496,7 @@ pub(super) fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
                 match exists(&client, object).await {
                     Ok(false) => {}
                     Ok(true) => left.push(format!("{} {}", object.kind, object.name)),
-                    Err(e) => left.push(e.to_string()),
+                    Err(e) => left.push(crate::error_chain::text(&e)),
                 }
             }
             if left.is_empty() {
