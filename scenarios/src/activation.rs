@@ -87,7 +87,7 @@ fn one_more(ctx: &mut Context) -> StepFuture<'_> {
                 }
                 StepResult::passed([format!("message {next} sent")])
             }
-            Err(e) => StepResult::failed(e.to_string(), []),
+            Err(e) => StepResult::failed(edw_engine::error_chain::text(&e), []),
         }
     })
 }

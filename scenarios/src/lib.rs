@@ -118,9 +118,13 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
         let config = Config::load(&ConfigInputs::from_process()).map_err(|e| e.to_string())?;
-        let opened = Target::open(target, &config)
-            .await
-            .map_err(|e| format!("cannot open the {} target: {e}", target.name()))?;
+        let opened = Target::open(target, &config).await.map_err(|e| {
+            format!(
+                "cannot open the {} target: {}",
+                target.name(),
+                edw_engine::error_chain::text(&e)
+            )
+        })?;
         let root = report_dir();
         let dir_name = format!("{}-{}", scenario.name.replace("::", "-"), target.name());
         // The trial's ledger: a trial killed past nextest's grace period is cleaned from it
@@ -133,7 +137,10 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
         // nextest's SIGTERM at its time limit (or Ctrl-C) stops the trial and runs its cleanup.
         let cancel = CancellationToken::new();
         let _interrupted = edw_engine::interrupt::cancel_on_interrupt(cancel.clone());
-        let executed = execution.run(&cancel).await.map_err(|e| e.to_string())?;
+        let executed = execution
+            .run(&cancel)
+            .await
+            .map_err(|e| edw_engine::error_chain::text(&e))?;
         let result = executed.report;
         eprintln!("reports in {}", executed.report_dir.display());
         for (step, warning) in result.warnings() {

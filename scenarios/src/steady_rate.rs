@@ -85,7 +85,12 @@ fn simulate_rate(
         scaled_object: Some(scaled_object_json(settings)),
         duration: end,
     })
-    .map_err(|e| format!("the twin could not simulate: {e}"))
+    .map_err(|e| {
+        format!(
+            "the twin could not simulate: {}",
+            edw_engine::error_chain::text(&e)
+        )
+    })
 }
 
 fn on_the_virtual_clock(ctx: &mut Context) -> StepFuture<'_> {

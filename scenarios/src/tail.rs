@@ -88,7 +88,13 @@ fn stranded_tail(ctx: &mut Context) -> StepFuture<'_> {
             let report = match edw_twin::simulate::simulate(&input) {
                 Ok(report) => report,
                 Err(e) => {
-                    return StepResult::failed(format!("the twin could not simulate: {e}"), [])
+                    return StepResult::failed(
+                        format!(
+                            "the twin could not simulate: {}",
+                            edw_engine::error_chain::text(&e)
+                        ),
+                        [],
+                    )
                 }
             };
             let left = report.left_on_queue;

@@ -96,7 +96,7 @@ pub fn main() -> ExitCode {
         let code = match result {
             Ok(code) => code,
             Err(failure) => {
-                let text = edw_engine::secrets::redact(&error_text(&failure.error));
+                let text = edw_engine::error_chain::text(failure.error.as_ref());
                 eprintln!("error: {text}");
                 failure.code
             }
@@ -122,7 +122,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         (true, _) => "error",
         // Warnings, and the progress of a first Azurite install (half a minute otherwise
         // silent).
-        (false, 0) => "warn,harness::azurite=info",
+        (false, 0) => "warn,edw_engine::azurite=info",
         (false, 1) => "info,azure_core=warn",
         (false, 2) => "debug,azure_core=info,hyper=info,reqwest=info",
         _ => "trace",
@@ -151,43 +151,5 @@ impl std::io::Write for RedactingStderr {
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
-    }
-}
-
-/// The error and its causes on one line, each cause once: a cause whose text the message
-/// already includes (thiserror's `"…: {0}"` with `#[from]`) is not repeated.
-fn error_text(error: &anyhow::Error) -> String {
-    let mut text = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
-}
-
-#[cfg(test)]
-mod error_text_tests {
-    #[test]
-    fn a_cause_already_in_the_message_is_not_repeated() {
-        let config = edw_engine::config::ConfigError::Missing {
-            key: "AZURE_STORAGE_ACCOUNT_NAME".into(),
-            why: "the kube target needs storage".into(),
-        };
-        let error = anyhow::Error::from(edw_engine::target::TargetError::from(config))
-            .context("opening the target");
-        let text = super::error_text(&error);
-        assert_eq!(
-            text.matches("AZURE_STORAGE_ACCOUNT_NAME is not set")
-                .count(),
-            1,
-            "{text}"
-        );
-        assert!(
-            text.starts_with("opening the target: configuration: "),
-            "{text}"
-        );
     }
 }

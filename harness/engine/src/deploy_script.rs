@@ -40,7 +40,7 @@ pub enum DeployError {
     },
     #[error("the deploy command `{command}` was interrupted and stopped (its log: {log})")]
     Interrupted { command: String, log: String },
-    #[error("after the deploy command: {0}")]
+    #[error("after the deploy command")]
     State(#[from] DeployStateError),
 }
 

@@ -15,6 +15,7 @@ pub mod arm;
 pub mod azurite;
 pub mod config;
 pub mod deploy_script;
+pub mod error_chain;
 pub mod findings;
 pub mod interrupt;
 pub mod manifests;

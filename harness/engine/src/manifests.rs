@@ -67,7 +67,7 @@ pub enum ManifestError {
     UnknownKind { kind: String },
     #[error("{kind} {name} already exists and this run did not create it: it is left untouched (a run creates objects only in names of its own; another run or the team owns this one)")]
     AlreadyExists { kind: String, name: String },
-    #[error("applying {kind} {name}: {source}")]
+    #[error("applying {kind} {name}")]
     Apply {
         kind: String,
         name: String,

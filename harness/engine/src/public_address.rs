@@ -49,16 +49,19 @@ pub async fn ask_echo_service(url: &str) -> Result<RunnerAddress, String> {
         .timeout(ECHO_WITHIN)
         .build()
         .map_err(|e| format!("cannot ask {url}: {e}"))?;
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("the address echo service {url} did not answer: {e}"))?;
+    let response = client.get(url).send().await.map_err(|e| {
+        format!(
+            "the address echo service {url} did not answer: {}",
+            crate::error_chain::text(&e)
+        )
+    })?;
     let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| format!("the address echo service {url}: {e}"))?;
+    let body = response.text().await.map_err(|e| {
+        format!(
+            "the address echo service {url}: {}",
+            crate::error_chain::text(&e)
+        )
+    })?;
     let shown: String = body.trim().chars().take(60).collect();
     if !status.is_success() {
         return Err(format!(

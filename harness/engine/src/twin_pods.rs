@@ -100,7 +100,7 @@ impl PodRuntime for ConsumerPods {
             let _ = poison.create().await;
             let result = consume(&queue, &table, &poison, &options, &cancel)
                 .await
-                .map_err(|e| crate::secrets::redact(&e.to_string()));
+                .map_err(|e| crate::error_chain::text(&e));
             if let Err(error) = &result {
                 tracing::warn!(pod = %key.name, %error, "consumer pod stopped with an error");
             }

@@ -58,7 +58,7 @@ pub struct FaultProxy {
 pub enum FaultProxyError {
     #[error("the upstream {0:?} is not an http://host:port[/path] URL")]
     Upstream(String),
-    #[error("cannot listen on loopback: {0}")]
+    #[error("cannot listen on loopback")]
     Listen(#[from] std::io::Error),
 }
 

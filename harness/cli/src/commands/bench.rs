@@ -333,10 +333,12 @@ pub async fn run(
     // allocator keeps it), which would hide the idle figure above.
     if args.full {
         eprintln!("scaling the twin out to 1,000 nodes / 100,000 pods (virtual clock)…");
-        let f = tokio::task::spawn_blocking(|| edw_twin::scale_out::scale_out(100_000, 100))
-            .await
-            .map_err(Failure::environment)?
-            .map_err(|e| Failure::environment(anyhow::anyhow!("the scale-out: {e}")))?;
+        let f = tokio::task::spawn_blocking(|| {
+            edw_twin::scale_out::scale_out(100_000, 100).map_err(anyhow::Error::new)
+        })
+        .await
+        .map_err(Failure::environment)?
+        .map_err(|e| Failure::environment(e.context("the scale-out")))?;
         rows.push(row(
             &format!(
                 "twin: {} nodes / {} pods Running ({:.0} s wall)",

@@ -88,7 +88,7 @@ impl ArmClient {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .build()
-            .map_err(|e| ArmError::transport(base_url, e.to_string()))?;
+            .map_err(|e| ArmError::transport(base_url, crate::error_chain::text(&e)))?;
         Ok(ArmClient {
             http,
             base,
@@ -332,13 +332,13 @@ impl ArmClient {
             let response = request
                 .send()
                 .await
-                .map_err(|e| ArmError::transport(resource_id, error_chain(&e)))?;
+                .map_err(|e| ArmError::transport(resource_id, crate::error_chain::text(&e)))?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             let bytes = response
                 .bytes()
                 .await
-                .map_err(|e| ArmError::transport(resource_id, error_chain(&e)))?;
+                .map_err(|e| ArmError::transport(resource_id, crate::error_chain::text(&e)))?;
             if status == 429 || status == 503 {
                 if attempt >= self.settings.max_retries {
                     let (code, _) = super::error::error_code_message(&bytes);
@@ -411,15 +411,4 @@ pub(crate) fn parse_json(resource_id: &str, response: &ArmResponse) -> Result<Va
             ),
         )
     })
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }

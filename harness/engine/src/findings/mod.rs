@@ -85,7 +85,7 @@ pub enum FindingsError {
     #[error("{source_name}: {reason}")]
     Document { source_name: String, reason: String },
     /// An embedded template could not be rendered.
-    #[error("rendering the embedded template: {0}")]
+    #[error("rendering the embedded template")]
     Template(#[from] crate::manifests::ManifestError),
 }
 

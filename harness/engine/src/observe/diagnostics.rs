@@ -87,7 +87,7 @@ pub async fn capture(client: &kube::Client, subject: &Subject) -> String {
             }
         }
         Err(e) => {
-            let _ = writeln!(out, "pods: cannot list ({e})");
+            let _ = writeln!(out, "pods: cannot list ({})", crate::error_chain::text(&e));
         }
     }
     let scaled: Api<DynamicObject> = Api::namespaced_with(

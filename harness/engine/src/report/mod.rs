@@ -37,24 +37,24 @@ pub const LOAD_START_PHASE: &str = "load start";
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// quick-junit could not serialize the JUnit report.
-    #[error("could not serialize the JUnit XML: {0}")]
+    #[error("could not serialize the JUnit XML")]
     Junit(#[source] quick_junit::SerializeError),
     /// The report directory could not be created.
-    #[error("could not create the report directory {}: {source}", path.display())]
+    #[error("could not create the report directory {}", path.display())]
     CreateDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// The content of one report file could not be produced.
-    #[error("could not render {}: {source}", path.display())]
+    #[error("could not render {}", path.display())]
     Render {
         path: PathBuf,
         #[source]
         source: Box<ReportError>,
     },
     /// One report file could not be written.
-    #[error("could not write {}: {source}", path.display())]
+    #[error("could not write {}", path.display())]
     Write {
         path: PathBuf,
         #[source]

@@ -35,7 +35,7 @@ pub fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
                     crate::manifests::RUN_ID_LABEL,
                     owner.map_or("no run id".to_owned(), |o| format!("it carries {o}"))
                 )),
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => errors.push(crate::error_chain::text(&e)),
             }
         }
         let within = secs(600);
@@ -46,7 +46,7 @@ pub fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
                 match exists(&client, object).await {
                     Ok(false) => {}
                     Ok(true) => left.push(format!("{} {}", object.kind, object.name)),
-                    Err(e) => left.push(e.to_string()),
+                    Err(e) => left.push(crate::error_chain::text(&e)),
                 }
             }
             if left.is_empty() {

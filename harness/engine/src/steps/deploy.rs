@@ -203,7 +203,7 @@ pub async fn create_owned(ctx: &mut Context, template: &str) -> Result<Vec<Strin
     ctx.write_ledger();
     let created = create(&ctx.target.client(), &objects)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error_chain::text(&e))?;
     Ok(created
         .iter()
         .map(|a| format!("created {} {}", a.kind, a.name))

@@ -90,7 +90,7 @@ pub fn load(ctx: &mut Context) -> StepFuture<'_> {
                 ctx.write_ledger();
                 StepResult::failed(message, [])
             }
-            Err(e) => StepResult::failed(e.to_string(), []),
+            Err(e) => StepResult::failed(crate::error_chain::text(&e), []),
         }
     })
 }

@@ -4,8 +4,6 @@
 
 use azure_core::error::ErrorKind;
 
-use crate::secrets::redact;
-
 /// A failed storage operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -132,7 +130,7 @@ impl Failed<'_> {
     }
 
     pub fn classify(&self, error: azure_core::Error) -> StorageError {
-        let detail = redact(&super::connect::error_chain(&error));
+        let detail = crate::error_chain::text(&error);
         let resource = self.resource.to_owned();
         let endpoint = self.endpoint.to_owned();
         let operation = self.operation;

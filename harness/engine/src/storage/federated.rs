@@ -13,11 +13,11 @@ use azure_core::{HttpClient, Request, Response, Url};
 use azure_identity::federated_credentials_flow;
 use time::OffsetDateTime;
 
-use super::connect::error_chain;
 use super::signin::{
     AssertionSource, CredentialOptions, FederatedIdentity, SignInError, AUTHORITY_HOST_VAR,
     REQUEST_URL_VAR, TOKEN_EXCHANGE_AUDIENCE,
 };
+use crate::error_chain;
 use crate::secrets::{redact, Secret};
 
 /// How much of an error answer's body a message quotes.
@@ -89,7 +89,7 @@ impl FederatedCredential {
             .build()
             .map_err(|e| SignInError::Setting {
                 setting: "the HTTP client",
-                reason: e.to_string(),
+                reason: error_chain::text(&e),
             })?;
         Ok(FederatedCredential {
             client_id: identity.client_id.clone(),
@@ -181,7 +181,7 @@ impl FederatedCredential {
             .map_err(|e| {
                 (
                     true,
-                    format!("no answer: {}", error_chain(&e.without_url())),
+                    format!("no answer: {}", error_chain::text(&e.without_url())),
                 )
             })?;
         let status = answer.status();
@@ -244,7 +244,7 @@ impl FederatedCredential {
                 };
                 format!("HTTP {}: {explanation}; {check}", u16::from(*status))
             }
-            _ => error_chain(error),
+            _ => error_chain::text(error),
         };
         SignInError::Exchange {
             assertion: self.assertion.name(),

@@ -16,9 +16,9 @@ use std::time::Duration;
 use azure_core::auth::TokenCredential;
 use azure_identity::{DefaultAzureCredential, TokenCredentialOptions};
 
-use super::connect::error_chain;
 use super::federated::FederatedCredential;
-use crate::secrets::{redact, Secret};
+use crate::error_chain;
+use crate::secrets::Secret;
 
 /// The audience Entra ID expects in a federated assertion.
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -164,7 +164,7 @@ impl Default for CredentialOptions {
     }
 }
 
-/// Why no Entra ID token could be had. Every message has gone through [`redact`]: it names
+/// Why no Entra ID token could be had. Every message has gone through [`crate::secrets::redact`]: it names
 /// settings, files and endpoints, never a token.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SignInError {
@@ -227,7 +227,7 @@ impl EntraCredential {
             EntraSignIn::DefaultChain => Arc::new(
                 DefaultAzureCredential::create(TokenCredentialOptions::default()).map_err(|e| {
                     SignInError::DefaultChain {
-                        reason: redact(&error_chain(&e)),
+                        reason: error_chain::text(&e),
                     }
                 })?,
             ),
@@ -254,7 +254,7 @@ impl EntraCredential {
             Err(error) => Err(error
                 .into_downcast::<SignInError>()
                 .unwrap_or_else(|other| SignInError::DefaultChain {
-                    reason: redact(&error_chain(&other)),
+                    reason: error_chain::text(&other),
                 })),
         }
     }

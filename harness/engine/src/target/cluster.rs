@@ -90,27 +90,28 @@ impl ClusterTarget {
             .as_ref()
             .map(|c| format!(" (context {c})"))
             .unwrap_or_default();
-        let kubeconfig_error = |reason: String| TargetError::Kubeconfig {
-            context: context_text.clone(),
-            reason,
-        };
-        let kubeconfig = Kubeconfig::read().map_err(|e| kubeconfig_error(e.to_string()))?;
+        let kubeconfig_error =
+            |source: Box<dyn std::error::Error + Send + Sync>| TargetError::Kubeconfig {
+                context: context_text.clone(),
+                source,
+            };
+        let kubeconfig = Kubeconfig::read().map_err(|e| kubeconfig_error(e.into()))?;
         let options = KubeConfigOptions {
             context: context.clone(),
             ..KubeConfigOptions::default()
         };
         let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
-            .map_err(|e| kubeconfig_error(e.to_string()))?;
+            .map_err(|e| kubeconfig_error(e.into()))?;
         let url = client_config.cluster_url.to_string();
         let client =
-            kube::Client::try_from(client_config).map_err(|e| kubeconfig_error(e.to_string()))?;
+            kube::Client::try_from(client_config).map_err(|e| kubeconfig_error(e.into()))?;
         let capabilities =
             Capabilities::detect(&client)
                 .await
                 .map_err(|e| TargetError::Unreachable {
                     url: url.clone(),
-                    reason: crate::secrets::redact(&e.to_string()),
+                    source: e,
                 })?;
         let connection = connection_for_pods(&storage_target);
         // A served twin says so in /version: its results stay labelled simulated.

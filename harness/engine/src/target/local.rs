@@ -58,13 +58,13 @@ impl LocalTarget {
             }
         };
         let storage = Storage::connect(&target)?;
-        let (engine, clock) = scaled_engine(TwinParams::default(), scale)
-            .map_err(|e| TargetError::Twin(e.to_string()))?;
+        let (engine, clock) =
+            scaled_engine(TwinParams::default(), scale).map_err(|e| TargetError::Twin(e.into()))?;
         let api = ApiServer::new(engine.store.clone(), engine.registry.clone());
         let client = api.kube_client();
         let capabilities = Capabilities::detect(&client)
             .await
-            .map_err(|e| TargetError::Twin(e.to_string()))?;
+            .map_err(|e| TargetError::Twin(e.into()))?;
         let engine = Arc::new(Mutex::new(engine));
         let stop = CancellationToken::new();
         let governor = ClockGovernor::start(clock.clone(), stop.clone());

@@ -50,18 +50,26 @@ impl TargetKind {
 pub enum TargetError {
     #[error("unknown target {0:?}: use local, kube or aks")]
     Unknown(String),
-    #[error("cannot start embedded Azurite: {0}")]
+    #[error("cannot start embedded Azurite")]
     Azurite(#[from] crate::azurite::AzuriteError),
-    #[error("storage: {0}")]
+    #[error("cannot set up storage")]
     Storage(#[from] crate::storage::StorageError),
-    #[error("configuration: {0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("cannot start the twin: {0}")]
-    Twin(String),
-    #[error("no usable kubeconfig{context}: {reason}")]
-    Kubeconfig { context: String, reason: String },
-    #[error("the cluster at {url} does not answer: {reason}")]
-    Unreachable { url: String, reason: String },
+    #[error("cannot start the twin")]
+    Twin(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no usable kubeconfig{context}")]
+    Kubeconfig {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the cluster at {url} does not answer")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl TargetError {

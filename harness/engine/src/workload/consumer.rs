@@ -162,7 +162,7 @@ pub struct ConsumerReport {
 pub enum ConsumerError {
     #[error("invalid consumer options: {0}")]
     Options(String),
-    #[error("the consumer stopped: {source}")]
+    #[error("the consumer stopped")]
     Storage {
         /// What it had done until then.
         report: Box<ConsumerReport>,

@@ -96,7 +96,7 @@ impl ProduceReport {
 pub enum ProducerError {
     #[error("invalid producer plan: {0}")]
     Plan(String),
-    #[error("the producer stopped after {sent} messages: {source}")]
+    #[error("the producer stopped after {sent} messages")]
     Storage {
         sent: u64,
         #[source]

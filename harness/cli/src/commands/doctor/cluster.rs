@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use super::{names, Finding};
-use edw_engine::secrets::redact;
 use edw_engine::target::TargetKind;
 
 /// The API server's `/version`.
@@ -37,7 +36,10 @@ pub(super) async fn cluster_finding(target: TargetKind) -> Finding {
         Err(e) => {
             return Finding::fail(
                 name,
-                format!("no usable kubeconfig: {}", error_chain(&e)),
+                format!(
+                    "no usable kubeconfig: {}",
+                    edw_engine::error_chain::text(&e)
+                ),
                 format!("set KUBECONFIG or write ~/.kube/config: {get_credentials}"),
             )
         }
@@ -51,7 +53,7 @@ pub(super) async fn cluster_finding(target: TargetKind) -> Finding {
         Err(e) => {
             return Finding::fail(
                 name,
-                format!("the kubeconfig{in_context} cannot be used: {}", error_chain(&e)),
+                format!("the kubeconfig{in_context} cannot be used: {}", edw_engine::error_chain::text(&e)),
                 format!(
                     "pick a context that exists (`kubectl config get-contexts`; EDW_KUBE_CONTEXT), or {get_credentials}"
                 ),
@@ -64,7 +66,10 @@ pub(super) async fn cluster_finding(target: TargetKind) -> Finding {
         Err(e) => {
             return Finding::fail(
                 name,
-                format!("no client for {url}{in_context}: {}", error_chain(&e)),
+                format!(
+                    "no client for {url}{in_context}: {}",
+                    edw_engine::error_chain::text(&e)
+                ),
                 format!("check the kubeconfig's cluster and user entries, or {get_credentials}"),
             )
         }
@@ -91,7 +96,7 @@ pub(super) async fn cluster_finding(target: TargetKind) -> Finding {
             name,
             format!(
                 "{url}{in_context} does not answer /version: {}",
-                error_chain(&e)
+                edw_engine::error_chain::text(&e)
             ),
             reach_fix,
         ),
@@ -101,18 +106,4 @@ pub(super) async fn cluster_finding(target: TargetKind) -> Finding {
             reach_fix,
         ),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        source = inner.source();
-    }
-    redact(&text)
 }
