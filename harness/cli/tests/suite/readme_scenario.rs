@@ -83,6 +83,6 @@ fn the_readme_shows_exactly_this_code() {
         .expect("its rust block");
     assert_eq!(
         block, example,
-        "README's \"Writing a scenario\" block differs from harness/tests/readme_scenario.rs"
+        "README's \"Writing a scenario\" block differs from harness/cli/tests/suite/readme_scenario.rs"
     );
 }
