@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use edw_engine::config::{Config, ConfigInputs};
 use edw_engine::runner::{Execution, Scenario};
 use edw_engine::target::{Target, TargetKind};
-use edw_model::report::Outcome;
+use edw_model::report::StepStatus;
 use tokio_util::sync::CancellationToken;
 
 pub use activation::activation_window;
@@ -66,15 +66,27 @@ pub fn find(name: &str) -> Option<Scenario> {
         .find(|s| s.name == name || s.name.strip_prefix("flow::") == Some(name))
 }
 
-/// One line about `scenario`: what it checks (the first line of its description).
+/// One line about `scenario`: what it proves (for `edw run --list`); a scenario outside the
+/// catalogue is described by its steps.
 pub fn describe(scenario: &Scenario) -> String {
-    let steps: Vec<&str> = scenario
-        .steps
-        .iter()
-        .map(|s| s.name)
-        .filter(|n| !n.starts_with("deploy") && !n.starts_with("validate"))
-        .collect();
-    format!("{} steps: {}", scenario.steps.len(), steps.join("; "))
+    let about = match scenario.name.as_str() {
+        "flow::burst" => "the walkthrough: deploy, validate, a burst, scale out to the modelled peak, nodes grow, drain, scale in, nodes go, none lost",
+        "flow::activation" => "activationQueueLength messages keep 0 replicas for two polls; one more activates",
+        "flow::ceiling" => "a burst asking for 8x maxReplicaCount never exceeds it; the NodePool stops growing",
+        "flow::scale_to_zero" => "after the drain, 0 replicas within the cooldown plus a poll; nodes removed",
+        "flow::tail" => "finding: minReplicaCount 0 + activationQueueLength 20 strands the tail, unread",
+        "flow::tail_fixed" => "the fix (activationQueueLength 0) drains every message",
+        "flow::steady_rate" => "a constant 1.5 msg/s holds the model's 3 replicas for 240 s, each message once",
+        "flow::poison" => "malformed and failing messages end in the poison queue; the rest drain once",
+        "flow::consumer_restart" => "consumer pods killed twice mid-drain; every message still processed once",
+        "flow::chaos" => "2,000 messages; pods killed three times and NodeClaims deleted mid-drain; none lost",
+        _ => "",
+    };
+    if !about.is_empty() {
+        return about.to_owned();
+    }
+    let steps: Vec<&str> = scenario.steps.iter().map(|s| s.name).collect();
+    format!("{} steps: {}", steps.len(), steps.join("; "))
 }
 
 /// Why a target's trials do not run here, or `None` when they do.
@@ -154,7 +166,7 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
                 .iter()
                 .chain(&result.cleanup)
                 .filter_map(|s| match &s.outcome {
-                    Outcome::Failed { message } => Some(format!(
+                    StepStatus::Failed { message } => Some(format!(
                         "{}: {message}\n  {}",
                         s.name,
                         s.details.join("\n  ")
@@ -171,4 +183,36 @@ pub fn run_trial(scenario: &Scenario, target: TargetKind) -> Result<(), String> 
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_has_a_unique_name_a_description_and_is_found_by_its_names() {
+        let all = all();
+        let mut names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "duplicate scenario names");
+        for scenario in &all {
+            assert!(!describe(scenario).contains("steps:"), "{}: no description", scenario.name);
+            assert_eq!(find(&scenario.name).map(|s| s.name), Some(scenario.name.clone()));
+            let short = scenario.name.trim_start_matches("flow::");
+            assert_eq!(find(short).map(|s| s.name), Some(scenario.name.clone()));
+        }
+        assert!(find("no_such_flow").is_none());
+    }
+
+    #[test]
+    fn the_burst_is_the_walkthrough_setup_load_scale_checks_verify_and_cleanup() {
+        let burst = burst();
+        let names: Vec<&str> = burst.steps.iter().map(|s| s.name).collect();
+        assert_eq!(names[0], "deploy");
+        assert_eq!(names[5], "load: producer burst");
+        assert_eq!(names.last(), Some(&edw_engine::steps::VERIFY_STEP));
+        assert_eq!(burst.steps.len(), 12);
+        assert_eq!(burst.cleanup.len(), 2);
+    }
 }

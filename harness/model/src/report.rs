@@ -9,15 +9,15 @@ use time::OffsetDateTime;
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum StepStatus {
     Passed,
     Failed { message: String },
     Skipped { reason: String },
 }
 
-impl Outcome {
+impl StepStatus {
     pub fn is_failed(&self) -> bool {
-        matches!(self, Outcome::Failed { .. })
+        matches!(self, StepStatus::Failed { .. })
     }
 }
 
@@ -25,7 +25,7 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StepReport {
     pub name: String,
-    pub outcome: Outcome,
+    pub outcome: StepStatus,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub duration: Duration,
@@ -43,17 +43,17 @@ pub struct StepReport {
 impl StepReport {
     /// True for a passed step that carries warnings.
     pub fn warned(&self) -> bool {
-        self.outcome == Outcome::Passed && !self.warnings.is_empty()
+        self.outcome == StepStatus::Passed && !self.warnings.is_empty()
     }
 
     /// The step's mark and what follows its name in a one-line listing: `ok`, `WARN` with
     /// the warnings, `FAIL` with the message, `skip` with the reason.
     pub fn status_line(&self) -> (&'static str, String) {
         match &self.outcome {
-            Outcome::Passed if self.warnings.is_empty() => ("ok  ", String::new()),
-            Outcome::Passed => ("WARN", format!(": {}", self.warnings.join("; "))),
-            Outcome::Failed { message } => ("FAIL", format!(": {message}")),
-            Outcome::Skipped { reason } => ("skip", format!(": {reason}")),
+            StepStatus::Passed if self.warnings.is_empty() => ("ok  ", String::new()),
+            StepStatus::Passed => ("WARN", format!(": {}", self.warnings.join("; "))),
+            StepStatus::Failed { message } => ("FAIL", format!(": {message}")),
+            StepStatus::Skipped { reason } => ("skip", format!(": {reason}")),
         }
     }
 }

@@ -15,7 +15,7 @@ use edw_engine::deploy_script::{DeployCommand, DeployError};
 use edw_engine::runner::{
     Context, DeployedGroup, FlowSettings, RunOptions, Scenario, Step, StepFn,
 };
-use edw_model::report::Outcome;
+use edw_model::report::StepStatus;
 
 use crate::support::arm_replay::{calls, mount_resource_group, SUB};
 use crate::support::cli::unreachable_kubeconfig;
@@ -211,7 +211,7 @@ async fn the_deployed_group_is_deleted_and_awaited_however_the_run_ends() {
             report.steps
         );
         let cleanup = &report.cleanup[0];
-        assert_eq!(cleanup.outcome, Outcome::Passed, "{ending}: {cleanup:?}");
+        assert_eq!(cleanup.outcome, StepStatus::Passed, "{ending}: {cleanup:?}");
         assert!(
             cleanup.details[0].contains("waited until Azure Resource Manager answered 404"),
             "{ending}: {:?}",
@@ -291,7 +291,7 @@ fn edw_run_deploy(dir: &Path, line: &str, arm_url: &str) -> Command {
 /// `edw` in `dir` with the mock ARM's token and a fast poll, and a kubeconfig whose cluster
 /// does not answer (no EDW_TARGET or EDW_DEPLOY_STATE from the environment).
 fn edw_with_unreachable_cluster(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut command = crate::support::cli::edw_binary();
     command
         .env("EDW_ARM_TOKEN", "arm-token-never-printed")
         .env("EDW_ARM_POLL_INTERVAL", "50ms")

@@ -373,7 +373,7 @@ const HAND_PICKED: &[BadSetting] = &[
 #[test]
 fn hand_picked_storage_settings_fail_cleanly_naming_the_culprit() {
     for (what, env, named) in HAND_PICKED {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+        let mut command = crate::support::cli::edw_binary();
         for key in [
             "AZURE_STORAGE_ACCOUNT_NAME",
             "AZURE_STORAGE_CONNECTION_STRING",

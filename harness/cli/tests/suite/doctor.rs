@@ -47,7 +47,7 @@ impl Sandbox {
 
     /// `edw doctor` with `args`, only PATH and HOME set besides `env`.
     fn doctor(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+        let mut command = crate::support::cli::edw_binary();
         command
             .arg("doctor")
             .args(args)

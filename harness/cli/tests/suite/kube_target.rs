@@ -114,7 +114,7 @@ async fn the_phases_run_one_at_a_time_sharing_the_run_state() {
     );
 
     // The local twin cannot be split into phases, and says what to do instead.
-    let mut local = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut local = crate::support::cli::edw_binary();
     local.args(["deploy", "--target", "local"]);
     use_azurite(&mut local, &env);
     let output = local.output().unwrap();
@@ -387,7 +387,7 @@ async fn bench_prints_every_figure_and_measures_idle_on_another_process() {
 async fn the_export_lines_twin_serve_prints_are_all_a_kube_run_needs() {
     let env = Env::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut serve = crate::support::cli::edw_binary();
     serve
         .args(["twin", "serve", "--kubeconfig", "twin.kubeconfig"])
         .current_dir(dir.path())
@@ -428,7 +428,7 @@ async fn the_export_lines_twin_serve_prints_are_all_a_kube_run_needs() {
         "{exports:?}"
     );
     let elsewhere = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_edw"))
+    let output = crate::support::cli::edw_binary()
         .args(["run", "--plain", "--messages", "200", "--report-dir"])
         .arg(elsewhere.path())
         .env_clear()

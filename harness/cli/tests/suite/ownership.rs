@@ -569,7 +569,7 @@ async fn use_deployed_creates_and_deletes_nothing_and_counts_only_its_messages()
     );
 
     // On the local target there is nothing deployed: refused, naming the flag.
-    let mut local = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut local = crate::support::cli::edw_binary();
     local.args(["run", "--target", "local", "--use-deployed"]);
     crate::support::served::use_azurite(&mut local, &env);
     let output = local.output().unwrap();

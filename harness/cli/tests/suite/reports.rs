@@ -12,7 +12,7 @@ use edw_engine::report::{
 };
 use edw_engine::secrets::Secret;
 use edw_model::report::{
-    MeasuredClock, Observation, Outcome, Phase, ScenarioReport, StepReport, TargetInfo,
+    MeasuredClock, Observation, StepStatus, Phase, ScenarioReport, StepReport, TargetInfo,
 };
 use edw_twin::cost::{estimate, NodeSpan};
 use proptest::prelude::*;
@@ -25,14 +25,14 @@ use time::OffsetDateTime;
 const T0: OffsetDateTime = datetime!(2026-03-02 09:30:00 UTC);
 const T1: OffsetDateTime = datetime!(2026-03-02 10:00:00 +01:00);
 
-fn step(name: &str, outcome: Outcome, start: u64, millis: u64) -> StepReport {
+fn step(name: &str, outcome: StepStatus, start: u64, millis: u64) -> StepReport {
     step_at(T0, name, outcome, start, millis)
 }
 
 fn step_at(
     base: OffsetDateTime,
     name: &str,
-    outcome: Outcome,
+    outcome: StepStatus,
     start: u64,
     millis: u64,
 ) -> StepReport {
@@ -150,16 +150,16 @@ fn passing_simulated() -> ScenarioReport {
         duration: Duration::from_secs(195),
         steps: vec![
             with_details(
-                step("deploy workload", Outcome::Passed, 0, 1_250),
+                step("deploy workload", StepStatus::Passed, 0, 1_250),
                 &["applied 4 objects to namespace aqs-demo"],
             ),
             with_properties(
-                step("produce 1000 messages", Outcome::Passed, 2, 8_400),
+                step("produce 1000 messages", StepStatus::Passed, 2, 8_400),
                 &[("messages", "1000")],
             ),
             with_properties(
                 with_details(
-                    step("scale out", Outcome::Passed, 10, 52_000),
+                    step("scale out", StepStatus::Passed, 10, 52_000),
                     &[
                         "desired replicas: expected 10, observed 10",
                         "new nodes: expected > 0, observed 3",
@@ -167,13 +167,13 @@ fn passing_simulated() -> ScenarioReport {
                 ),
                 &[("max_replicas", "10"), ("nodes_added", "3")],
             ),
-            step("drain queue", Outcome::Passed, 62, 30_000),
-            step("scale to zero", Outcome::Passed, 92, 30_000),
-            step("nodes consolidated", Outcome::Passed, 122, 50_000),
+            step("drain queue", StepStatus::Passed, 62, 30_000),
+            step("scale to zero", StepStatus::Passed, 92, 30_000),
+            step("nodes consolidated", StepStatus::Passed, 122, 50_000),
         ],
         cleanup: vec![
-            step("delete workload", Outcome::Passed, 180, 2_000),
-            step("delete queue and table", Outcome::Passed, 182, 900),
+            step("delete workload", StepStatus::Passed, 180, 2_000),
+            step("delete queue and table", StepStatus::Passed, 182, 900),
         ],
         timeline,
         phases: vec![
@@ -226,12 +226,12 @@ fn failing_cluster() -> ScenarioReport {
         started_at: T1,
         duration: Duration::from_secs(331),
         steps: vec![
-            step_at(T1, "deploy workload", Outcome::Passed, 0, 4_100),
+            step_at(T1, "deploy workload", StepStatus::Passed, 0, 4_100),
             with_details(
                 step_at(
                     T1,
                     "scale out",
-                    Outcome::Failed {
+                    StepStatus::Failed {
                         message: "desired replicas stayed at 0 for 300 s\nexpected: > 0 within 300 s\nobserved: 0 (KEDA reported \"no metrics\" & <nothing> else)".to_owned(),
                     },
                     5,
@@ -245,7 +245,7 @@ fn failing_cluster() -> ScenarioReport {
             step_at(
                     T1,
                 "drain queue",
-                Outcome::Skipped {
+                StepStatus::Skipped {
                     reason: "an earlier step failed".to_owned(),
                 },
                 305,
@@ -253,7 +253,7 @@ fn failing_cluster() -> ScenarioReport {
             ),
         ],
         cleanup: vec![with_details(
-            step_at(T1, "delete workload", Outcome::Passed, 306, 20_000),
+            step_at(T1, "delete workload", StepStatus::Passed, 306, 20_000),
             &["deleted 4 objects"],
         )],
         timeline,
@@ -774,9 +774,9 @@ fn plant(mut report: ScenarioReport, text: &str) -> ScenarioReport {
         s.properties
             .push((format!("key {text}"), format!("value {text}")));
         match &mut s.outcome {
-            Outcome::Failed { message } => message.push_str(&format!("\nconnection: {text}")),
-            Outcome::Skipped { reason } => reason.push_str(&format!(" ({text})")),
-            Outcome::Passed => {}
+            StepStatus::Failed { message } => message.push_str(&format!("\nconnection: {text}")),
+            StepStatus::Skipped { reason } => reason.push_str(&format!(" ({text})")),
+            StepStatus::Passed => {}
         }
     }
     report.phases.push(Phase {
@@ -989,7 +989,7 @@ fn passing_with_a_stranded_tail() -> ScenarioReport {
     let mut report = passing_simulated();
     let mut verify = with_properties(
         with_details(
-            step(edw_engine::steps::VERIFY_STEP, Outcome::Passed, 172, 300),
+            step(edw_engine::steps::VERIFY_STEP, StepStatus::Passed, 172, 300),
             &[COUNTS, "peak desired replicas 10 (maxReplicaCount 15)"],
         ),
         &[("messages.stranded", "12"), ("messages.lost", "0")],

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 fn edw(env: &Env, report_dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut command = crate::support::cli::edw_binary();
     command
         .args(["run", "--plain", "--report-dir"])
         .arg(report_dir);
@@ -328,11 +328,88 @@ async fn edw_load_refuses_a_burst_that_cannot_activate_before_sending() {
     let env = Env::start().await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("edw-run.state");
-    let mut load = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut load = crate::support::cli::edw_binary();
     load.args(["load", "--target", "kube", "--messages", "5", "--run-state"])
         .arg(&state);
     crate::support::served::use_azurite(&mut load, &env);
     let (_, stderr) = exits_with(&mut load, 2);
     assert_names_the_activation_window(&stderr, 5);
     assert!(!state.exists(), "nothing recorded: nothing was sent");
+}
+
+#[test]
+fn run_list_names_every_catalogue_scenario_with_what_it_proves() {
+    let output = crate::support::cli::edw()
+        .args(["run", "--list"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let scenarios = edw_scenarios::all();
+    assert_eq!(stdout.lines().count(), scenarios.len(), "{stdout}");
+    for (line, scenario) in stdout.lines().zip(&scenarios) {
+        assert!(line.starts_with(&scenario.name), "{line}");
+        let about = line[scenario.name.len()..].trim();
+        assert!(!about.is_empty(), "{line}: no description");
+    }
+}
+
+#[test]
+fn run_refuses_a_scenario_the_catalogue_does_not_have_naming_the_known_ones() {
+    let output = crate::support::cli::edw()
+        .args(["run", "--scenario", "burst,no_such_flow"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"no_such_flow\""), "{stderr}");
+    assert!(
+        stderr.contains("flow::burst") && stderr.contains("flow::chaos"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn deploying_for_several_scenarios_is_refused_before_anything_is_deployed() {
+    let output = crate::support::cli::edw()
+        .args([
+            "run",
+            "--target",
+            "aks",
+            "--deploy",
+            "--scenario",
+            "flow::burst,flow::tail_fixed",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("run one scenario with them, not 2"), "{stderr}");
+}
+
+/// `--scenario` runs a catalogue scenario other than the burst through `edw run` itself: its
+/// own steps, its own report folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_scenario_runs_that_catalogue_scenario_with_its_own_steps_and_reports() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, _) = exits_with(
+        edw(&env, dir.path()).args(["--scenario", "tail_fixed", "--messages", "300"]),
+        0,
+    );
+    assert!(stdout.contains("flow::tail_fixed on "), "{stdout}");
+    let junit = std::fs::read_to_string(dir.path().join("flow-tail_fixed-local/junit.xml"))
+        .expect("the scenario's own report folder");
+    for step in &edw_scenarios::tail_fixed().steps {
+        assert!(
+            junit.contains(&step.name.replace('\'', "&apos;")),
+            "{}: not in the report",
+            step.name
+        );
+    }
+    assert!(
+        junit.contains("sent 300, processed once 300"),
+        "--messages sets the scenario's load"
+    );
+    assert!(!dir.path().join("flow-burst-local").exists());
 }

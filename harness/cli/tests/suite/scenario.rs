@@ -12,7 +12,7 @@ use edw_engine::runner::{
     run, Context, FlowSettings, RunOptions, Scenario, Step, StepFuture, StepResult,
 };
 use edw_engine::target::Target;
-use edw_model::report::Outcome;
+use edw_model::report::StepStatus;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
@@ -177,13 +177,13 @@ async fn assert_cleaned(target: &Target, context: &Context) {
 
 fn check_failed_run(report: &edw_model::report::ScenarioReport, message: &str) {
     assert!(!report.passed());
-    assert_eq!(report.steps[0].outcome, Outcome::Passed, "deploy ran");
+    assert_eq!(report.steps[0].outcome, StepStatus::Passed, "deploy ran");
     match &report.steps[1].outcome {
-        Outcome::Failed { message: m } => assert!(m.contains(message), "{m}"),
+        StepStatus::Failed { message: m } => assert!(m.contains(message), "{m}"),
         other => panic!("expected a failure, got {other:?}"),
     }
     assert!(report.steps[2..].iter().all(
-        |s| matches!(&s.outcome, Outcome::Skipped { reason } if reason == "an earlier step failed")
+        |s| matches!(&s.outcome, StepStatus::Skipped { reason } if reason == "an earlier step failed")
     ));
     let diagnostics = report.diagnostics.as_deref().expect("diagnostics captured");
     assert!(
@@ -191,7 +191,7 @@ fn check_failed_run(report: &edw_model::report::ScenarioReport, message: &str) {
         "{diagnostics}"
     );
     assert!(
-        report.cleanup.iter().all(|s| s.outcome == Outcome::Passed),
+        report.cleanup.iter().all(|s| s.outcome == StepStatus::Passed),
         "{:?}",
         report.cleanup
     );
@@ -234,7 +234,7 @@ async fn keep_on_failure_keeps_the_resources_and_says_how_to_remove_them() {
     assert!(!report.passed());
     for step in &report.cleanup {
         match &step.outcome {
-            Outcome::Skipped { reason } => assert!(
+            StepStatus::Skipped { reason } => assert!(
                 reason.contains("--keep-on-failure")
                     && reason.contains(&format!(
                         "kubectl delete namespaces,nodepools.karpenter.sh -l edw-conformance/run-id={}",
@@ -279,7 +279,7 @@ async fn a_configuration_that_cannot_meet_its_drain_target_fails_naming_the_sett
     let failed = only_failure(&report);
     assert_eq!(failed.name, "scale: queue drains to 0");
     match &failed.outcome {
-        Outcome::Failed { message } => {
+        StepStatus::Failed { message } => {
             assert!(
                 message.contains(
                     "maxReplicaCount 2 cannot drain 1000 messages within the drain target of 120 s"
@@ -303,7 +303,7 @@ async fn a_configuration_that_cannot_meet_its_drain_target_fails_naming_the_sett
         "{:?}",
         report.findings
     );
-    assert!(report.cleanup.iter().all(|s| s.outcome == Outcome::Passed));
+    assert!(report.cleanup.iter().all(|s| s.outcome == StepStatus::Passed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,13 +315,13 @@ async fn a_steady_rate_the_baseline_cannot_carry_fails_naming_min_replica_count(
     let report = run_on(target, config, &scenario).await;
     let failed = only_failure(&report);
     match &failed.outcome {
-        Outcome::Failed { message } => assert!(
+        StepStatus::Failed { message } => assert!(
             message.contains("minReplicaCount 0 cannot keep up with 1.5 msg/s (2 needed)"),
             "{message}"
         ),
         other => panic!("{other:?}"),
     }
-    assert!(report.cleanup.iter().all(|s| s.outcome == Outcome::Passed));
+    assert!(report.cleanup.iter().all(|s| s.outcome == StepStatus::Passed));
 }
 
 async fn run_on(
@@ -386,13 +386,13 @@ async fn a_stranded_tail_passes_verify_only_as_a_warning_that_states_every_count
     ));
     let report = run_in(context, &scenario).await;
     assert!(report.passed(), "{:#?}", report.steps);
-    assert!(report.cleanup.iter().all(|s| s.outcome == Outcome::Passed));
+    assert!(report.cleanup.iter().all(|s| s.outcome == StepStatus::Passed));
 
     let counts = "sent 20, processed once 0, duplicated 0, lost 0, stranded 20, poisoned 0";
     let verify = report.steps.last().unwrap();
     assert_eq!(
         verify.outcome,
-        Outcome::Passed,
+        StepStatus::Passed,
         "the check holds: none lost"
     );
     assert_eq!(verify.details[0], counts);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use edw_engine::runner::{Context, FlowSettings, RunOptions, Scenario, Step, StepFn};
 use edw_engine::steps::storage_firewall::{cleanup_step, FirewallOpening};
-use edw_model::report::Outcome;
+use edw_model::report::StepStatus;
 use serde_json::{json, Value};
 use wiremock::MockServer;
 
@@ -344,7 +344,7 @@ async fn the_runs_rule_is_removed_however_the_run_ends() {
             report.steps
         );
         let removal = &report.cleanup[1];
-        assert_eq!(removal.outcome, Outcome::Passed, "{ending}: {removal:?}");
+        assert_eq!(removal.outcome, StepStatus::Passed, "{ending}: {removal:?}");
         assert_eq!(
             removal.details,
             [format!("removed this run's IP rule {ADDRESS} from storage account {ACCOUNT} (its other rules untouched)")],
@@ -352,7 +352,7 @@ async fn the_runs_rule_is_removed_however_the_run_ends() {
         );
         if keep {
             assert!(
-                matches!(&report.cleanup[0].outcome, Outcome::Skipped { reason } if reason.contains("--keep-on-failure")),
+                matches!(&report.cleanup[0].outcome, StepStatus::Skipped { reason } if reason.contains("--keep-on-failure")),
                 "{ending}: {:?}",
                 report.cleanup[0]
             );

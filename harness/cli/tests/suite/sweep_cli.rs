@@ -47,7 +47,7 @@ async fn a_dry_run_lists_exactly_the_expired_group() {
         .mount(&server)
         .await;
     let token = "ZmFrZS1hcm0tdG9rZW4tZm9yLXRoZS1zd2VlcC10ZXN0";
-    let output = Command::new(env!("CARGO_BIN_EXE_edw"))
+    let output = crate::support::cli::edw_binary()
         .args(["sweep", "--subscription", SUB, "--arm-url", &server.uri()])
         .env("EDW_ARM_TOKEN", token)
         .output()
@@ -68,7 +68,7 @@ async fn a_dry_run_lists_exactly_the_expired_group() {
 
 #[test]
 fn without_a_subscription_the_error_says_what_to_set() {
-    let output = Command::new(env!("CARGO_BIN_EXE_edw"))
+    let output = crate::support::cli::edw_binary()
         .arg("sweep")
         .env_remove("AZURE_SUBSCRIPTION_ID")
         .env("EDW_ARM_TOKEN", "unused-token-value")

@@ -45,7 +45,7 @@ async fn kubectl_sees_the_sample_scale_out_and_drain() {
     let kubeconfig = dir.path().join("twin.kubeconfig");
     let queue_name = edw_model::naming::run_queue_name("served");
     let table_name = edw_model::naming::run_table_name("served");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edw"))
+    let mut child = crate::support::cli::edw_binary()
         .args([
             "twin",
             "serve",

@@ -827,7 +827,7 @@ fn every_edw_command_in_ci_is_one_the_cli_accepts() {
     for (place, args) in invocations {
         // `--help` after the arguments: clap parses them first, so an unknown subcommand or
         // flag fails here the way it would fail in CI, and nothing talks to Azure.
-        let out = Command::new(env!("CARGO_BIN_EXE_edw"))
+        let out = crate::support::cli::edw_binary()
             .args(&args)
             .arg("--help")
             .output()

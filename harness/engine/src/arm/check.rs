@@ -1,7 +1,7 @@
 //! One Azure-side [`Check`] and its [`CheckOutcome`], and the names of the checks
 //! [`super::validate`] runs ([`names`]).
 
-use edw_model::report::Outcome;
+use edw_model::report::StepStatus;
 
 /// How one check ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -67,14 +67,14 @@ impl Check {
     }
 }
 
-impl From<&CheckOutcome> for Outcome {
-    fn from(outcome: &CheckOutcome) -> Outcome {
+impl From<&CheckOutcome> for StepStatus {
+    fn from(outcome: &CheckOutcome) -> StepStatus {
         match outcome {
-            CheckOutcome::Passed { .. } => Outcome::Passed,
-            CheckOutcome::Failed { message } => Outcome::Failed {
+            CheckOutcome::Passed { .. } => StepStatus::Passed,
+            CheckOutcome::Failed { message } => StepStatus::Failed {
                 message: message.clone(),
             },
-            CheckOutcome::Skipped { reason } => Outcome::Skipped {
+            CheckOutcome::Skipped { reason } => StepStatus::Skipped {
                 reason: reason.clone(),
             },
         }

@@ -10,7 +10,7 @@
 
 use time::{Date, Month};
 
-use super::deploy_script::code;
+use super::script_findings::code;
 use super::{Checked, Finding, Severity};
 
 /// A calendar day: (year, month, day).

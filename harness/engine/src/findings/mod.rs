@@ -7,7 +7,7 @@
 //! scenario reports carry them (`ScenarioReport::findings`).
 
 mod defaults;
-mod deploy_script;
+mod script_findings;
 mod drain;
 mod kubernetes_version;
 mod nodepool;
@@ -186,7 +186,7 @@ pub fn check(inputs: &CheckInputs) -> Result<Vec<Finding>, FindingsError> {
         drain::drain_target(&checked),
         scaling::cooldown_shorter_than_polling(&checked),
         nodepool::nodepool_limit(&checked),
-        deploy_script::role_assignment_scope(&checked),
+        script_findings::role_assignment_scope(&checked),
         kubernetes_version::kubernetes_version_unsupported(&checked),
         scaling::legacy_hpa_ramp(&checked),
         scaling::slow_activation(&checked),

@@ -6,7 +6,7 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 use time::OffsetDateTime;
 
 use super::{clean, clean_line, phase_value, ReportError};
-use edw_model::report::{Outcome, ScenarioReport, StepReport, STEP_CLOCK};
+use edw_model::report::{StepStatus, ScenarioReport, StepReport, STEP_CLOCK};
 
 /// The name of the `<testsuites>` element.
 pub const REPORT_NAME: &str = "edw-conformance";
@@ -146,8 +146,8 @@ fn suite(report: &ScenarioReport) -> TestSuite {
 fn case(step: &StepReport, name: String, classname: &str) -> TestCase {
     let details = clean(&step.details.join("\n"));
     let status = match &step.outcome {
-        Outcome::Passed => TestCaseStatus::success(),
-        Outcome::Failed { message } => {
+        StepStatus::Passed => TestCaseStatus::success(),
+        StepStatus::Failed { message } => {
             let message = clean(message);
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             let text = if message.contains('\n') {
@@ -165,7 +165,7 @@ fn case(step: &StepReport, name: String, classname: &str) -> TestCase {
             }
             status
         }
-        Outcome::Skipped { reason } => {
+        StepStatus::Skipped { reason } => {
             let mut status = TestCaseStatus::skipped();
             status.set_message(clean(reason));
             if !details.is_empty() {
@@ -180,7 +180,7 @@ fn case(step: &StepReport, name: String, classname: &str) -> TestCase {
         case.set_timestamp(ts);
     }
     case.set_time(step.duration);
-    if matches!(step.outcome, Outcome::Passed) && !details.is_empty() {
+    if matches!(step.outcome, StepStatus::Passed) && !details.is_empty() {
         case.set_system_out(details);
     }
     if step.warned() {

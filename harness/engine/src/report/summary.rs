@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use super::{clean, clean_line, human_duration, phase_value};
-use crate::findings::{Finding, Severity};
-use edw_model::report::{Outcome, ScenarioReport, StepReport, STEP_CLOCK};
+use edw_model::finding::{Finding, Severity};
+use edw_model::report::{StepStatus, ScenarioReport, StepReport, STEP_CLOCK};
 
 /// The line that marks a simulated run.
 pub const SIMULATED_LINE: &str = "SIMULATED (twin) — not a cluster result";
@@ -232,13 +232,13 @@ fn findings(md: &mut String, findings: &[Finding]) {
 
 fn step_row(md: &mut String, step: &StepReport, prefix: &str) {
     let (result, message) = match &step.outcome {
-        Outcome::Passed if step.warned() => (
+        StepStatus::Passed if step.warned() => (
             "⚠️ passed with warning",
             cell(&clean(&step.warnings.join("\n"))),
         ),
-        Outcome::Passed => ("✅ passed", String::new()),
-        Outcome::Failed { message } => ("❌ failed", cell(&clean(message))),
-        Outcome::Skipped { reason } => ("⏭ skipped", cell(&clean(reason))),
+        StepStatus::Passed => ("✅ passed", String::new()),
+        StepStatus::Failed { message } => ("❌ failed", cell(&clean(message))),
+        StepStatus::Skipped { reason } => ("⏭ skipped", cell(&clean(reason))),
     };
     let _ = writeln!(
         md,

@@ -58,7 +58,7 @@ pub struct Context {
     /// Properties the current step adds to its report.
     pub current_properties: Vec<(String, String)>,
     /// Configuration findings for the report (see [`crate::findings`]).
-    pub findings: Vec<crate::findings::Finding>,
+    pub findings: Vec<edw_model::finding::Finding>,
     /// Where the run records what it creates, before creating it (a crashed run is then
     /// cleaned by `edw cleanup --run-state <ledger>`).
     pub ledger: Option<std::path::PathBuf>,
@@ -67,7 +67,7 @@ pub struct Context {
     pub deployed_group: Option<DeployedGroup>,
     /// The IP rule this run added to the storage account's firewall (`--storage-firewall
     /// open-for-run`), which its cleanup removes. `None` when it added none.
-    pub storage_firewall_opening: Option<crate::steps::storage_firewall::FirewallOpening>,
+    pub storage_firewall_opening: Option<edw_model::run::FirewallOpening>,
     /// What the Azure-side checks found before the run started (aks), for its first step.
     pub azure_preflight: Vec<String>,
     progress: Option<ProgressSink>,

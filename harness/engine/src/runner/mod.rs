@@ -22,7 +22,7 @@ use futures::FutureExt;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use edw_model::report::{Outcome, ScenarioReport, StepReport};
+use edw_model::report::{StepStatus, ScenarioReport, StepReport};
 
 /// What a step function returns.
 pub type StepFuture<'a> = Pin<Box<dyn Future<Output = StepResult> + Send + 'a>>;
@@ -168,15 +168,15 @@ async fn run_step(
         } => StepResult::failed("interrupted (Ctrl-C, SIGTERM or the run's deadline)", []),
     };
     let (outcome, details, warnings) = match result {
-        StepResult::Passed { details, warnings } => (Outcome::Passed, details, warnings),
+        StepResult::Passed { details, warnings } => (StepStatus::Passed, details, warnings),
         StepResult::Failed { message, details } => (
-            Outcome::Failed {
+            StepStatus::Failed {
                 message: crate::secrets::redact(&message),
             },
             details,
             Vec::new(),
         ),
-        StepResult::Skipped { reason } => (Outcome::Skipped { reason }, Vec::new(), Vec::new()),
+        StepResult::Skipped { reason } => (StepStatus::Skipped { reason }, Vec::new(), Vec::new()),
     };
     let redact = |lines: Vec<String>| lines.iter().map(|d| crate::secrets::redact(d)).collect();
     StepReport {
@@ -213,7 +213,7 @@ pub async fn run(
         if failed {
             steps.push(StepReport {
                 name: step.name.to_owned(),
-                outcome: Outcome::Skipped {
+                outcome: StepStatus::Skipped {
                     reason: "an earlier step failed".to_owned(),
                 },
                 started_at: OffsetDateTime::now_utc(),
@@ -241,7 +241,7 @@ pub async fn run(
         if failed && options.keep_on_failure && !step.runs_when_kept {
             cleanup.push(StepReport {
                 name: step.name.to_owned(),
-                outcome: Outcome::Skipped {
+                outcome: StepStatus::Skipped {
                     reason: format!(
                         "kept for inspection (--keep-on-failure); remove it later with `{}`",
                         context.cleanup_hint()
@@ -284,9 +284,9 @@ fn outcome_word(report: &StepReport) -> String {
         return format!("passed with WARNING: {}", report.warnings.join("; "));
     }
     match &report.outcome {
-        Outcome::Passed => "passed",
-        Outcome::Failed { .. } => "FAILED",
-        Outcome::Skipped { .. } => "skipped",
+        StepStatus::Passed => "passed",
+        StepStatus::Failed { .. } => "FAILED",
+        StepStatus::Skipped { .. } => "skipped",
     }
     .to_owned()
 }

@@ -113,7 +113,7 @@ pub fn save_before_target(
     path: &Path,
     target: &str,
     group: Option<&super::context::DeployedGroup>,
-    opening: Option<&crate::steps::storage_firewall::FirewallOpening>,
+    opening: Option<&edw_model::run::FirewallOpening>,
 ) -> Result<(), RunStateError> {
     let group = group
         .map(|g| {
@@ -133,7 +133,7 @@ pub fn save_before_target(
 }
 
 /// The ledger line of the IP rule a run added to the storage firewall, if any.
-fn firewall_line(opening: Option<&crate::steps::storage_firewall::FirewallOpening>) -> String {
+fn firewall_line(opening: Option<&edw_model::run::FirewallOpening>) -> String {
     opening
         .map(|o| format!("{FIREWALL_KEY}={}\n", o.ledger_value()))
         .unwrap_or_default()
@@ -212,7 +212,7 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
             }
             FIREWALL_KEY => {
                 context.storage_firewall_opening = Some(
-                    crate::steps::storage_firewall::FirewallOpening::from_ledger_value(value)
+                    edw_model::run::FirewallOpening::from_ledger_value(value)
                         .map_err(invalid)?,
                 )
             }
@@ -302,7 +302,7 @@ pub fn deployed_group(path: &Path) -> Option<super::context::DeployedGroup> {
 /// cannot be read.
 pub fn storage_firewall_opening(
     path: &Path,
-) -> Option<crate::steps::storage_firewall::FirewallOpening> {
+) -> Option<edw_model::run::FirewallOpening> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
         .find_map(|line| {
@@ -311,7 +311,7 @@ pub fn storage_firewall_opening(
                 .map(str::to_owned)
         })
         .and_then(|value| {
-            crate::steps::storage_firewall::FirewallOpening::from_ledger_value(&value).ok()
+            edw_model::run::FirewallOpening::from_ledger_value(&value).ok()
         })
 }
 
@@ -334,7 +334,7 @@ pub fn forget_storage_firewall_opening(path: &Path) -> Result<(), RunStateError>
 mod tests {
     use super::*;
     use crate::runner::DeployedGroup;
-    use crate::steps::FirewallOpening;
+    use edw_model::run::FirewallOpening;
 
     #[test]
     fn the_firewall_rule_is_recorded_read_back_and_forgotten_alone() {

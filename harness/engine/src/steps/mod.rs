@@ -286,3 +286,47 @@ impl Phase {
 pub fn phase(name: &str) -> Option<Scenario> {
     Phase::parse(name).map(Phase::scenario)
 }
+
+#[cfg(test)]
+mod phase_tests {
+    use super::*;
+
+    fn names(steps: &[Step]) -> Vec<&'static str> {
+        steps.iter().map(|s| s.name).collect()
+    }
+
+    #[test]
+    fn each_named_phase_runs_its_part_of_the_walkthrough() {
+        for phase in Phase::ALL {
+            assert_eq!(Phase::parse(phase.name()), Some(phase));
+            assert_eq!(phase.scenario().name, format!("flow::burst::{}", phase.name()));
+        }
+        assert_eq!(Phase::parse("verify"), None);
+        assert_eq!(
+            names(&Phase::Deploy.scenario().steps),
+            names(&walkthrough_setup())
+        );
+        assert_eq!(
+            names(&Phase::Validate.scenario().steps),
+            [
+                "validate: KEDA operator running (kube-system or keda)",
+                "validate: NodePool served by karpenter.sh",
+                "validate: ScaledObject Ready with its HPA",
+            ]
+        );
+        assert_eq!(
+            names(&Phase::Load.scenario().steps),
+            ["load: producer burst"]
+        );
+        let scale = Phase::Scale.scenario();
+        assert_eq!(scale.steps[0].name, "observe");
+        assert_eq!(names(&scale.steps[1..6]), names(&scale_checks()));
+        assert_eq!(scale.steps[6].name, VERIFY_STEP);
+        let cleanup_phase = Phase::Cleanup.scenario();
+        assert!(cleanup_phase.steps.is_empty());
+        assert_eq!(names(&cleanup_phase.cleanup), names(&cleanup()));
+        for phase in [Phase::Deploy, Phase::Validate, Phase::Load, Phase::Scale] {
+            assert!(phase.scenario().cleanup.is_empty(), "{}", phase.name());
+        }
+    }
+}

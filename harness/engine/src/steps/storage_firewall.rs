@@ -14,50 +14,7 @@ use crate::arm::{Admission, ArmClient, ArmError, RuleRemoval, StorageFirewall};
 use crate::runner::{Context, Step, StepFuture, StepResult};
 use crate::storage::{Storage, StorageError};
 
-/// The IP rule a run added, as its ledger records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FirewallOpening {
-    /// The Resource Manager the rule was added through.
-    pub arm_url: String,
-    /// The storage account's ARM id.
-    pub account_id: String,
-    /// The address the rule allows (its value, exactly).
-    pub address: IpAddr,
-}
-
-impl FirewallOpening {
-    /// `arm url|account id|address`, the ledger's `EDW_RUN_STORAGE_FIREWALL_RULE` value.
-    pub fn ledger_value(&self) -> String {
-        format!("{}|{}|{}", self.arm_url, self.account_id, self.address)
-    }
-
-    /// From [`FirewallOpening::ledger_value`].
-    pub fn from_ledger_value(value: &str) -> Result<FirewallOpening, String> {
-        let parts: Vec<&str> = value.split('|').collect();
-        let [arm_url, account_id, address] = parts[..] else {
-            return Err(format!(
-                "{value:?} is not ARM URL|storage account id|address"
-            ));
-        };
-        let address = address
-            .parse()
-            .map_err(|_| format!("{address:?} in {value:?} is not an IP address"))?;
-        if !account_id.starts_with("/subscriptions/") {
-            return Err(format!(
-                "{account_id:?} in {value:?} is not a storage account id"
-            ));
-        }
-        Ok(FirewallOpening {
-            arm_url: arm_url.to_owned(),
-            account_id: account_id.to_owned(),
-            address,
-        })
-    }
-
-    fn account_name(&self) -> &str {
-        self.account_id.rsplit('/').next().unwrap_or_default()
-    }
-}
+pub use edw_model::run::FirewallOpening;
 
 /// What the account's rules say about this machine, before opening.
 #[derive(Debug, Clone)]

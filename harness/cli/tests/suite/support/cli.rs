@@ -4,9 +4,15 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Output, Stdio};
 
+/// The `edw` binary cargo built for these tests, with this process's environment: the one
+/// place that names it (most tests want [`edw`]).
+pub fn edw_binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edw"))
+}
+
 /// `edw` with only what each test sets: no ambient account, target, cluster or subscription.
 pub fn edw() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut command = edw_binary();
     for key in [
         "AZURE_STORAGE_ACCOUNT_NAME",
         "AZURE_STORAGE_CONNECTION_STRING",

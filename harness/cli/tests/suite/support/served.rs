@@ -31,7 +31,7 @@ pub fn use_azurite(command: &mut Command, env: &Env) {
 /// `edw <args>` on the `kube` target of a served twin: its `kubeconfig` (current context) and
 /// the test's Azurite.
 pub fn edw_on_served_twin(env: &Env, kubeconfig: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut command = crate::support::cli::edw_binary();
     command
         .args(args)
         .env("KUBECONFIG", kubeconfig)
@@ -75,7 +75,7 @@ pub fn kube_phase(
 
 /// `edw twin serve` (with `extra` arguments) writing `kubeconfig`; returns once it serves.
 pub fn serve_twin(env: &Env, kubeconfig: &Path, extra: &[&str]) -> KillOnDrop {
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_edw"));
+    let mut serve = crate::support::cli::edw_binary();
     serve
         .args(["twin", "serve"])
         .args(extra)
