@@ -43,7 +43,7 @@ cluster="${EDW_KIND_CLUSTER:-edw}"
 context="kind-${cluster}"
 image="${EDW_CONSUMER_IMAGE:-edw-consumer:kind}"
 azurite_name="${EDW_AZURITE_CONTAINER:-edw-azurite}"
-# The version the harness pins for its embedded Azurite (harness/src/azurite.rs).
+# The version the harness pins for its embedded Azurite (harness/engine/src/azurite.rs).
 azurite_image="${EDW_AZURITE_IMAGE:-mcr.microsoft.com/azure-storage/azurite:3.37.0}"
 keda_chart_version="${EDW_KEDA_CHART_VERSION:-}"
 account="devstoreaccount1"

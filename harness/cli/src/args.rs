@@ -251,7 +251,7 @@ pub struct ServeArgs {
     )]
     pub activation_queue_length: u32,
     /// Override one twin parameter, e.g. `keda_namespace=keda` (KEDA where its Helm chart puts
-    /// it) or `serve_nodepool_v1beta1=true` (an older NAP); see fixtures/twin/README.md.
+    /// it) or `serve_nodepool_v1beta1=true` (an older NAP); see harness/twin/README.md.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 }
@@ -267,7 +267,7 @@ pub struct SimulateArgs {
     /// The ScaledObject to use (YAML or JSON); default: the walkthrough's.
     #[arg(long, value_name = "FILE")]
     pub scaled_object: Option<PathBuf>,
-    /// Twin parameters as JSON (see fixtures/twin/README.md); default: the specification's.
+    /// Twin parameters as JSON (see harness/twin/README.md); default: the specification's.
     #[arg(long, value_name = "FILE")]
     pub params: Option<PathBuf>,
     /// Override one parameter, e.g. `daemonset_cpu_millis=300` or `initialize_delay=120s`.

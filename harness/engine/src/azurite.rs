@@ -62,7 +62,7 @@ pub enum AzuriteError {
     UnknownRuntime(String),
     #[error(
         "EDW_AZURITE_RUNTIME=docker needs a build with the docker-azurite feature \
-         (`cargo nextest run --features edw-harness/docker-azurite`), and a Docker engine"
+         (`cargo nextest run --features edw-cli/docker-azurite`), and a Docker engine"
     )]
     DockerNotBuilt,
     #[error("cannot run the Azurite container (is a Docker engine running?): {reason}")]

@@ -1,5 +1,5 @@
 //! `edw sweep` and `edw azure-check`: the Azure side through Azure Resource Manager. Tokens
-//! come from the Entra ID credential `harness::storage::EntraSignIn` chooses (GitHub Actions
+//! come from the Entra ID credential `edw_engine::storage::EntraSignIn` chooses (GitHub Actions
 //! OIDC federation, a federated token file, else environment, managed identity, Azure CLI);
 //! `EDW_ARM_TOKEN` supplies a fixed one (tests, CI systems that mint their own).
 

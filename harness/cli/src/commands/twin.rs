@@ -184,7 +184,7 @@ pub fn simulate(global: &GlobalArgs, args: &SimulateArgs) -> Result<u8, Failure>
         println!("{line}");
     }
     println!(
-        "assumed: DaemonSet CPU {}m per node, node ready {} s after its NodeClaim, pod start {} s, {} msg/s per pod (see fixtures/twin/README.md)",
+        "assumed: DaemonSet CPU {}m per node, node ready {} s after its NodeClaim, pod start {} s, {} msg/s per pod (see harness/twin/README.md)",
         report.params.daemonset_cpu_millis,
         report.params.initialize_delay.as_secs(),
         report.params.pod_start_delay.as_secs(),

@@ -853,7 +853,7 @@ fn kind_runs_the_storage_tests_on_the_azurite_container_before_kind_up() {
     let container = position("--features docker-azurite");
     let step = all[container].1;
     assert!(
-        text(step, "run").contains("cargo nextest run -p edw-harness"),
+        text(step, "run").contains("cargo nextest run -p edw-cli"),
         "{file}: {}",
         text(step, "run")
     );

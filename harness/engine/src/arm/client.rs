@@ -98,7 +98,7 @@ impl ArmClient {
     }
 
     /// A client for `base_url` with the token `EDW_ARM_TOKEN` supplies, else one from the
-    /// Entra ID credential `harness::storage::EntraSignIn` chooses (GitHub Actions OIDC
+    /// Entra ID credential `edw_engine::storage::EntraSignIn` chooses (GitHub Actions OIDC
     /// federation, a federated token file, else environment, managed identity, Azure CLI), polling
     /// long-running operations every `EDW_ARM_POLL_INTERVAL` (e.g. `10s`, the default).
     pub fn from_env(base_url: &str) -> Result<Self, ArmError> {

@@ -1,5 +1,5 @@
 //! Where ARM bearer tokens come from: the [`TokenSource`] trait, [`DefaultCredentialToken`]
-//! (the Entra ID credential `harness::storage` chooses, [`crate::storage::EntraSignIn`]) and [`StaticToken`]
+//! (the Entra ID credential `edw_engine::storage` chooses, [`crate::storage::EntraSignIn`]) and [`StaticToken`]
 //! (tests, a pasted token).
 
 use std::fmt;
