@@ -54,11 +54,6 @@ pub fn all() -> Vec<Scenario> {
     ]
 }
 
-/// Every scenario of the catalogue (the same as [`all`]).
-pub fn catalogue() -> Vec<Scenario> {
-    all()
-}
-
 /// The scenario called `name` (`flow::burst`, or just `burst`).
 pub fn find(name: &str) -> Option<Scenario> {
     all()
@@ -197,8 +192,15 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), all.len(), "duplicate scenario names");
         for scenario in &all {
-            assert!(!describe(scenario).contains("steps:"), "{}: no description", scenario.name);
-            assert_eq!(find(&scenario.name).map(|s| s.name), Some(scenario.name.clone()));
+            assert!(
+                !describe(scenario).contains("steps:"),
+                "{}: no description",
+                scenario.name
+            );
+            assert_eq!(
+                find(&scenario.name).map(|s| s.name),
+                Some(scenario.name.clone())
+            );
             let short = scenario.name.trim_start_matches("flow::");
             assert_eq!(find(short).map(|s| s.name), Some(scenario.name.clone()));
         }

@@ -2,13 +2,13 @@
 //! (`flow::burst::local`, `flow::burst::kube`, `flow::burst::aks`).
 
 use edw_engine::target::TargetKind;
-use edw_scenarios::{catalogue, run_trial, skip_reason};
+use edw_scenarios::{all, run_trial, skip_reason};
 use libtest_mimic::{Arguments, Trial};
 
 fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
-    for scenario in catalogue() {
+    for scenario in all() {
         for target in [TargetKind::Local, TargetKind::Kube, TargetKind::Aks] {
             let name = format!("{}::{}", scenario.name, target.name());
             let skip = skip_reason(target);

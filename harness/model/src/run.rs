@@ -220,4 +220,3 @@ impl FirewallOpening {
         self.account_id.rsplit('/').next().unwrap_or_default()
     }
 }
-

@@ -5,7 +5,6 @@
 //! tests in tests/config.rs; reports and secrets in tests/reports.rs.)
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use clap::Parser;
 use edw_cli::Cli;

@@ -12,7 +12,7 @@ use edw_engine::azurite::{Azurite, AzuriteOptions};
 use edw_engine::config::{Config, ConfigInputs};
 use edw_engine::runner::{run, Context, RunOptions};
 use edw_engine::target::{Target, TargetKind};
-use edw_model::report::{StepStatus, ScenarioReport};
+use edw_model::report::{ScenarioReport, StepStatus};
 use edw_testkit::faults::{FaultMix, FaultProxy};
 use tokio_util::sync::CancellationToken;
 
@@ -101,7 +101,10 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
         .collect();
     println!("{}", steps.join("\n"));
     assert!(report.passed(), "{}", steps.join("\n"));
-    assert!(report.cleanup.iter().all(|s| s.outcome == StepStatus::Passed));
+    assert!(report
+        .cleanup
+        .iter()
+        .all(|s| s.outcome == StepStatus::Passed));
     let figure = |key: &str| property(&report, key).unwrap_or_else(|| panic!("{key} missing"));
     // The sample's minReplicaCount 0 with activationQueueLength 20 may leave a tail of at most
     // 20 on the queue at 0 replicas (a KEDA poll that lands on the last messages; the

@@ -7,7 +7,7 @@
 //! shapes ARM documents for them: fixtures/recorded/arm/ has no recording of either endpoint.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, query_param};

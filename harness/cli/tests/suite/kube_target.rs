@@ -4,7 +4,7 @@
 //! report stays labelled simulated because the twin says so in /version.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::support::served::{
     edw_on_served_twin, kube_client, kube_phase, kube_run, serve_twin, use_azurite, KillOnDrop,

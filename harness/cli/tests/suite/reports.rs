@@ -12,7 +12,7 @@ use edw_engine::report::{
 };
 use edw_engine::secrets::Secret;
 use edw_model::report::{
-    MeasuredClock, Observation, StepStatus, Phase, ScenarioReport, StepReport, TargetInfo,
+    MeasuredClock, Observation, Phase, ScenarioReport, StepReport, StepStatus, TargetInfo,
 };
 use edw_twin::cost::{estimate, NodeSpan};
 use proptest::prelude::*;

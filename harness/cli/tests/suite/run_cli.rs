@@ -384,7 +384,10 @@ fn deploying_for_several_scenarios_is_refused_before_anything_is_deployed() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("run one scenario with them, not 2"), "{stderr}");
+    assert!(
+        stderr.contains("run one scenario with them, not 2"),
+        "{stderr}"
+    );
 }
 
 /// `--scenario` runs a catalogue scenario other than the burst through `edw run` itself: its

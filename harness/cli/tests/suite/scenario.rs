@@ -191,7 +191,10 @@ fn check_failed_run(report: &edw_model::report::ScenarioReport, message: &str) {
         "{diagnostics}"
     );
     assert!(
-        report.cleanup.iter().all(|s| s.outcome == StepStatus::Passed),
+        report
+            .cleanup
+            .iter()
+            .all(|s| s.outcome == StepStatus::Passed),
         "{:?}",
         report.cleanup
     );
@@ -303,7 +306,10 @@ async fn a_configuration_that_cannot_meet_its_drain_target_fails_naming_the_sett
         "{:?}",
         report.findings
     );
-    assert!(report.cleanup.iter().all(|s| s.outcome == StepStatus::Passed));
+    assert!(report
+        .cleanup
+        .iter()
+        .all(|s| s.outcome == StepStatus::Passed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,7 +327,10 @@ async fn a_steady_rate_the_baseline_cannot_carry_fails_naming_min_replica_count(
         ),
         other => panic!("{other:?}"),
     }
-    assert!(report.cleanup.iter().all(|s| s.outcome == StepStatus::Passed));
+    assert!(report
+        .cleanup
+        .iter()
+        .all(|s| s.outcome == StepStatus::Passed));
 }
 
 async fn run_on(
@@ -386,7 +395,10 @@ async fn a_stranded_tail_passes_verify_only_as_a_warning_that_states_every_count
     ));
     let report = run_in(context, &scenario).await;
     assert!(report.passed(), "{:#?}", report.steps);
-    assert!(report.cleanup.iter().all(|s| s.outcome == StepStatus::Passed));
+    assert!(report
+        .cleanup
+        .iter()
+        .all(|s| s.outcome == StepStatus::Passed));
 
     let counts = "sent 20, processed once 0, duplicated 0, lost 0, stranded 20, poisoned 0";
     let verify = report.steps.last().unwrap();

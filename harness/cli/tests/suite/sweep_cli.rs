@@ -2,8 +2,6 @@
 //! resource-group payload: a dry run lists exactly the expired tagged group; without a
 //! subscription the error says what to set. (Deletion itself is tested in arm.rs.)
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

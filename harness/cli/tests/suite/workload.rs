@@ -271,7 +271,8 @@ async fn a_refused_credential_stops_producer_and_consumer_with_the_reason() {
     let error = produce(&q, &ProducerPlan::burst(5, 2), &cancel)
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("refused"), "{error}");
+    let text = edw_engine::error_chain::text(&error);
+    assert!(text.contains("refused"), "{text}");
     let error = consume(
         &q,
         &refused.table("tbl"),
@@ -281,5 +282,6 @@ async fn a_refused_credential_stops_producer_and_consumer_with_the_reason() {
     )
     .await
     .unwrap_err();
-    assert!(error.to_string().contains("refused"), "{error}");
+    let text = edw_engine::error_chain::text(&error);
+    assert!(text.contains("refused"), "{text}");
 }

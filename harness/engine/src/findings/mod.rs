@@ -7,11 +7,11 @@
 //! scenario reports carry them (`ScenarioReport::findings`).
 
 mod defaults;
-mod script_findings;
 mod drain;
 mod kubernetes_version;
 mod nodepool;
 mod scaling;
+mod script_findings;
 mod validate;
 
 use std::time::Duration;

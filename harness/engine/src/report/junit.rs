@@ -6,7 +6,7 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 use time::OffsetDateTime;
 
 use super::{clean, clean_line, phase_value, ReportError};
-use edw_model::report::{StepStatus, ScenarioReport, StepReport, STEP_CLOCK};
+use edw_model::report::{ScenarioReport, StepReport, StepStatus, STEP_CLOCK};
 
 /// The name of the `<testsuites>` element.
 pub const REPORT_NAME: &str = "edw-conformance";

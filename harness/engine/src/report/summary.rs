@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::{clean, clean_line, human_duration, phase_value};
 use edw_model::finding::{Finding, Severity};
-use edw_model::report::{StepStatus, ScenarioReport, StepReport, STEP_CLOCK};
+use edw_model::report::{ScenarioReport, StepReport, StepStatus, STEP_CLOCK};
 
 /// The line that marks a simulated run.
 pub const SIMULATED_LINE: &str = "SIMULATED (twin) — not a cluster result";

@@ -22,7 +22,7 @@ use futures::FutureExt;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use edw_model::report::{StepStatus, ScenarioReport, StepReport};
+use edw_model::report::{ScenarioReport, StepReport, StepStatus};
 
 /// What a step function returns.
 pub type StepFuture<'a> = Pin<Box<dyn Future<Output = StepResult> + Send + 'a>>;

@@ -212,8 +212,7 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
             }
             FIREWALL_KEY => {
                 context.storage_firewall_opening = Some(
-                    edw_model::run::FirewallOpening::from_ledger_value(value)
-                        .map_err(invalid)?,
+                    edw_model::run::FirewallOpening::from_ledger_value(value).map_err(invalid)?,
                 )
             }
             "EDW_RUN_ID" => context.names.run_id = value.to_owned(),
@@ -300,9 +299,7 @@ pub fn deployed_group(path: &Path) -> Option<super::context::DeployedGroup> {
 /// The IP rule a run added to the storage firewall, read from its run state alone (for a
 /// cleanup whose cluster can no longer be reached); `None` when there is none or the file
 /// cannot be read.
-pub fn storage_firewall_opening(
-    path: &Path,
-) -> Option<edw_model::run::FirewallOpening> {
+pub fn storage_firewall_opening(path: &Path) -> Option<edw_model::run::FirewallOpening> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
         .find_map(|line| {
@@ -310,9 +307,7 @@ pub fn storage_firewall_opening(
                 .strip_prefix(&format!("{FIREWALL_KEY}="))
                 .map(str::to_owned)
         })
-        .and_then(|value| {
-            edw_model::run::FirewallOpening::from_ledger_value(&value).ok()
-        })
+        .and_then(|value| edw_model::run::FirewallOpening::from_ledger_value(&value).ok())
 }
 
 /// Drops the storage firewall line from the run state at `path`, keeping every other line: the

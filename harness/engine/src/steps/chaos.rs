@@ -106,6 +106,7 @@ pub fn when(seen: &Observation, clock: &str, event: u64, sent: u64) -> String {
     )
 }
 
+/// The cluster's Karpenter NodeClaims (karpenter.sh/v1).
 pub fn nodeclaims(ctx: &Context) -> Api<DynamicObject> {
     Api::all_with(
         ctx.target.client(),
@@ -127,6 +128,8 @@ pub async fn live_claims(claims: &Api<DynamicObject>, pool: &str) -> Result<Vec<
         .collect())
 }
 
+/// Kills 30 % of the run's Running consumer pods (at least one) at random, each round once the
+/// queue depth falls to its threshold ([`threshold`]).
 pub fn kill_random_pods(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let sent = messages(ctx);
@@ -194,6 +197,9 @@ pub fn kill_random_pods(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
+/// Deletes every NodeClaim of the run's NodePool while consumers run on its nodes, once the
+/// queue depth falls to the last threshold; Karpenter must replace them (skipped without
+/// Karpenter).
 pub fn remove_nodes(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
         return Box::pin(async {

@@ -4,6 +4,8 @@ use super::{k8s::*, secs};
 use crate::manifests::{delete_owned, exists, Applied, Removal};
 use crate::runner::{Context, Footprint, Step, StepFuture, StepResult};
 
+/// Deletes the Kubernetes objects the run applied, in reverse order, each only while it still
+/// carries the run's id, and waits until they are gone; names what it left alone.
 pub fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if ctx.applied.is_empty() {
@@ -81,6 +83,7 @@ pub fn cleanup_resource_group_step() -> Step {
     )
 }
 
+/// Deletes the resource group this run deployed (`--deploy`) and waits until it is gone.
 pub fn cleanup_resource_group(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let Some(group) = ctx.deployed_group.clone() else {
@@ -126,6 +129,7 @@ pub async fn delete_group(group: &crate::runner::DeployedGroup) -> Result<String
     }
 }
 
+/// Deletes the queue, poison queue and table the run created (nothing when it used the team's).
 pub fn cleanup_storage(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if !ctx.created_storage {

@@ -12,6 +12,9 @@ use crate::manifests::{create, render, stamp_ownership};
 use crate::observe::Recorder;
 use crate::runner::{Context, FlowSettings, Footprint, StepFuture, StepResult};
 
+/// Creates what the run's footprint asks for (namespace, service account, consumer, NodePool,
+/// queue and table; or checks the team's, with `--use-deployed`), recording each in the ledger
+/// before it is created, and starts the observation recorder.
 pub fn deploy(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if ctx.footprint == Footprint::UseDeployed {
@@ -252,6 +255,8 @@ pub async fn use_deployed(ctx: &mut Context) -> StepResult {
     )])
 }
 
+/// Applies the ScaledObject and TriggerAuthentication of the run's settings, waits for KEDA to
+/// take the ScaledObject, and records the findings its settings raise.
 pub fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if !ctx.target.capabilities().keda {

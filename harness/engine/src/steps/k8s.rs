@@ -8,6 +8,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 
 use crate::target::TargetClock;
 
+/// The API resource of a custom resource (`group/version`, `kind`, `plural`), for dynamic APIs.
 pub fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }

@@ -50,6 +50,8 @@ pub fn burst_load(ctx: &mut Context) -> StepFuture<'_> {
     }
 }
 
+/// Sends the settings' `messages` with the producer (its concurrency from the settings) and
+/// records what was sent and when the load started.
 pub fn load(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let pool = ctx.names.nodepool.clone();

@@ -299,7 +299,10 @@ mod phase_tests {
     fn each_named_phase_runs_its_part_of_the_walkthrough() {
         for phase in Phase::ALL {
             assert_eq!(Phase::parse(phase.name()), Some(phase));
-            assert_eq!(phase.scenario().name, format!("flow::burst::{}", phase.name()));
+            assert_eq!(
+                phase.scenario().name,
+                format!("flow::burst::{}", phase.name())
+            );
         }
         assert_eq!(Phase::parse("verify"), None);
         assert_eq!(

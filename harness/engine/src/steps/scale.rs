@@ -62,6 +62,7 @@ pub fn wait_modelled(
     })
 }
 
+/// Replicas reach the model's peak for the load, within the model's time.
 pub fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
     let model = ctx.model();
     let n = messages(ctx);
@@ -250,6 +251,7 @@ pub fn agreement(ctx: &Context) -> crate::observe::Agreement {
     }
 }
 
+/// The run's NodePool gets the nodes the model says the peak needs (skipped without Karpenter).
 pub fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
         return Box::pin(async {
@@ -304,6 +306,7 @@ pub fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
+/// The queue drains to 0 (or to the stranded tail the settings allow, a warning).
 pub fn drained(ctx: &mut Context) -> StepFuture<'_> {
     let model = ctx.model();
     let n = messages(ctx);
@@ -371,6 +374,7 @@ pub fn drained_expectation(max_stranded: u64) -> Expect {
     )
 }
 
+/// Replicas return to minReplicaCount after the cooldown.
 pub fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
     let model = ctx.model();
     let n = messages(ctx);
@@ -390,6 +394,7 @@ pub fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
     wait_modelled(ctx, expect, model.timeouts(n).scale_in, line)
 }
 
+/// The nodes the load added are removed (skipped without Karpenter).
 pub fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
         return Box::pin(async {

@@ -28,6 +28,7 @@ pub fn observe(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
+/// The ScaledObject is Ready and its HPA has the settings' min and max.
 pub fn validate_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move { check_scaled_object(ctx).await })
 }
@@ -41,6 +42,7 @@ pub fn keda_namespaces() -> Vec<String> {
     }
 }
 
+/// The KEDA operator runs (kube-system, keda, or `EDW_KEDA_NAMESPACE`).
 pub fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let client = ctx.target.client();
@@ -92,6 +94,8 @@ pub fn validate_keda(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
+/// The consumer Deployment has one Running pod with the workload identity (an image that
+/// cannot be pulled fails at once, naming the image).
 pub fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if ctx.footprint == Footprint::UseDeployed {
@@ -168,6 +172,7 @@ pub fn validate_consumer(ctx: &mut Context) -> StepFuture<'_> {
     })
 }
 
+/// A pod's phase, `without a phase` when it has none.
 pub fn pod_phase(pod: &Pod) -> String {
     pod.status
         .as_ref()
@@ -246,6 +251,7 @@ pub async fn validate_deployed_template(ctx: &Context) -> StepResult {
     StepResult::passed(details)
 }
 
+/// The run's NodePool is served by karpenter.sh (skipped without Karpenter).
 pub fn validate_nodepool(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if !ctx.target.capabilities().karpenter {

@@ -26,6 +26,8 @@ pub async fn reconcile_run(ctx: &Context) -> Result<(ProduceReport, Reconciliati
     }
 }
 
+/// Reconciles the table with what was sent: sent = processed once + stranded + poisoned, none
+/// lost or duplicated (a stranded tail the settings allow is a warning, never hidden).
 pub fn verify(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let mut result = match reconcile_run(ctx).await {
