@@ -5,12 +5,11 @@
 //! configuration's stranded tail, a warning), nothing is lost or duplicated, and the cleanup runs. The queue is partitioned over four Azurite queue
 //! services: one Azurite process takes about 65 ms per receive at a depth of 6,000.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edw_engine::azurite::{Azurite, AzuriteOptions};
 use edw_engine::config::{Config, ConfigInputs};
-use edw_engine::runner::{run, Context, RunOptions};
+use edw_engine::runner::Execution;
 use edw_engine::target::{Target, TargetKind};
 use edw_model::report::{ScenarioReport, StepStatus};
 use edw_testkit::faults::{FaultMix, FaultProxy};
@@ -79,21 +78,18 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
         ..ConfigInputs::default()
     };
     let config = Config::load(&inputs).expect("config");
-    let target = Arc::new(
-        Target::open(TargetKind::Local, &config)
-            .await
-            .expect("local target"),
-    );
+    let target = Target::open(TargetKind::Local, &config)
+        .await
+        .expect("local target");
     let messages = messages();
     let scenario = edw_scenarios::chaos(messages);
-    let mut context = Context::new(target.clone(), config, scenario.settings.clone());
-    let report = run(
-        &scenario,
-        &mut context,
-        &RunOptions::default(),
-        &CancellationToken::new(),
-    )
-    .await;
+    let reports = tempfile::tempdir().unwrap();
+    let ledger = reports.path().join("edw-run.state");
+    let executed = Execution::new(scenario.clone(), target, config, reports.path(), ledger)
+        .run(&CancellationToken::new())
+        .await
+        .expect("reports written");
+    let report = executed.report;
     let steps: Vec<String> = report
         .steps
         .iter()
@@ -138,10 +134,9 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
             proxy.requests()
         );
     }
-    let governor = match target.as_ref() {
-        Target::Local(local) => local.governor_summary().to_string(),
-        Target::Cluster(_) => unreachable!("a local target"),
-    };
+    let governor = executed
+        .twin_clock
+        .expect("the local target's governed clock");
     println!(
         "chaos through the twin: {messages} sent, processed once {processed}, stranded on the queue {stranded}, duplicated 0; {killed} consumer pods killed, {removed} NodeClaims deleted and replaced; {faults} storage faults in {requests} queue requests over {PARTITIONS} queue partitions; {governor}; {:.0} s",
         started.elapsed().as_secs_f64()

@@ -96,6 +96,8 @@ impl ConfigInputs {
 
 /// Where the queue and table are: an embedded Azurite the harness starts, or a given target.
 #[derive(Debug, Clone)]
+// One value per configuration load: boxing the target would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum StorageChoice {
     /// Nothing configured: start real Azurite (see [`crate::azurite`]).
     EmbeddedAzurite,

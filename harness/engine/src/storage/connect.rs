@@ -67,6 +67,10 @@ pub struct RetrySettings {
     pub max_total_elapsed: Duration,
     /// One attempt's time limit. Generous: Azurite's in-memory sweep can stall for seconds.
     pub request_timeout: Duration,
+    /// How many times faster than real time the client's clock runs (1 everywhere but the
+    /// twin's consumer pods, see [`RetrySettings::in_simulated_time`]): a `Retry-After` the
+    /// service sends is waited for in that clock's time.
+    pub clock_scale: f64,
 }
 
 impl Default for RetrySettings {
@@ -77,6 +81,30 @@ impl Default for RetrySettings {
             max_delay: Duration::from_secs(8),
             max_total_elapsed: Duration::from_secs(60),
             request_timeout: Duration::from_secs(120),
+            clock_scale: 1.0,
+        }
+    }
+}
+
+impl RetrySettings {
+    /// These settings for a client that lives on a clock running `scale` times faster than real
+    /// time (the twin's consumer pods): the backoff between attempts, and a `Retry-After` the
+    /// service sends, are waited for in that clock's time (`scale` times shorter in real time),
+    /// so a retried call costs the simulated system what it costs a real one, and the twin's
+    /// governed clock ([`crate::twin_governor`]) slows down only for storage that is really slow.
+    /// What protects against real storage (one attempt's time limit, the total budget, the
+    /// number of attempts) stays real.
+    pub fn in_simulated_time(&self, scale: f64) -> RetrySettings {
+        let scale = if scale.is_finite() && scale > 1.0 {
+            scale
+        } else {
+            return self.clone();
+        };
+        RetrySettings {
+            initial_delay: self.initial_delay.div_f64(scale),
+            max_delay: self.max_delay.div_f64(scale),
+            clock_scale: scale,
+            ..self.clone()
         }
     }
 }
@@ -410,7 +438,60 @@ fn client_options(retry: &RetrySettings) -> Result<ClientOptions, StorageError> 
         .tcp_nodelay(true)
         .build()
         .map_err(|e| StorageError::Config(format!("cannot build the HTTP client: {e}")))?;
-    Ok(ClientOptions::new(TransportOptions::new(Arc::new(http))).retry(retry_options(retry)))
+    let mut options =
+        ClientOptions::new(TransportOptions::new(Arc::new(http))).retry(retry_options(retry));
+    if retry.clock_scale > 1.0 {
+        options
+            .per_retry_policies_mut()
+            .push(Arc::new(ScaledRetryAfter {
+                scale: retry.clock_scale,
+            }));
+    }
+    Ok(options)
+}
+
+/// Turns a response's `Retry-After` (seconds, or `retry-after-ms`) into `retry-after-ms` on a
+/// clock `scale` times faster than real time: the SDK's retry policy reads `retry-after-ms`
+/// first, so it waits the service's delay in the client's clock's time.
+#[derive(Debug)]
+struct ScaledRetryAfter {
+    scale: f64,
+}
+
+impl ScaledRetryAfter {
+    /// The delay `headers` ask for, in real milliseconds on the scaled clock.
+    fn scaled_ms(&self, headers: &azure_core::headers::Headers) -> Option<u64> {
+        use azure_core::headers::{RETRY_AFTER, RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS};
+        let ms = [RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS]
+            .iter()
+            .find_map(|h| headers.get_optional_str(h)?.trim().parse::<f64>().ok())
+            .or_else(|| {
+                let seconds = headers
+                    .get_optional_str(&RETRY_AFTER)?
+                    .trim()
+                    .parse::<f64>();
+                seconds.ok().map(|s| s * 1000.0)
+            })?;
+        (ms.is_finite() && ms >= 0.0).then(|| (ms / self.scale).ceil() as u64)
+    }
+}
+
+#[async_trait::async_trait]
+impl azure_core::Policy for ScaledRetryAfter {
+    async fn send(
+        &self,
+        ctx: &azure_core::Context,
+        request: &mut azure_core::Request,
+        next: &[Arc<dyn azure_core::Policy>],
+    ) -> azure_core::PolicyResult {
+        let response = next[0].send(ctx, request, &next[1..]).await?;
+        let Some(ms) = self.scaled_ms(response.headers()) else {
+            return Ok(response);
+        };
+        let (status, mut headers, body) = response.deconstruct();
+        headers.insert(azure_core::headers::RETRY_AFTER_MS, ms.to_string());
+        Ok(azure_core::Response::new(status, headers, Box::pin(body)))
+    }
 }
 
 fn retry_options(retry: &RetrySettings) -> RetryOptions {
@@ -424,5 +505,58 @@ fn retry_options(retry: &RetrySettings) -> RetryOptions {
                 .max_delay(retry.max_delay)
                 .max_total_elapsed(retry.max_total_elapsed),
         )
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn in_simulated_time_shortens_the_backoff_only() {
+        let real = RetrySettings::default();
+        let pods = real.in_simulated_time(20.0);
+        assert_eq!(pods.initial_delay, Duration::from_millis(10));
+        assert_eq!(pods.max_delay, Duration::from_millis(400));
+        // What protects against real storage stays real.
+        assert_eq!(pods.max_retries, real.max_retries);
+        assert_eq!(pods.max_total_elapsed, real.max_total_elapsed);
+        assert_eq!(pods.request_timeout, real.request_timeout);
+        assert_eq!(pods.clock_scale, 20.0);
+        // A clock at real time or slower, or a nonsense scale, changes nothing.
+        for scale in [1.0, 0.5, 0.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(real.in_simulated_time(scale), real, "{scale}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod scaled_retry_after_tests {
+    use azure_core::headers::{Headers, RETRY_AFTER, RETRY_AFTER_MS};
+
+    use super::ScaledRetryAfter;
+
+    #[test]
+    fn a_retry_after_is_waited_for_on_the_scaled_clock() {
+        let policy = ScaledRetryAfter { scale: 20.0 };
+        let mut seconds = Headers::new();
+        seconds.insert(RETRY_AFTER, "1");
+        assert_eq!(policy.scaled_ms(&seconds), Some(50));
+        let mut ms = Headers::new();
+        ms.insert(RETRY_AFTER_MS, "3000");
+        ms.insert(RETRY_AFTER, "9");
+        assert_eq!(
+            policy.scaled_ms(&ms),
+            Some(150),
+            "retry-after-ms wins, as in the SDK"
+        );
+        assert_eq!(policy.scaled_ms(&Headers::new()), None);
+        let mut date = Headers::new();
+        date.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(
+            policy.scaled_ms(&date),
+            None,
+            "an HTTP date is left to the SDK"
+        );
     }
 }

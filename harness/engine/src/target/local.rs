@@ -68,7 +68,12 @@ impl LocalTarget {
         let engine = Arc::new(Mutex::new(engine));
         let stop = CancellationToken::new();
         let governor = ClockGovernor::start(clock.clone(), stop.clone());
-        let pods = Arc::new(ConsumerPods::new(storage.clone(), governor.clone()));
+        // The pods back off between retries in simulated time, as their consumer does in the
+        // real system's time; the harness's own reads keep real-time backoff.
+        let mut pod_target = target.clone();
+        pod_target.retry = target.retry.in_simulated_time(scale);
+        let pod_storage = Storage::connect(&pod_target)?;
+        let pods = Arc::new(ConsumerPods::new(pod_storage, governor.clone()));
         let probe = Arc::new(StorageQueueProbe::new(storage.clone(), governor.clone()));
         let driver = tokio::spawn(drive(
             engine.clone(),
