@@ -67,7 +67,10 @@ pub enum MeasuredClock {
     TwinSimulated,
     /// Real time on a real cluster.
     Real,
-    /// Real time on the harness's clock against a served twin (`kube` on `edw twin serve`):
+    /// A served twin's governed clock (`kube` on `edw twin serve`), read over its API:
+    /// simulated seconds.
+    ServedTwinSimulated,
+    /// Real time on the harness's clock against a served twin that does not state its clock:
     /// the twin's own clock runs faster (its `--scale`), and these are not its seconds.
     RealAgainstServedTwin,
 }
@@ -79,7 +82,7 @@ impl MeasuredClock {
     /// The unit after a figure: `simulated s` or `real s`.
     pub fn unit(self) -> &'static str {
         match self {
-            MeasuredClock::TwinSimulated => "simulated s",
+            MeasuredClock::TwinSimulated | MeasuredClock::ServedTwinSimulated => "simulated s",
             MeasuredClock::Real | MeasuredClock::RealAgainstServedTwin => "real s",
         }
     }
@@ -88,6 +91,9 @@ impl MeasuredClock {
     pub fn describe(self) -> &'static str {
         match self {
             MeasuredClock::TwinSimulated => "simulated seconds (the twin's governed clock)",
+            MeasuredClock::ServedTwinSimulated => {
+                "simulated seconds (the served twin's governed clock, read over its API)"
+            }
             MeasuredClock::Real => "real seconds (wall clock)",
             MeasuredClock::RealAgainstServedTwin => {
                 "real seconds on the harness's wall clock (the served twin's own simulated clock runs faster, at its --scale)"

@@ -30,23 +30,24 @@ async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(
-        stdout.contains("flow::burst on kube: SIMULATED cluster (an edw twin)"),
+        stdout.contains("flow::burst on kube: SIMULATED cluster (an edw twin, clock x20)"),
         "{stdout}"
     );
     assert!(
         stdout.contains("[SIMULATED: not a cluster result]"),
         "{stdout}"
     );
-    // The harness measures the served twin on its own wall clock: the phases are real seconds,
-    // and say so (not "simulated s", which the twin's x20 clock would make 20 times larger).
+    // The served twin states its clock over its API: the harness measures the phases in its
+    // simulated seconds, as on the local target, and says so.
     assert!(
         stdout.contains(
-            "phases, in real seconds on the harness's wall clock (the served twin's own simulated clock runs faster, at its --scale), after the load started:"
+            "phases, in simulated seconds (the served twin's governed clock, read over its API), after the load started:"
         ),
         "{stdout}"
     );
     assert!(
-        stdout.contains("real s after the load started") && !stdout.contains("simulated s"),
+        stdout.contains("simulated s after the load started")
+            && !stdout.contains("real s after the load started"),
         "{stdout}"
     );
     assert!(stdout.contains("estimated cost (SIMULATED): $"), "{stdout}");
@@ -57,14 +58,15 @@ async fn the_flow_runs_through_the_kube_target_against_a_served_twin() {
     );
     assert!(
         junit.contains(
-            r#"<property name="clock.phases" value="real seconds on the harness&apos;s wall clock"#
+            r#"<property name="clock.phases" value="simulated seconds (the served twin&apos;s governed clock"#
         ),
         "{junit}"
     );
     let summary = std::fs::read_to_string(dir.path().join("flow-burst-kube/summary.md")).unwrap();
     assert!(
-        summary.contains("| Phase | After load start, in real seconds on the harness's wall clock")
-            && summary.contains("| Node-hours (real s) |"),
+        summary.contains(
+            "| Phase | After load start, in simulated seconds (the served twin's governed clock"
+        ) && summary.contains("| Node-hours (simulated s) |"),
         "{summary}"
     );
     // Storage by connection string (as on kind with Azurite): a Secret for pods and KEDA, whose

@@ -856,8 +856,8 @@ proptest! {
 
 /// Step durations are real time everywhere; the phases, the timeline and the node-hours are
 /// on the target's clock, and each report says which: simulated seconds on the local twin,
-/// real seconds on a cluster, and real seconds of the harness (not the twin's) against a
-/// served twin.
+/// real seconds on a cluster, simulated seconds of a served twin that states its clock, and
+/// real seconds of the harness (not the twin's) against one that does not.
 #[test]
 fn every_report_names_the_clock_of_its_figures() {
     for (clock, phase_header, node_hours, axis) in [
@@ -872,6 +872,12 @@ fn every_report_names_the_clock_of_its_figures() {
             "| Phase | After load start, in real seconds (wall clock) |",
             "| Node-hours (real s) |",
             "time since the run started (real seconds (wall clock))",
+        ),
+        (
+            MeasuredClock::ServedTwinSimulated,
+            "| Phase | After load start, in simulated seconds (the served twin's governed clock, read over its API) |",
+            "| Node-hours (simulated s) |",
+            "time since the run started (simulated seconds (the served twin&apos;s governed clock",
         ),
         (
             MeasuredClock::RealAgainstServedTwin,

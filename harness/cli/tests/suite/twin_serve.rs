@@ -82,6 +82,25 @@ async fn kubectl_sees_the_sample_scale_out_and_drain() {
         }
     }
 
+    // The clock a harness on the kube target measures this twin by, read by a client nobody
+    // here wrote: simulated time passes at most 20 times faster than real time.
+    let read_clock = || -> serde_json::Value {
+        let raw = kubectl(&kubeconfig, &["get", "--raw", edw_twin::api::CLOCK_PATH]).unwrap();
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"))
+    };
+    let (first, real) = (read_clock(), std::time::Instant::now());
+    assert_eq!(first["kind"], "TwinClock", "{first}");
+    assert_eq!(first["scale"], 20.0, "{first}");
+    let rate = first["rate"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate <= 20.0, "{first}");
+    let second = read_clock();
+    let advanced =
+        second["simulatedSeconds"].as_f64().unwrap() - first["simulatedSeconds"].as_f64().unwrap();
+    assert!(
+        advanced >= 0.0 && advanced <= 20.0 * real.elapsed().as_secs_f64() + 0.5,
+        "{first} then {second}"
+    );
+
     let get = |args: &'static [&'static str]| {
         let kubeconfig = kubeconfig.clone();
         async move { kubectl(&kubeconfig, args) }

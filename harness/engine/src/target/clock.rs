@@ -1,8 +1,10 @@
 //! The target's clock, in which every wait, step timeout and timeline is measured: the twin's
 //! governed clock on `local` (it runs faster than real time, and slower when the real consumers
-//! lag), real time on clusters.
+//! lag), a served twin's clock read over its API on `kube` against `edw twin serve`, real time
+//! on clusters.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use edw_twin::clock::{Clock, ScaledClock};
@@ -18,6 +20,8 @@ pub enum TargetClock {
     Real,
     /// The twin's scaled, governed clock.
     Twin(Arc<ScaledClock>),
+    /// A served twin's clock, in another process (`edw twin serve`), mirrored over its API.
+    Served(Arc<ServedClock>),
 }
 
 impl TargetClock {
@@ -29,6 +33,7 @@ impl TargetClock {
                 ORIGIN.get_or_init(Instant::now).elapsed()
             }
             TargetClock::Twin(clock) => clock.now(),
+            TargetClock::Served(clock) => clock.now(),
         }
     }
 
@@ -38,6 +43,7 @@ impl TargetClock {
         match self {
             TargetClock::Real => "real time",
             TargetClock::Twin(_) => "the twin's governed clock",
+            TargetClock::Served(_) => "the served twin's governed clock",
         }
     }
 
@@ -46,6 +52,7 @@ impl TargetClock {
         match self {
             TargetClock::Real => 1.0,
             TargetClock::Twin(clock) => clock.rate(),
+            TargetClock::Served(clock) => clock.rate(),
         }
     }
 
@@ -75,6 +82,136 @@ impl TargetClock {
         self.real(deadline.saturating_sub(self.now()))
             .min(LOOK_AGAIN)
     }
+}
+
+/// How often the mirror reads the served twin's clock (real time). Between two readings it
+/// runs on at the rate last read; a twin that slowed down meanwhile is caught up with by
+/// holding the mirror still, never by turning it back.
+const SYNC: Duration = Duration::from_millis(100);
+
+/// A served twin's clock as its API states it (`GET /twin/clock`).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClockReading {
+    simulated_seconds: f64,
+    rate: Option<f64>,
+    scale: Option<f64>,
+}
+
+/// Where the last reading left the served twin's clock.
+#[derive(Debug, Clone, Copy)]
+struct Mirror {
+    at_real: Instant,
+    at_simulated: Duration,
+    rate: f64,
+}
+
+/// A served twin's governed clock, mirrored in this process: read every [`SYNC`] over the
+/// twin's API ([`edw_twin::api::CLOCK_PATH`]), monotonic, in simulated seconds.
+#[derive(Debug)]
+pub struct ServedClock {
+    scale: f64,
+    mirror: Mutex<Mirror>,
+    /// The latest time handed out (nanoseconds): the mirror never turns back.
+    latest: AtomicU64,
+}
+
+/// Why a served twin's clock could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ServedClockError {
+    #[error("the served twin does not answer {path}")]
+    Unanswered {
+        path: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the served twin's clock states no rate (a virtual clock is not served)")]
+    NoRate,
+}
+
+impl ServedClock {
+    /// Reads the served twin's clock through `client` and keeps reading it in the background
+    /// (until the last handle is dropped).
+    pub async fn connect(client: &kube::Client) -> Result<Arc<ServedClock>, ServedClockError> {
+        let reading = read(client).await?;
+        let (Some(rate), Some(scale)) = (reading.rate, reading.scale) else {
+            return Err(ServedClockError::NoRate);
+        };
+        let clock = Arc::new(ServedClock {
+            scale,
+            mirror: Mutex::new(Mirror {
+                at_real: Instant::now(),
+                at_simulated: Duration::from_secs_f64(reading.simulated_seconds.max(0.0)),
+                rate,
+            }),
+            latest: AtomicU64::new(0),
+        });
+        tokio::spawn(keep_in_step(Arc::downgrade(&clock), client.clone()));
+        Ok(clock)
+    }
+
+    /// Simulated time of the served twin (since it started).
+    pub fn now(&self) -> Duration {
+        let mirror = *lock(&self.mirror);
+        let extrapolated = mirror.at_simulated + mirror.at_real.elapsed().mul_f64(mirror.rate);
+        let nanos = u64::try_from(extrapolated.as_nanos()).unwrap_or(u64::MAX);
+        let previous = self.latest.fetch_max(nanos, Ordering::SeqCst);
+        Duration::from_nanos(previous.max(nanos))
+    }
+
+    /// Simulated seconds per real second, as last read.
+    pub fn rate(&self) -> f64 {
+        lock(&self.mirror).rate
+    }
+
+    /// The served twin's fastest rate (its `--scale`).
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    fn update(&self, reading: ClockReading) {
+        let Some(rate) = reading.rate.filter(|r| r.is_finite() && *r > 0.0) else {
+            return;
+        };
+        *lock(&self.mirror) = Mirror {
+            at_real: Instant::now(),
+            at_simulated: Duration::from_secs_f64(reading.simulated_seconds.max(0.0)),
+            rate,
+        };
+    }
+}
+
+async fn read(client: &kube::Client) -> Result<ClockReading, ServedClockError> {
+    let path = edw_twin::api::CLOCK_PATH;
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .expect("a GET of a constant path is a valid request");
+    client
+        .request::<ClockReading>(request)
+        .await
+        .map_err(|source| ServedClockError::Unanswered { path, source })
+}
+
+/// Reads the served clock every [`SYNC`] while anyone holds it. A reading that fails (the twin
+/// busy or gone) leaves the mirror running at the rate last read.
+async fn keep_in_step(clock: Weak<ServedClock>, client: kube::Client) {
+    loop {
+        tokio::time::sleep(SYNC).await;
+        let Ok(reading) = read(&client).await else {
+            if clock.strong_count() == 0 {
+                return;
+            }
+            continue;
+        };
+        match clock.upgrade() {
+            Some(clock) => clock.update(reading),
+            None => return,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -113,5 +250,37 @@ mod tests {
         let a = clock.now();
         assert!(clock.now() >= a);
         assert!(clock.nap_before(a) == Duration::ZERO);
+    }
+
+    #[test]
+    fn a_served_clock_never_turns_back_when_the_twin_slowed() {
+        let clock = ServedClock {
+            scale: 20.0,
+            mirror: Mutex::new(Mirror {
+                at_real: Instant::now(),
+                at_simulated: Duration::from_secs(100),
+                rate: 20.0,
+            }),
+            latest: AtomicU64::new(0),
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let ahead = clock.now();
+        assert!(ahead >= Duration::from_secs(101), "{ahead:?}");
+        // The twin slowed to x1 meanwhile and is behind the extrapolation: held, not turned back.
+        clock.update(ClockReading {
+            simulated_seconds: 100.2,
+            rate: Some(1.0),
+            scale: Some(20.0),
+        });
+        assert_eq!(clock.rate(), 1.0);
+        assert!(clock.now() >= ahead);
+        // A reading without a rate (a virtual clock) changes nothing.
+        clock.update(ClockReading {
+            simulated_seconds: 0.0,
+            rate: None,
+            scale: None,
+        });
+        assert_eq!(clock.rate(), 1.0);
+        assert_eq!(clock.scale(), 20.0);
     }
 }

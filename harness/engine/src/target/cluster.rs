@@ -63,6 +63,8 @@ pub struct ClusterTarget {
     capabilities: Capabilities,
     description: String,
     simulated: bool,
+    /// A served twin's clock, when the cluster is one and states it.
+    served_clock: Option<std::sync::Arc<super::clock::ServedClock>>,
     connection: Option<crate::secrets::Secret>,
 }
 
@@ -119,10 +121,17 @@ impl ClusterTarget {
             .apiserver_version()
             .await
             .is_ok_and(|v| v.git_commit == edw_twin::api::TWIN_MARKER);
-        let what = if simulated {
-            "SIMULATED cluster (an edw twin)"
+        // Its clock too: waits and timelines are then measured in its simulated seconds, as on
+        // the local target. A twin that does not state it is measured in real time.
+        let served_clock = if simulated {
+            super::clock::ServedClock::connect(&client).await.ok()
         } else {
-            "cluster"
+            None
+        };
+        let what = match &served_clock {
+            Some(clock) => format!("SIMULATED cluster (an edw twin, clock x{})", clock.scale()),
+            None if simulated => "SIMULATED cluster (an edw twin)".to_owned(),
+            None => "cluster".to_owned(),
         };
         let description = format!(
             "{}: {what} {url}{context_text} with {}",
@@ -136,6 +145,7 @@ impl ClusterTarget {
             capabilities,
             description,
             simulated,
+            served_clock,
             connection,
         })
     }
@@ -163,12 +173,26 @@ impl ClusterTarget {
             name: self.kind.name().to_owned(),
             description: self.description.clone(),
             simulated: self.simulated,
-            // The harness measures a cluster on its wall clock, a served twin's too.
-            clock: if self.simulated {
-                MeasuredClock::RealAgainstServedTwin
-            } else {
-                MeasuredClock::Real
+            // A cluster on the harness's wall clock; a served twin on its own clock when it
+            // states it.
+            clock: match (&self.served_clock, self.simulated) {
+                (Some(_), _) => MeasuredClock::ServedTwinSimulated,
+                (None, true) => MeasuredClock::RealAgainstServedTwin,
+                (None, false) => MeasuredClock::Real,
             },
         }
+    }
+
+    /// The clock waits and timelines are measured on: a served twin's, else real time.
+    pub fn clock(&self) -> super::TargetClock {
+        match &self.served_clock {
+            Some(clock) => super::TargetClock::Served(clock.clone()),
+            None => super::TargetClock::Real,
+        }
+    }
+
+    /// Target seconds per real second at most: a served twin's scale, else 1.
+    pub fn time_scale(&self) -> f64 {
+        self.served_clock.as_ref().map_or(1.0, |c| c.scale())
     }
 }

@@ -148,11 +148,11 @@ impl Target {
         }
     }
 
-    /// Target seconds per real second (the twin's clock scale; 1 for clusters).
+    /// Target seconds per real second at most (a twin's clock scale; 1 for clusters).
     pub fn time_scale(&self) -> f64 {
         match self {
             Target::Local(t) => t.scale(),
-            Target::Cluster(_) => 1.0,
+            Target::Cluster(t) => t.time_scale(),
         }
     }
 
@@ -160,7 +160,7 @@ impl Target {
     pub fn clock(&self) -> TargetClock {
         match self {
             Target::Local(t) => TargetClock::Twin(t.clock()),
-            Target::Cluster(_) => TargetClock::Real,
+            Target::Cluster(t) => t.clock(),
         }
     }
 
