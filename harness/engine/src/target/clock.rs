@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use edw_twin::api::ClockReading;
 use edw_twin::clock::{Clock, ScaledClock};
 
 /// The longest a wait sleeps before it looks at the clock again (real time): the twin's rate
@@ -88,15 +89,6 @@ impl TargetClock {
 /// runs on at the rate last read; a twin that slowed down meanwhile is caught up with by
 /// holding the mirror still, never by turning it back.
 const SYNC: Duration = Duration::from_millis(100);
-
-/// A served twin's clock as its API states it (`GET /twin/clock`).
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ClockReading {
-    simulated_seconds: f64,
-    rate: Option<f64>,
-    scale: Option<f64>,
-}
 
 /// Where the last reading left the served twin's clock.
 #[derive(Debug, Clone, Copy)]
@@ -195,8 +187,11 @@ async fn read(client: &kube::Client) -> Result<ClockReading, ServedClockError> {
 /// Reads the served clock every [`SYNC`] while anyone holds it. A reading that fails (the twin
 /// busy or gone) leaves the mirror running at the rate last read.
 async fn keep_in_step(clock: Weak<ServedClock>, client: kube::Client) {
+    let mut every = tokio::time::interval(SYNC);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await; // The first tick is immediate: `connect` has just read the clock.
     loop {
-        tokio::time::sleep(SYNC).await;
+        every.tick().await;
         let Ok(reading) = read(&client).await else {
             if clock.strong_count() == 0 {
                 return;
@@ -254,16 +249,19 @@ mod tests {
 
     #[test]
     fn a_served_clock_never_turns_back_when_the_twin_slowed() {
+        // Read 50 ms ago at x20: the mirror is at least 1 simulated second further now.
+        let read_at = Instant::now()
+            .checked_sub(Duration::from_millis(50))
+            .expect("the machine has been up for 50 ms");
         let clock = ServedClock {
             scale: 20.0,
             mirror: Mutex::new(Mirror {
-                at_real: Instant::now(),
+                at_real: read_at,
                 at_simulated: Duration::from_secs(100),
                 rate: 20.0,
             }),
             latest: AtomicU64::new(0),
         };
-        std::thread::sleep(Duration::from_millis(50));
         let ahead = clock.now();
         assert!(ahead >= Duration::from_secs(101), "{ahead:?}");
         // The twin slowed to x1 meanwhile and is behind the extrapolation: held, not turned back.
