@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::cli::{edw, edw_on, run};
+use crate::support::cli::{edw, edw_on, run, without_suite_azurite};
 use crate::support::{eventually, Env};
 
 #[test]
@@ -74,7 +74,7 @@ fn config_shows_values_with_their_origin_and_hides_secrets() {
         "SUFFIX=ab12cd\r\nexport AZURE_COSMOSDB_TABLE=\"tbl\"\r\n",
     )
     .unwrap();
-    let (code, stdout, stderr) = run(edw()
+    let (code, stdout, stderr) = run(without_suite_azurite(&mut edw())
         .args(["config", "--state-file"])
         .arg(&state)
         .args(["--queue", "fromflag"])
@@ -137,7 +137,7 @@ async fn wrong_credentials_exit_3_without_printing_the_key() {
         env.azurite.queue_endpoint(),
         env.azurite.table_endpoint()
     );
-    let (code, stdout, stderr) = run(edw()
+    let (code, stdout, stderr) = run(without_suite_azurite(&mut edw())
         .args(["-vv", "produce", "--count", "1"])
         .env("AZURE_STORAGE_CONNECTION_STRING", &connection_string));
     assert_eq!(code, 3, "{stdout}\n{stderr}");

@@ -22,9 +22,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::arm_replay::SUB;
-use crate::support::cli::{edw, edw_on, interrupt_once_started, run, Stream};
+use crate::support::cli::{
+    edw, edw_on, interrupt_once_started, run, without_suite_azurite, Stream,
+};
 use crate::support::served::{edw_on_served_twin, serve_twin};
 use crate::support::{eventually, Env};
+use edw_model::naming::{run_queue_name, run_table_name};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -54,7 +57,7 @@ fn with_wrong_key<'a>(
     command: &'a mut std::process::Command,
     env: &Env,
 ) -> &'a mut std::process::Command {
-    command
+    without_suite_azurite(command)
         .env(
             "AZURE_STORAGE_ACCOUNT_NAME",
             edw_engine::storage::DEVELOPMENT_ACCOUNT,
@@ -69,7 +72,7 @@ fn with_wrong_connection_string<'a>(
     command: &'a mut std::process::Command,
     env: &Env,
 ) -> &'a mut std::process::Command {
-    command.env(
+    without_suite_azurite(command).env(
         "AZURE_STORAGE_CONNECTION_STRING",
         format!(
             "DefaultEndpointsProtocol=http;AccountName={};AccountKey={WRONG_KEY};QueueEndpoint={};TableEndpoint={};",
@@ -214,7 +217,8 @@ fn produce_exits_130_on_sigterm_after_reporting_what_it_sent() {
 #[tokio::test]
 async fn consume_exits_0_when_the_queue_is_drained() {
     let env = Env::start().await;
-    let outcome = run(edw_on(&env).args(["consume", "--until-empty"]));
+    let queue = run_queue_name("drained");
+    let outcome = run(edw_on(&env).args(["consume", "--until-empty", "--queue", &queue]));
     assert_exit(&outcome, 0, &["processed 0 messages"]);
 }
 
@@ -243,8 +247,12 @@ async fn consume_exits_3_when_the_connection_string_is_refused() {
 fn consume_until(signal: &str) {
     let rt = runtime();
     let env = rt.block_on(Env::start());
-    let (queue, table) = (env.storage.queue("backlog"), env.storage.table("processed"));
-    let produced = run(edw_on(&env).args(["produce", "--count", "5", "--queue", "backlog"]));
+    // Names of this test's own: the run's Azurite is shared by every test (ci/suite-azurite.sh).
+    let (queue, table) = (
+        env.storage.queue(&run_queue_name("backlog")),
+        env.storage.table(&run_table_name("processed")),
+    );
+    let produced = run(edw_on(&env).args(["produce", "--count", "5", "--queue", queue.name()]));
     assert_exit(&produced, 0, &["sent 5 messages"]);
     let all_processed = || {
         rt.block_on(eventually("five rows", Duration::from_secs(30), || async {
@@ -255,7 +263,7 @@ fn consume_until(signal: &str) {
         }))
     };
     let outcome = interrupt_once_started(
-        edw_on(&env).args(["consume", "--queue", "backlog", "--table", "processed"]),
+        edw_on(&env).args(["consume", "--queue", queue.name(), "--table", table.name()]),
         Stream::Stderr,
         "until Ctrl-C",
         all_processed,

@@ -460,7 +460,8 @@ async fn the_export_lines_twin_serve_prints_are_all_a_kube_run_needs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_reading_other_storage_is_named_at_once() {
     let cluster_storage = Env::start().await;
-    let harness_storage = Env::start().await;
+    // Not the run's shared Azurite: storage the cluster does not read.
+    let harness_storage = Env::start_own().await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("twin.kubeconfig");
     let _served = serve_twin(&cluster_storage, &kubeconfig, &[]);

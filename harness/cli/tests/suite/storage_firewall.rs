@@ -19,7 +19,7 @@ use wiremock::MockServer;
 use crate::support::arm_replay::{
     denying_account, example, mount_storage_account, storage_account_id, MockAccount, SUB,
 };
-use crate::support::cli::{edw, run as outcome, unreachable_kubeconfig};
+use crate::support::cli::{edw, run as outcome, unreachable_kubeconfig, without_suite_azurite};
 use crate::support::served::local_target;
 use crate::support::steps::{fails, hangs, panics, passes, run_interrupting};
 use crate::support::{eventually, Env};
@@ -35,7 +35,7 @@ const TOKEN: &str = "firewall-test-arm-token-never-printed";
 /// and a cluster that does not answer.
 fn edw_aks(dir: &std::path::Path, arm_url: &str, env: &Env, address: &str) -> Command {
     let mut command = edw();
-    command
+    without_suite_azurite(&mut command)
         .current_dir(dir)
         .env("EDW_ARM_TOKEN", TOKEN)
         .env("EDW_ARM_URL", arm_url)

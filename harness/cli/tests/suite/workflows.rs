@@ -11,7 +11,13 @@ use std::process::Command;
 use serde_json::Value;
 
 const WORKFLOWS: [&str; 4] = ["pr.yml", "kind.yml", "nightly.yml", "release-gate.yml"];
-const SCRIPTS: [&str; 3] = ["kind-up.sh", "kind-down.sh", "flake-check.sh"];
+const SCRIPTS: [&str; 5] = [
+    "kind-up.sh",
+    "kind-down.sh",
+    "flake-check.sh",
+    "suite-azurite.sh",
+    "suite-azurite-slot.sh",
+];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -957,4 +963,154 @@ fn cleanup_step_cleans_every_ledger(script: &str) {
     let (ok, calls) = run(true);
     assert!(!ok, "a failed cleanup must fail the step: {calls}");
     assert_eq!(calls.lines().count(), 3, "every ledger is tried: {calls}");
+}
+
+/// `ci/suite-azurite.sh` as nextest runs it, under a parent that stays until its stdin closes:
+/// the pool in `NEXTEST_ENV` (what nextest hands every test), each Azurite there takes a queue
+/// and a table, and none answers once the parent is gone (the watchdog stopped them).
+#[tokio::test]
+async fn the_suite_azurites_serve_the_run_and_stop_when_nextest_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("nextest-env");
+    std::fs::write(&env_file, "").unwrap();
+    let mut parent = suite_azurite_under_a_parent(&env_file, env!("CARGO_BIN_EXE_edw"));
+    let pool = crate::support::eventually(
+        "the script writes EDW_SUITE_AZURITE_POOL to NEXTEST_ENV",
+        std::time::Duration::from_secs(180),
+        || async {
+            let text = std::fs::read_to_string(&env_file).unwrap_or_default();
+            match text
+                .lines()
+                .find_map(|l| l.strip_prefix("EDW_SUITE_AZURITE_POOL="))
+            {
+                Some(pool) => Ok(pool.to_owned()),
+                None => Err(text),
+            }
+        },
+    )
+    .await;
+    let entries: Vec<(String, String)> = pool
+        .split(';')
+        .map(|entry| {
+            let (queue, table) = entry.split_once(' ').expect("queue table");
+            (queue.to_owned(), table.to_owned())
+        })
+        .collect();
+    assert_eq!(entries.len(), 2, "EDW_SUITE_AZURITES=2: {pool}");
+    assert_ne!(entries[0], entries[1], "{pool}");
+    for (queue_endpoint, table_endpoint) in &entries {
+        let target =
+            edw_engine::storage::StorageTarget::development(queue_endpoint, table_endpoint);
+        let storage = edw_engine::storage::Storage::connect(&target).expect("storage");
+        let queue = storage.queue(&edw_model::naming::run_queue_name("suite"));
+        queue.create().await.expect("a suite Azurite takes a queue");
+        let table = storage.table(&edw_model::naming::run_table_name("suite"));
+        table.create().await.expect("a suite Azurite takes a table");
+    }
+
+    drop(parent.stdin.take());
+    parent.wait().expect("the parent exits");
+    let addresses: Vec<String> = entries
+        .iter()
+        .flat_map(|(queue, table)| [queue, table])
+        .map(|endpoint| {
+            let host = endpoint.trim_start_matches("http://").split('/').next();
+            host.unwrap().to_owned()
+        })
+        .collect();
+    crate::support::eventually(
+        "the suite Azurites stop once their parent is gone",
+        std::time::Duration::from_secs(30),
+        || {
+            let answering: Vec<String> = addresses
+                .iter()
+                .filter(|address| std::net::TcpStream::connect(address.as_str()).is_ok())
+                .cloned()
+                .collect();
+            async move {
+                if answering.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("still answering: {answering:?}"))
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// Azurite that cannot start leaves `NEXTEST_ENV` empty and the script succeeds (every test
+/// then starts its own), saying why.
+#[test]
+fn the_suite_azurite_that_cannot_start_leaves_every_test_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("nextest-env");
+    std::fs::write(&env_file, "").unwrap();
+    let mut parent = suite_azurite_under_a_parent(&env_file, "/bin/false");
+    drop(parent.stdin.take());
+    let out = parent.wait_with_output().expect("the parent exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("suite Azurite: did not start"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), "");
+}
+
+/// `bash` running `ci/suite-azurite.sh` (two Azurites) with `edw` as `edw_bin`, then waiting
+/// for its stdin to close: the script's parent, as nextest is.
+fn suite_azurite_under_a_parent(env_file: &Path, edw_bin: &str) -> std::process::Child {
+    use std::process::Stdio;
+    Command::new("bash")
+        .arg("-c")
+        .arg(r#""$0"; status=$?; read -r _; exit "$status""#)
+        .arg(ci_dir().join("suite-azurite.sh"))
+        .current_dir(repo_root())
+        .env("NEXTEST_ENV", env_file)
+        .env("EDW_BIN", edw_bin)
+        .env("EDW_SUITE_AZURITES", "2")
+        .env_remove("EDW_AZURITE_QUEUE_ENDPOINT")
+        .env_remove("EDW_AZURITE_TABLE_ENDPOINT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bash")
+}
+
+/// The wrapper hands a test the Azurite of its nextest slot (slots past the pool wrap around),
+/// and leaves a test alone without a pool or with `EDW_AZURITE_*` already set.
+#[test]
+fn the_slot_wrapper_gives_each_test_its_slots_azurite() {
+    let seen = |slot: &str, pool: Option<&str>, preset: Option<&str>| {
+        let mut command = Command::new(ci_dir().join("suite-azurite-slot.sh"));
+        command
+            .args([
+                "sh",
+                "-c",
+                "echo \"$EDW_AZURITE_QUEUE_ENDPOINT|$EDW_AZURITE_TABLE_ENDPOINT\"",
+            ])
+            .env("NEXTEST_TEST_GLOBAL_SLOT", slot)
+            .env_remove("EDW_SUITE_AZURITE_POOL")
+            .env_remove("EDW_AZURITE_QUEUE_ENDPOINT")
+            .env_remove("EDW_AZURITE_TABLE_ENDPOINT");
+        if let Some(pool) = pool {
+            command.env("EDW_SUITE_AZURITE_POOL", pool);
+        }
+        if let Some(preset) = preset {
+            command
+                .env("EDW_AZURITE_QUEUE_ENDPOINT", preset)
+                .env("EDW_AZURITE_TABLE_ENDPOINT", preset);
+        }
+        let out = command.output().expect("run the wrapper");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let pool = "http://q0/a http://t0/a;http://q1/a http://t1/a";
+    assert_eq!(seen("0", Some(pool), None), "http://q0/a|http://t0/a");
+    assert_eq!(seen("1", Some(pool), None), "http://q1/a|http://t1/a");
+    assert_eq!(seen("2", Some(pool), None), "http://q0/a|http://t0/a");
+    assert_eq!(seen("1", None, None), "|");
+    assert_eq!(
+        seen("1", Some(pool), Some("http://mine/a")),
+        "http://mine/a|http://mine/a"
+    );
 }

@@ -1,5 +1,6 @@
-//! Shared test support: a real Azurite per test process, run-scoped queue and table names,
-//! and an "eventually, within T" poll for conditions that settle over time.
+//! Shared test support: a real Azurite (the run's one that `ci/suite-azurite.sh` starts, or the
+//! test's own), run-scoped queue and table names, and an "eventually, within T" poll for
+//! conditions that settle over time.
 
 #![allow(dead_code)]
 
@@ -11,7 +12,7 @@ pub mod steps;
 use std::future::Future;
 use std::time::Duration;
 
-use edw_engine::azurite::Azurite;
+use edw_engine::azurite::{Azurite, AzuriteOptions};
 use edw_engine::storage::{Queue, Storage, Table};
 use edw_engine::workload::poison_queue_name;
 use edw_model::naming::{run_queue_name, run_table_name};
@@ -23,10 +24,20 @@ pub struct Env {
 }
 
 impl Env {
+    /// The Azurite `EDW_AZURITE_*` names (under nextest, the run's one: every test names its
+    /// queues and tables per run), else an embedded one of this test's own.
     pub async fn start() -> Env {
-        let azurite = Azurite::start()
-            .await
-            .unwrap_or_else(|e| panic!("Azurite: {e}"));
+        Self::on(Azurite::start().await)
+    }
+
+    /// An embedded Azurite of this test's own, whatever `EDW_AZURITE_*` says: for a test that
+    /// needs storage nobody else reads.
+    pub async fn start_own() -> Env {
+        Self::on(Azurite::start_with(&AzuriteOptions::default()).await)
+    }
+
+    fn on(azurite: Result<Azurite, edw_engine::azurite::AzuriteError>) -> Env {
+        let azurite = azurite.unwrap_or_else(|e| panic!("Azurite: {e}"));
         let storage = Storage::connect(&azurite.storage_target()).expect("connect to Azurite");
         Env { azurite, storage }
     }
