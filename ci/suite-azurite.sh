@@ -36,9 +36,15 @@ nextest_pid=$PPID
 count=${EDW_SUITE_AZURITES:-4}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/edw-suite-azurite.XXXXXX")
 
-# `edw` as cargo builds it for the tests (EDW_BIN names a built one instead).
+# `edw`: EDW_BIN, else the one cargo built for the tests (CARGO_BIN_EXE_edw is
+# target/debug/edw; only `edw azurite` runs, so one left from an earlier build serves too),
+# else a build (`cargo build` uses the dev profile, not the tests' test profile: a clean
+# checkout would compile everything again, ~45 s here, so it is the last resort).
+target_dir=${CARGO_TARGET_DIR:-$root/target}
 if [ -n "${EDW_BIN:-}" ]; then
   edw=$EDW_BIN
+elif [ -x "$target_dir/debug/edw" ]; then
+  edw=$target_dir/debug/edw
 else
   edw=$("${CARGO:-cargo}" build --quiet --message-format=json --manifest-path "$root/Cargo.toml" \
     -p edw-cli --bin edw | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
