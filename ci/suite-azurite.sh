@@ -18,7 +18,8 @@
 # If it cannot start, the script says why and exits 0: each test then starts its own Azurite
 # and reports the problem where it matters. EDW_SUITE_AZURITE=per-test keeps the old way;
 # EDW_AZURITE_* already set means "use that one". Tested by
-# harness/cli/tests/suite/workflows.rs (the_suite_azurite_…).
+# harness/cli/tests/suite/workflows.rs (the_suite_azurites_serve_…, the_suite_azurite_that_…,
+# the_slot_wrapper_…).
 set -euo pipefail
 
 if [ -n "${EDW_AZURITE_QUEUE_ENDPOINT:-}" ] && [ -n "${EDW_AZURITE_TABLE_ENDPOINT:-}" ]; then

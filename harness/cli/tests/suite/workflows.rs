@@ -1059,7 +1059,8 @@ fn the_suite_azurite_that_cannot_start_leaves_every_test_its_own() {
 /// for its stdin to close: the script's parent, as nextest is.
 fn suite_azurite_under_a_parent(env_file: &Path, edw_bin: &str) -> std::process::Child {
     use std::process::Stdio;
-    Command::new("bash")
+    let mut command = Command::new("bash");
+    crate::support::cli::without_suite_azurite(&mut command)
         .arg("-c")
         .arg(r#""$0"; status=$?; read -r _; exit "$status""#)
         .arg(ci_dir().join("suite-azurite.sh"))
@@ -1067,8 +1068,6 @@ fn suite_azurite_under_a_parent(env_file: &Path, edw_bin: &str) -> std::process:
         .env("NEXTEST_ENV", env_file)
         .env("EDW_BIN", edw_bin)
         .env("EDW_SUITE_AZURITES", "2")
-        .env_remove("EDW_AZURITE_QUEUE_ENDPOINT")
-        .env_remove("EDW_AZURITE_TABLE_ENDPOINT")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -43,11 +43,11 @@ pub fn edw() -> Command {
     command
 }
 
-/// The variables through which the run's one Azurite (`ci/suite-azurite.sh`, a nextest setup
-/// script) reaches every test and every `edw` it starts.
+/// The variables through which the Azurite of the test's nextest slot (`ci/suite-azurite.sh`
+/// and its wrapper) reaches the test and every `edw` it starts.
 pub const SUITE_AZURITE: [&str; 2] = ["EDW_AZURITE_QUEUE_ENDPOINT", "EDW_AZURITE_TABLE_ENDPOINT"];
 
-/// `command` without the run's one Azurite: for a test whose storage is an account (a key, a
+/// `command` without the slot's Azurite: for a test whose storage is an account (a key, a
 /// connection string), which `EDW_AZURITE_*` endpoints would otherwise win over.
 pub fn without_suite_azurite(command: &mut Command) -> &mut Command {
     for key in SUITE_AZURITE {

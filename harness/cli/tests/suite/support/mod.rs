@@ -1,5 +1,5 @@
-//! Shared test support: a real Azurite (the run's one that `ci/suite-azurite.sh` starts, or the
-//! test's own), run-scoped queue and table names, and an "eventually, within T" poll for
+//! Shared test support: a real Azurite (the one of the test's nextest slot that
+//! `ci/suite-azurite.sh` starts, or the test's own), run-scoped queue and table names, and an "eventually, within T" poll for
 //! conditions that settle over time.
 
 #![allow(dead_code)]
@@ -24,8 +24,8 @@ pub struct Env {
 }
 
 impl Env {
-    /// The Azurite `EDW_AZURITE_*` names (under nextest, the run's one: every test names its
-    /// queues and tables per run), else an embedded one of this test's own.
+    /// The Azurite `EDW_AZURITE_*` names (under nextest, the slot's: every test names its queues
+    /// and tables per run), else an embedded one of this test's own.
     pub async fn start() -> Env {
         Self::on(Azurite::start().await)
     }
