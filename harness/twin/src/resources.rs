@@ -333,6 +333,24 @@ impl Registry {
                     age.clone(),
                 ],
             ),
+            // Served for the node's DaemonSet pods' owner (`kube-system/node-daemons`, made at
+            // startup): `kubectl drain --ignore-daemonsets` looks their owner up.
+            builtin(
+                "apps",
+                "v1",
+                "DaemonSet",
+                "daemonsets",
+                true,
+                &["ds"],
+                true,
+                false,
+                vec![
+                    col("Desired", "integer", ".status.desiredNumberScheduled", 0),
+                    col("Current", "integer", ".status.currentNumberScheduled", 0),
+                    col("Ready", "integer", ".status.numberReady", 0),
+                    age.clone(),
+                ],
+            ),
             builtin(
                 "autoscaling",
                 "v2",

@@ -232,13 +232,23 @@ fn create_daemon_pod(engine: &mut Engine, node_name: &str) {
     if cpu == 0 && memory == 0 {
         return;
     }
+    // Owned by the DaemonSet the twin starts with (kubectl drain looks the owner up).
+    let owner_uid = engine
+        .store
+        .get(&ObjectKey::new(
+            "daemonsets.apps",
+            "kube-system",
+            crate::controllers::NODE_DAEMONS,
+        ))
+        .and_then(|ds| ds.pointer("/metadata/uid").cloned())
+        .unwrap_or(json!("00000000-0000-0000-0000-0000000000d5"));
     let pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "generateName": "node-daemons-",
             "labels": {"app": "node-daemons", "k8s-app": "node-daemons"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "node-daemons", "uid": "00000000-0000-0000-0000-0000000000d5", "controller": true}],
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": crate::controllers::NODE_DAEMONS, "uid": owner_uid, "controller": true}],
         },
         "spec": {
             "nodeName": node_name,

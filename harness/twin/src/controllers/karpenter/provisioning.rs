@@ -440,6 +440,14 @@ fn provision(engine: &mut Engine) {
     }
 }
 
+/// Taints Karpenter ignores on a node because the node lifecycle removes them
+/// (`scheduling.KnownEphemeralTaints`).
+const EPHEMERAL_TAINTS: &[&str] = &[
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.cloudprovider.kubernetes.io/uninitialized",
+];
+
 /// Existing Karpenter nodes and in-flight NodeClaims, with their free capacity.
 fn bins(engine: &Engine, pools: &[Pool]) -> Vec<Bin> {
     let (claims, _) = engine.store.list(NODECLAIMS, None, None, None);
@@ -462,11 +470,29 @@ fn bins(engine: &Engine, pools: &[Pool]) -> Vec<Bin> {
             if node.as_ref().is_some_and(|n| is_deleting(n)) {
                 return None;
             }
-            let pool_taints = pools
+            let pool = pools
                 .iter()
-                .find(|p| Some(p.name.as_str()) == label(claim, "karpenter.sh/nodepool"))
-                .map(|p| p.taints.clone())
-                .unwrap_or_default();
+                .find(|p| Some(p.name.as_str()) == label(claim, "karpenter.sh/nodepool"));
+            let pool_taints = pool.map(|p| p.taints.clone()).unwrap_or_default();
+            // A registered node is judged by its own taints (a cordoned one carries
+            // node.kubernetes.io/unschedulable), less the ones Karpenter expects to go: the
+            // pool's startup taints and the ephemeral node-lifecycle ones.
+            let taints = match &node {
+                Some(node) => node
+                    .pointer("/spec/taints")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| {
+                        !EPHEMERAL_TAINTS.contains(&t["key"].as_str().unwrap_or_default())
+                            && !pool.is_some_and(|p| {
+                                p.startup_taints.iter().any(|s| s["key"] == t["key"])
+                            })
+                    })
+                    .cloned()
+                    .collect(),
+                None => pool_taints,
+            };
             let (allocatable, used, labels) = match &node {
                 Some(node) => (
                     node_allocatable(node),
@@ -486,7 +512,7 @@ fn bins(engine: &Engine, pools: &[Pool]) -> Vec<Bin> {
                 nodeclaim: claim_name,
                 node: node_name,
                 free: allocatable.minus(used),
-                taints: pool_taints,
+                taints,
                 labels,
             })
         })
