@@ -40,7 +40,8 @@ async fn python_client_missing() -> Option<String> {
         Err(error) => Some(format!("python3 does not run ({error})")),
         Ok(out) if !out.status.success() => Some(format!(
             "the official Kubernetes Python client is not importable (`python3 -m pip install kubernetes`): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            // The traceback's last line says what is missing.
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
         )),
         Ok(_) => None,
     }
