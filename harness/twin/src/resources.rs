@@ -381,6 +381,22 @@ impl Registry {
                 vec![col("Created At", "date", ".metadata.creationTimestamp", 0)],
             ),
         ];
+        // Answered, never stored (`api::access_review`).
+        types.extend(crate::api::access_review::review_types().into_iter().map(
+            |(kind, plural)| {
+                builtin(
+                    crate::api::access_review::GROUP,
+                    "v1",
+                    kind,
+                    plural,
+                    false,
+                    &[],
+                    false,
+                    false,
+                    Vec::new(),
+                )
+            },
+        ));
         let mut crds = Vec::new();
         for (file, text) in CRD_FILES
             .iter()

@@ -10,9 +10,11 @@ use serde_json::{json, Value};
 
 use super::nodepool::refresh_nodepool_status;
 use super::{NODECLAIMS, TERMINATION_FINALIZER};
+use crate::controllers::node_status;
 use crate::engine::{Engine, Task};
 use crate::objects::{
-    condition, is_deleting, label, name, namespace, owner_reference, set_condition, str_at,
+    condition, is_deleting, label, name, namespace, owner_reference, qos_class, set_condition,
+    str_at,
 };
 use crate::skus::Sku;
 use crate::store::{EventType, FieldSelector, ObjectKey, WatchEvent};
@@ -188,8 +190,7 @@ pub(crate) fn register(engine: &mut Engine, claim_name: &str) {
             .cloned()
             .unwrap_or_default(),
     );
-    let version = engine.params.kubernetes_version.clone();
-    let node = json!({
+    let mut node = json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
@@ -202,11 +203,10 @@ pub(crate) fn register(engine: &mut Engine, claim_name: &str) {
         "status": {
             "capacity": claim.pointer("/status/capacity").cloned().unwrap_or(Value::Null),
             "allocatable": claim.pointer("/status/allocatable").cloned().unwrap_or(Value::Null),
-            "conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady"}],
-            "nodeInfo": {"kubeletVersion": version, "kubeProxyVersion": version, "osImage": "Ubuntu 22.04.5 LTS", "containerRuntimeVersion": "containerd://1.7.25-1", "operatingSystem": "linux", "architecture": "amd64"},
-            "addresses": [{"type": "Hostname", "address": node_name}],
         },
     });
+    // The kubelet registers the node not Ready: the CNI is not up yet (AZ-9).
+    node_status::register(engine, &mut node, false);
     if engine.store.create("nodes", "", node).is_err() {
         return;
     }
@@ -242,7 +242,7 @@ fn create_daemon_pod(engine: &mut Engine, node_name: &str) {
         ))
         .and_then(|ds| ds.pointer("/metadata/uid").cloned())
         .unwrap_or(json!("00000000-0000-0000-0000-0000000000d5"));
-    let pod = json!({
+    let mut pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -262,6 +262,7 @@ fn create_daemon_pod(engine: &mut Engine, node_name: &str) {
         },
         "status": {"phase": "Pending"},
     });
+    pod["status"]["qosClass"] = json!(qos_class(&pod["spec"]));
     let _ = engine.store.create("pods", "kube-system", pod);
 }
 
@@ -300,14 +301,7 @@ pub(crate) fn initialize(engine: &mut Engine, claim_name: &str) {
                 taints.retain(|t| !startup.contains(t));
             }
             o["metadata"]["labels"]["karpenter.sh/initialized"] = json!("true");
-            set_condition(
-                o,
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-                &now,
-            );
+            node_status::post_ready(o, &now);
         });
     let updated = engine.store.update(&key, |o| {
         o["metadata"]["labels"]["karpenter.sh/initialized"] = json!("true");
@@ -409,6 +403,7 @@ pub(crate) fn vm_deleted(engine: &mut Engine, claim_name: &str) {
                 .remove(&ObjectKey::new("pods", namespace(pod), name(pod)));
         }
         engine.store.remove(&ObjectKey::new("nodes", "", node_name));
+        engine.state.pod_ips_given.remove(node_name);
     }
     let _ = engine.store.update(&key, |o| {
         if let Some(f) = o
