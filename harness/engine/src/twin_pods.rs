@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use edw_twin::activity::PodActivity;
 use edw_twin::driver::{BoxFuture, PodRuntime, QueueProbe};
 use edw_twin::store::ObjectKey;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,7 @@ pub struct ConsumerPods {
     runtime: tokio::runtime::Handle,
     running: Mutex<HashMap<ObjectKey, CancellationToken>>,
     reports: Arc<Mutex<Vec<PodReport>>>,
+    activity: Option<PodActivity>,
 }
 
 impl ConsumerPods {
@@ -38,7 +40,15 @@ impl ConsumerPods {
             runtime: tokio::runtime::Handle::current(),
             running: Mutex::new(HashMap::new()),
             reports: Arc::default(),
+            activity: None,
         }
+    }
+
+    /// The same pods, writing their lines (`kubectl logs`) and processed counts (the metrics
+    /// API) to the twin's `activity`.
+    pub fn with_activity(mut self, activity: PodActivity) -> Self {
+        self.activity = Some(activity);
+        self
     }
 
     /// Pods whose consumer is running now.
@@ -86,8 +96,15 @@ impl PodRuntime for ConsumerPods {
             pacer: Some(Pacer(self.governor.clone())),
             idle_poll: second.max(Duration::from_millis(20)),
             stop: StopWhen::Cancelled,
+            journal: self.activity.as_ref().map(|a| a.journal(pod)),
             ..ConsumerOptions::default()
         };
+        if let Some(journal) = &options.journal {
+            journal.log(format!(
+                "consumer started: queue {queue_name}, table {table_name}, poison queue {}, one message at a time",
+                poison_queue_name(queue_name)
+            ));
+        }
         let cancel = CancellationToken::new();
         self.running
             .lock()
@@ -103,6 +120,14 @@ impl PodRuntime for ConsumerPods {
                 .map_err(|e| crate::error_chain::text(&e));
             if let Err(error) = &result {
                 tracing::warn!(pod = %key.name, %error, "consumer pod stopped with an error");
+            }
+            if let Some(journal) = &options.journal {
+                journal.log(match &result {
+                    Ok(report) => {
+                        format!("consumer stopped: {} messages processed", report.processed)
+                    }
+                    Err(error) => format!("consumer stopped with an error: {error}"),
+                });
             }
             reports
                 .lock()

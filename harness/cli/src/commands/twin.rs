@@ -96,9 +96,12 @@ pub async fn serve(
         println!("  {line}");
     }
     println!("Ctrl-C stops it.");
+    let activity = engine.store.activity().clone();
     let engine = Arc::new(Mutex::new(engine));
     let governor = ClockGovernor::start(clock.clone(), cancel.clone());
-    let pods = Arc::new(ConsumerPods::new(session.storage.clone(), governor.clone()));
+    let pods = Arc::new(
+        ConsumerPods::new(session.storage.clone(), governor.clone()).with_activity(activity),
+    );
     drive(
         engine,
         clock,

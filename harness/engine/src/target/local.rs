@@ -65,6 +65,7 @@ impl LocalTarget {
         let capabilities = Capabilities::detect(&client)
             .await
             .map_err(|e| TargetError::Twin(e.into()))?;
+        let activity = engine.store.activity().clone();
         let engine = Arc::new(Mutex::new(engine));
         let stop = CancellationToken::new();
         let governor = ClockGovernor::start(clock.clone(), stop.clone());
@@ -73,7 +74,8 @@ impl LocalTarget {
         let mut pod_target = target.clone();
         pod_target.retry = target.retry.in_simulated_time(scale);
         let pod_storage = Storage::connect(&pod_target)?;
-        let pods = Arc::new(ConsumerPods::new(pod_storage, governor.clone()));
+        let pods =
+            Arc::new(ConsumerPods::new(pod_storage, governor.clone()).with_activity(activity));
         let probe = Arc::new(StorageQueueProbe::new(storage.clone(), governor.clone()));
         let driver = tokio::spawn(drive(
             engine.clone(),

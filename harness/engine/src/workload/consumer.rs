@@ -47,6 +47,9 @@ pub struct ConsumerOptions {
     /// "dies" before deleting them, as a crashed pod would; they come back after the
     /// visibility timeout.
     pub crash_after_write: u64,
+    /// Where a twin consumer pod's lines go (its `kubectl logs`) and its processed messages
+    /// are counted (its CPU in the metrics API).
+    pub journal: Option<edw_twin::activity::PodJournal>,
 }
 
 impl Default for ConsumerOptions {
@@ -62,6 +65,7 @@ impl Default for ConsumerOptions {
             max_consecutive_errors: 10,
             stop: StopWhen::Cancelled,
             crash_after_write: 0,
+            journal: None,
         }
     }
 }
@@ -332,6 +336,13 @@ fn give_up(shared: &Shared<'_>, error: StorageError, consecutive: &mut u32) -> b
         || error.is_not_found()
         || matches!(error, StorageError::Config(_))
         || *consecutive >= shared.options.max_consecutive_errors;
+    journal(shared, || {
+        if fatal {
+            format!("storage call failed, giving up: {error}")
+        } else {
+            format!("storage call failed; trying again: {error}")
+        }
+    });
     if fatal {
         shared.done.store(true, Ordering::SeqCst);
         shared
@@ -355,6 +366,12 @@ async fn handle(shared: &Shared<'_>, message: &ReceivedMessage) -> Result<Handle
             "message received too often; moving it to the poison queue"
         );
         to_poison(shared, message).await?;
+        journal(shared, || {
+            format!(
+                "message {} received {} times (limit {}): moved to the poison queue",
+                message.id, message.dequeue_count, shared.options.max_dequeue
+            )
+        });
         counters
             .poisoned_dequeue_limit
             .fetch_add(1, Ordering::SeqCst);
@@ -365,10 +382,23 @@ async fn handle(shared: &Shared<'_>, message: &ReceivedMessage) -> Result<Handle
         Err(malformed) => {
             tracing::warn!(id = %message.id, %malformed, "moving it to the poison queue");
             to_poison(shared, message).await?;
+            journal(shared, || {
+                format!(
+                    "message {} is malformed ({malformed}): moved to the poison queue",
+                    message.id
+                )
+            });
             counters.poisoned_malformed.fetch_add(1, Ordering::SeqCst);
             return Ok(Handled::Done);
         }
     };
+    let text = format!(
+        "processed message {}: {:?} (srcStamp {}) -> table {}",
+        message.id,
+        parsed.msg,
+        parsed.src_stamp,
+        shared.table.name()
+    );
     let entity = ProcessedEntity::new(
         &message.id,
         message.insertion_time,
@@ -388,7 +418,18 @@ async fn handle(shared: &Shared<'_>, message: &ReceivedMessage) -> Result<Handle
     }
     delete(shared, message).await?;
     counters.processed.fetch_add(1, Ordering::SeqCst);
+    if let Some(journal) = &shared.options.journal {
+        journal.processed();
+        journal.log(text);
+    }
     Ok(Handled::Done)
+}
+
+/// Writes a line to the pod's journal, when the consumer runs in a twin pod.
+fn journal(shared: &Shared<'_>, line: impl FnOnce() -> String) {
+    if let Some(journal) = &shared.options.journal {
+        journal.log(line());
+    }
 }
 
 /// Copies the message to the poison queue, then deletes it: never lost, at worst (if the
