@@ -16,6 +16,7 @@ mod config;
 mod doctor;
 mod exit_codes;
 mod kube_target;
+mod kubectl_walk;
 mod ownership;
 mod queue_partitions;
 mod readme_commands;

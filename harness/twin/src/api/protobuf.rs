@@ -463,6 +463,152 @@ mod tests {
         );
     }
 
+    fn served() -> crate::api::ApiServer {
+        let clock = std::sync::Arc::new(crate::clock::VirtualClock::new(
+            time::macros::datetime!(2026-01-01 00:00 UTC),
+        ));
+        let api = crate::api::ApiServer::new(
+            crate::store::Store::new(clock, 3),
+            std::sync::Arc::new(crate::resources::Registry::standard().unwrap()),
+        );
+        api.ensure_system_namespaces();
+        api
+    }
+
+    async fn post(
+        api: &crate::api::ApiServer,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", content_type)
+            .body(bytes::Bytes::from(body))
+            .unwrap();
+        let response = api.handle(request).await;
+        let code = response.status().as_u16();
+        let body = response.body().as_bytes().unwrap_or_default().to_vec();
+        (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    fn config_map(name: &str) -> DynamicMessage {
+        let mut meta = message("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+        meta.set_field_by_name("name", Pb::String(name.into()));
+        let mut cm = message("k8s.io.api.core.v1.ConfigMap");
+        cm.set_field_by_name("metadata", Pb::Message(meta));
+        cm
+    }
+
+    #[tokio::test]
+    async fn the_api_stores_a_protobuf_body_and_answers_bad_ones_as_kube_apiserver_does() {
+        let api = served();
+        let path = "/api/v1/namespaces/default/configmaps";
+        let (code, created) = post(
+            &api,
+            path,
+            MEDIA_TYPE,
+            envelope("v1", "ConfigMap", &config_map("c1")),
+        )
+        .await;
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(created["metadata"]["name"], "c1");
+        assert_eq!(created["metadata"]["namespace"], "default");
+
+        // A malformed body, a kind that does not match the URL, a type the twin cannot read.
+        let (code, status) = post(&api, path, MEDIA_TYPE, b"k8s\0\x0a\xff".to_vec()).await;
+        assert_eq!(
+            (code, status["reason"].as_str()),
+            (400, Some("BadRequest")),
+            "{status}"
+        );
+        let (code, status) = post(
+            &api,
+            "/api/v1/namespaces/default/pods",
+            MEDIA_TYPE,
+            envelope("v1", "ConfigMap", &config_map("c2")),
+        )
+        .await;
+        assert_eq!(code, 400, "{status}");
+        assert!(
+            status["message"].as_str().unwrap().contains(
+                "the kind in the data (ConfigMap) does not match the expected kind (Pod)"
+            ),
+            "{status}"
+        );
+        let (code, status) = post(&api, path, "application/cbor", b"{}".to_vec()).await;
+        assert_eq!(
+            (code, status["reason"].as_str()),
+            (415, Some("UnsupportedMediaType")),
+            "{status}"
+        );
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("application/cbor"),
+            "{status}"
+        );
+
+        // And it keeps serving.
+        let (code, created) = post(
+            &api,
+            path,
+            "application/json",
+            serde_json::to_vec(
+                &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c3"}}),
+            )
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(code, 201, "{created}");
+    }
+
+    #[tokio::test]
+    async fn an_eviction_of_a_missing_pod_is_not_found_and_a_wrong_body_is_a_bad_request() {
+        let api = served();
+        let mut meta = message("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+        meta.set_field_by_name("name", Pb::String("ghost".into()));
+        let mut eviction = message("k8s.io.api.policy.v1.Eviction");
+        eviction.set_field_by_name("metadata", Pb::Message(meta));
+        let path = "/api/v1/namespaces/default/pods/ghost/eviction";
+        let (code, status) = post(
+            &api,
+            path,
+            MEDIA_TYPE,
+            envelope("policy/v1", "Eviction", &eviction),
+        )
+        .await;
+        assert_eq!(
+            (code, status["reason"].as_str()),
+            (404, Some("NotFound")),
+            "{status}"
+        );
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("pods \"ghost\" not found"),
+            "{status}"
+        );
+        let (code, status) = post(
+            &api,
+            path,
+            MEDIA_TYPE,
+            envelope("v1", "ConfigMap", &config_map("ghost")),
+        )
+        .await;
+        assert_eq!(code, 400, "{status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("policy/v1 Eviction"),
+            "{status}"
+        );
+    }
+
     #[test]
     fn a_raw_object_that_is_not_its_kind_is_a_bad_request() {
         let desc = pool().get_message_by_name(UNKNOWN).unwrap();
