@@ -227,6 +227,89 @@ mod tests {
         }
     }
 
+    fn served() -> ApiServer {
+        let clock = std::sync::Arc::new(crate::clock::VirtualClock::new(
+            time::macros::datetime!(2026-01-01 00:00 UTC),
+        ));
+        let api = ApiServer::new(
+            crate::store::Store::new(clock, 5),
+            std::sync::Arc::new(crate::resources::Registry::standard().unwrap()),
+        );
+        api.ensure_system_namespaces();
+        api
+    }
+
+    async fn get(api: &ApiServer, path: &str) -> (u16, String) {
+        let request = http::Request::builder()
+            .uri(path)
+            .body(Bytes::new())
+            .unwrap();
+        let response = api.handle(request).await;
+        let code = response.status().as_u16();
+        let body = response.body().as_bytes().unwrap_or_default().to_vec();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn pod(api: &ApiServer, name: &str, node: Option<&str>, running: bool) {
+        let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
+        if let Some(node) = node {
+            pod["spec"]["nodeName"] = serde_json::json!(node);
+        }
+        if running {
+            pod["status"] = serde_json::json!({"phase": "Running",
+                "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "state": {"running": {}}}]});
+        }
+        api.store().create("pods", "default", pod).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_pod_that_never_ran_has_no_logs_and_says_why() {
+        let api = served();
+        pod(&api, "pending", None, false);
+        pod(&api, "starting", Some("aks-default-abcde"), false);
+        pod(&api, "running", Some("aks-default-abcde"), true);
+        let base = "/api/v1/namespaces/default/pods";
+        let (code, body) = get(&api, &format!("{base}/pending/log")).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body.contains("pod pending does not have a host assigned"),
+            "{body}"
+        );
+        let (code, body) = get(&api, &format!("{base}/starting/log")).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("container \\\"app\\\" in pod \\\"starting\\\" is waiting to start: ContainerCreating"), "{body}");
+        let (code, body) = get(&api, &format!("{base}/ghost/log")).await;
+        assert_eq!(code, 404, "{body}");
+        let (code, body) = get(&api, &format!("{base}/running/log?previous=true")).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("previous terminated container"), "{body}");
+        let (code, body) = get(&api, &format!("{base}/running/log?container=sidecar")).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body.contains("container sidecar is not valid for pod running"),
+            "{body}"
+        );
+        let (code, body) = get(&api, &format!("{base}/running/log?tailLines=x")).await;
+        assert_eq!(code, 400, "{body}");
+
+        // A running pod's lines, selected as asked.
+        let key = ObjectKey::new("pods", "default", "running");
+        api.store().activity().log(&key, "first");
+        api.store().activity().log(&key, "second");
+        let (code, body) = get(&api, &format!("{base}/running/log")).await;
+        assert_eq!((code, body.as_str()), (200, "first\nsecond\n"));
+        let (code, body) = get(
+            &api,
+            &format!("{base}/running/log?tailLines=1&timestamps=true"),
+        )
+        .await;
+        assert_eq!(
+            (code, body.as_str()),
+            (200, "2026-01-01T00:00:00Z second\n")
+        );
+    }
+
     #[test]
     fn tail_since_and_timestamps_select_and_render_lines() {
         let lines = vec![line(0, "a"), line(10, "b"), line(20, "c")];
