@@ -445,6 +445,16 @@ async fn a_person_walks_the_imperative_path_with_kubectl() {
         .unwrap_err();
     assert_printed(&never_ran, "pods \"no-such-pod\" not found");
 
+    // explain: the upstream descriptions, from the twin's OpenAPI.
+    assert_printed(
+        &k.ok(&["explain", "deployment.spec.replicas"]),
+        "Number of desired pods.",
+    );
+    assert_printed(
+        &k.ok(&["explain", "scaledobject.spec.cooldownPeriod"]),
+        "KIND:       ScaledObject",
+    );
+
     // auth can-i: the twin has no authorization and says so.
     assert_eq!(k.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
 
