@@ -1,8 +1,10 @@
 //! `metrics.k8s.io/v1beta1` as metrics-server's APIService serves it, from the twin's usage
 //! model ([`crate::metrics`]): `nodes` (NodeMetrics, cluster-scoped) and `pods` (PodMetrics,
 //! namespaced), get and list only, with `labelSelector` and `fieldSelector` applied to the
-//! nodes and pods measured. Only Ready nodes and the Running pods on them have metrics; any
-//! other is 404 `podmetrics.metrics.k8s.io "NAME" not found`. Objects are never stored: each
+//! nodes and pods measured. Only Ready nodes and the Running pods on them have metrics; a GET
+//! of any other is metrics-server's 404: `podmetrics.metrics.k8s.io "NS/NAME" not found`
+//! (`nodemetrics.metrics.k8s.io "NAME" not found`), or `pods "NAME" not found` (`nodes …`)
+//! when there is no such pod (node). Objects are never stored: each
 //! answer is computed on the twin's clock (`timestamp` and `creationTimestamp` are now). As
 //! metrics-server's, list items carry no `kind` or `apiVersion`.
 
@@ -97,8 +99,10 @@ pub(crate) fn handle(
             let node = api
                 .store
                 .get(&ObjectKey::new("nodes", "", node_name))
-                .filter(|n| metrics::node_has_metrics(n))
-                .ok_or_else(|| ApiError::not_found(NODE_METRICS, node_name))?;
+                .ok_or_else(|| ApiError::not_found("nodes", node_name))?;
+            if !metrics::node_has_metrics(&node) {
+                return Err(ApiError::not_found(NODE_METRICS, node_name));
+            }
             typed(
                 "NodeMetrics",
                 metrics.node(&node, &metrics.pod_usage_by_node()),
@@ -118,8 +122,13 @@ pub(crate) fn handle(
             let pod = api
                 .store
                 .get(&ObjectKey::new("pods", ns, pod_name))
-                .filter(|p| metrics.has_metrics(p))
-                .ok_or_else(|| ApiError::not_found(POD_METRICS, pod_name))?;
+                .ok_or_else(|| ApiError::not_found("pods", pod_name))?;
+            if !metrics.has_metrics(&pod) {
+                return Err(ApiError::not_found(
+                    POD_METRICS,
+                    &format!("{ns}/{pod_name}"),
+                ));
+            }
             typed("PodMetrics", metrics.pod(&pod))
         }
     };
