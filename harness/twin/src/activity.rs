@@ -1,10 +1,13 @@
 //! What the twin's pods did that no API object records: the lines each pod's program wrote
 //! (what `kubectl logs` shows, bounded per pod like a kubelet's rotated log) and how many
-//! messages a consumer pod processed (what the metrics API turns into CPU). The store holds one;
-//! pod programs write to it through a [`PodJournal`].
+//! messages a consumer pod processed (what the metrics API turns into CPU: its recent rate,
+//! from per-second counts of the last [`RATE_HORIZON`]). The store holds one; pod programs
+//! write to it through a [`PodJournal`]. On the virtual clock no program runs: the engine sets
+//! the queue model's rate per consumer pod here instead ([`PodActivity::set_modelled_rate`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
@@ -16,6 +19,10 @@ pub const MAX_LINES_PER_POD: usize = 2_000;
 
 /// The most pods whose activity is kept (the oldest journal goes first).
 const MAX_PODS: usize = 4_096;
+
+/// How far back a pod's processed messages are kept, second by second, for its recent rate
+/// (the longest window [`PodActivity::processed_rate`] can be asked about).
+pub const RATE_HORIZON: Duration = Duration::from_secs(120);
 
 /// One line a pod's container wrote, on the twin's clock.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +37,8 @@ struct PodRecord {
     /// Lines dropped for the bound.
     dropped: u64,
     processed: u64,
+    /// Messages processed per whole simulated second, oldest first, within [`RATE_HORIZON`].
+    recent: VecDeque<(u64, u64)>,
     /// When the record was made, for evicting the oldest.
     order: u64,
 }
@@ -38,6 +47,9 @@ struct PodRecord {
 struct Inner {
     pods: HashMap<ObjectKey, PodRecord>,
     next_order: u64,
+    /// Messages per second each Running consumer pod processes in the queue model (virtual
+    /// clock); `None` when real programs count their messages.
+    modelled_rate: Option<f64>,
 }
 
 /// Every pod's log lines and processed-message counts.
@@ -103,7 +115,49 @@ impl PodActivity {
 
     /// Pod `pod` processed one more message.
     pub fn processed(&self, pod: &ObjectKey) {
-        self.with_record(pod, |record| record.processed += 1);
+        let second = self.clock.now().as_secs();
+        self.with_record(pod, |record| {
+            record.processed += 1;
+            match record.recent.back_mut() {
+                Some((at, count)) if *at == second => *count += 1,
+                _ => record.recent.push_back((second, 1)),
+            }
+            while record
+                .recent
+                .front()
+                .is_some_and(|(at, _)| at + RATE_HORIZON.as_secs() < second)
+            {
+                record.recent.pop_front();
+            }
+        });
+    }
+
+    /// Messages per simulated second pod `pod` processed over the last `window` (at most
+    /// [`RATE_HORIZON`]; whole seconds, the current one included), or `None` when it never
+    /// processed one (its program counts nothing, or there is none).
+    pub fn processed_rate(&self, pod: &ObjectKey, window: Duration) -> Option<f64> {
+        let now = self.clock.now().as_secs();
+        let seconds = window.min(RATE_HORIZON).as_secs().max(1);
+        let inner = self.lock();
+        let record = inner.pods.get(pod).filter(|r| r.processed > 0)?;
+        let in_window: u64 = record
+            .recent
+            .iter()
+            .filter(|(at, _)| at + seconds > now)
+            .map(|(_, count)| count)
+            .sum();
+        Some(in_window as f64 / seconds as f64)
+    }
+
+    /// Sets how many messages per second each Running consumer pod processes in the queue
+    /// model (`None`: no model, the pods' programs count what they process).
+    pub fn set_modelled_rate(&self, rate: Option<f64>) {
+        self.lock().modelled_rate = rate;
+    }
+
+    /// What [`PodActivity::set_modelled_rate`] last set.
+    pub fn modelled_rate(&self) -> Option<f64> {
+        self.lock().modelled_rate
     }
 
     /// The lines pod `pod` wrote that are still kept, oldest first.
@@ -208,5 +262,40 @@ mod tests {
         activity.journal(&b).processed();
         assert_eq!(activity.processed_count(&a), 3);
         assert_eq!(activity.processed_count(&b), 1);
+    }
+
+    #[test]
+    fn the_processed_rate_counts_the_last_window_only() {
+        let clock = Arc::new(VirtualClock::new(
+            time::macros::datetime!(2026-01-01 00:00 UTC),
+        ));
+        let activity = PodActivity::new(clock.clone());
+        let busy = ObjectKey::new("pods", "ns", "busy");
+        let window = Duration::from_secs(20);
+        assert_eq!(activity.processed_rate(&busy, window), None);
+        // Two messages a second for 30 s: the last 20 s hold 40 of them.
+        for second in 0..30 {
+            clock.advance_to(Duration::from_secs(second));
+            activity.processed(&busy);
+            activity.processed(&busy);
+        }
+        assert_eq!(activity.processed_rate(&busy, window), Some(2.0));
+        // 10 s without a message: half the window is idle.
+        clock.advance_to(Duration::from_secs(39));
+        assert_eq!(activity.processed_rate(&busy, window), Some(1.0));
+        // Long idle: the rate falls to zero, and the kept seconds stay bounded.
+        clock.advance_to(Duration::from_secs(500));
+        assert_eq!(activity.processed_rate(&busy, window), Some(0.0));
+        activity.processed(&busy);
+        assert_eq!(activity.lock().pods[&busy].recent.len(), 1);
+        assert_eq!(activity.processed_count(&busy), 61);
+    }
+
+    #[test]
+    fn the_modelled_rate_is_what_the_engine_last_set() {
+        let activity = activity();
+        assert_eq!(activity.modelled_rate(), None);
+        activity.set_modelled_rate(Some(1.0));
+        assert_eq!(activity.modelled_rate(), Some(1.0));
     }
 }

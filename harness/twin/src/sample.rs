@@ -2,6 +2,8 @@
 //! simulations that set the twin up without going through templates.
 
 use edw_model::walkthrough::scaled_object;
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::store::{ApiError, Store};
@@ -63,22 +65,8 @@ pub fn deploy_with(
     table: &str,
     scaled_object: Value,
 ) -> Result<(), ApiError> {
-    let pool: Value = serde_saphyr::from_str(DEFAULT_POOL_YAML)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut pool = pool;
-    // Server-populated fields of the captured object are not part of what one applies.
-    if let Some(meta) = pool.get_mut("metadata").and_then(Value::as_object_mut) {
-        for field in ["creationTimestamp", "resourceVersion", "uid", "generation"] {
-            meta.remove(field);
-        }
-    }
-    crate::conversion::nodepool_as_v1(&mut pool);
-    store.create("nodepools.karpenter.sh", "", pool)?;
-    store.create(
-        "namespaces",
-        "",
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "aqs-demo"}}),
-    )?;
+    store.create("nodepools.karpenter.sh", "", default_nodepool()?)?;
+    store.create("namespaces", "", namespace("aqs-demo"))?;
     store.create(
         "serviceaccounts",
         "aqs-demo",
@@ -96,6 +84,57 @@ pub fn deploy_with(
     )?;
     store.create("scaledobjects.keda.sh", "aqs-demo", scaled_object)?;
     Ok(())
+}
+
+/// AKS NAP's `default` NodePool as the sample's cluster has it, as `karpenter.sh/v1`.
+pub fn default_nodepool() -> Result<Value, ApiError> {
+    let mut pool: Value = serde_saphyr::from_str(DEFAULT_POOL_YAML)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Server-populated fields of the captured object are not part of what one applies.
+    if let Some(meta) = pool.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["creationTimestamp", "resourceVersion", "uid", "generation"] {
+            meta.remove(field);
+        }
+    }
+    crate::conversion::nodepool_as_v1(&mut pool);
+    Ok(pool)
+}
+
+/// A Namespace named `name`.
+pub fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// Runs the virtual-clock `engine` 10 simulated seconds at a time until `count` pods of
+/// `namespace` are Running, for at most `deadline`; the pods' phases when they are not.
+pub fn run_until_running(
+    engine: &mut crate::engine::Engine,
+    namespace: &str,
+    count: usize,
+    deadline: Duration,
+) -> Result<(), String> {
+    let start = engine.now();
+    loop {
+        let (pods, _) = engine.store.list("pods", Some(namespace), None, None);
+        let running = pods
+            .iter()
+            .filter(|p| p.pointer("/status/phase") == Some(&json!("Running")))
+            .count();
+        if running >= count {
+            return Ok(());
+        }
+        if engine.now() >= start + deadline {
+            let phases: Vec<String> = pods
+                .iter()
+                .map(|p| format!("{}: {}", p["metadata"]["name"], p["status"]["phase"]))
+                .collect();
+            return Err(format!(
+                "{running} of {count} pods Running in {namespace} after {deadline:?} simulated: {phases:?}"
+            ));
+        }
+        let next = engine.now() + Duration::from_secs(10);
+        engine.run_until(next);
+    }
 }
 
 /// The consumer Deployment of `deploy-keda-app-workload-id.sh`.
