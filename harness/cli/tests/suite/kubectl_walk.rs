@@ -455,6 +455,14 @@ async fn a_person_walks_the_imperative_path_with_kubectl() {
         "KIND:       ScaledObject",
     );
 
+    // top: the metrics API from the twin's usage model; the busy consumers' nodes included.
+    let top_nodes = k.ok(&["top", "nodes"]);
+    assert_printed(&top_nodes, "CPU(cores)");
+    assert_printed(&top_nodes, &replacement);
+    let top_pods = k.ok(&["top", "pods", "-n", "kube-system"]);
+    assert_printed(&top_pods, "MEMORY(bytes)");
+    assert_printed(&top_pods, "keda-operator-");
+
     // auth can-i: the twin has no authorization and says so.
     assert_eq!(k.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
 
