@@ -337,15 +337,6 @@ async fn every_served_object_matches_the_served_schema() {
             gv if gv.contains('/') => gv.split_once('/').expect("group/version"),
             v => ("", v),
         };
-        // metrics-server's objects are computed on each read, and the twin publishes no
-        // OpenAPI for its aggregated group (no upstream schema for it is in fixtures/): their
-        // shapes are checked by api_kube.rs's metrics test instead.
-        if group == "metrics.k8s.io" {
-            eprintln!(
-                "SKIPPED: {group}/{version}: no served OpenAPI schema (metrics-server's aggregated API); its shapes are tested in api_kube.rs"
-            );
-            continue;
-        }
         for resource in list["resources"].as_array().expect("resources") {
             let name = resource["name"].as_str().expect("a name");
             let listable = resource["verbs"]
@@ -393,6 +384,8 @@ async fn every_served_object_matches_the_served_schema() {
         "NodePool.karpenter.sh/v1",
         "NodeClaim.karpenter.sh/v1",
         "CustomResourceDefinition.apiextensions.k8s.io/v1",
+        "NodeMetrics.metrics.k8s.io/v1beta1",
+        "PodMetrics.metrics.k8s.io/v1beta1",
     ] {
         assert!(
             checked.get(kind).is_some_and(|n| *n > 0),

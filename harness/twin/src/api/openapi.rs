@@ -32,6 +32,98 @@ const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 const INT_OR_STRING: &str = "io.k8s.apimachinery.pkg.util.intstr.IntOrString";
 const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
 
+/// metrics-server v0.8.0's definitions for `metrics.k8s.io/v1beta1` (and meta/v1 Duration),
+/// converted from its generated OpenAPI by `ci/metrics-openapi.py` (provenance in
+/// fixtures/openapi/PROVENANCE.md), for the metrics API the twin serves in its place.
+const METRICS_DEFINITIONS: &str =
+    include_str!("../../../../fixtures/openapi/metrics-server-v0.8.0.definitions.json");
+
+fn metrics_definitions() -> Map<String, Value> {
+    serde_json::from_str::<Value>(METRICS_DEFINITIONS)
+        .ok()
+        .and_then(|d| d.get("definitions").and_then(Value::as_object).cloned())
+        .unwrap_or_default()
+}
+
+/// The read-only paths metrics-server serves (get and list; v2 path items).
+fn metrics_paths() -> Vec<(String, Value)> {
+    let (group, version) = (super::metrics::GROUP, super::metrics::VERSION);
+    let prefix = format!("/apis/{group}/{version}");
+    let def = |kind: &str| format!("{DEFINITIONS}io.k8s.metrics.pkg.apis.metrics.{version}.{kind}");
+    let path_param = |name: &str| json!({"name": name, "in": "path", "required": true, "type": "string", "uniqueItems": true});
+    let get = |kind: &str, returns: &str, action: &str, operation: &str| {
+        json!({"get": {
+            "operationId": operation,
+            "produces": ["application/json"],
+            "schemes": ["https"],
+            "tags": [format!("metrics_{version}")],
+            "responses": {"200": {"description": "OK", "schema": {"$ref": def(returns)}}},
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind},
+        }})
+    };
+    let with_params = |mut item: Value, params: Vec<Value>| {
+        item["parameters"] = Value::Array(params);
+        item
+    };
+    vec![
+        (
+            format!("{prefix}/nodes"),
+            get(
+                "NodeMetrics",
+                "NodeMetricsList",
+                "list",
+                "listMetricsV1beta1NodeMetrics",
+            ),
+        ),
+        (
+            format!("{prefix}/nodes/{{name}}"),
+            with_params(
+                get(
+                    "NodeMetrics",
+                    "NodeMetrics",
+                    "get",
+                    "readMetricsV1beta1NodeMetrics",
+                ),
+                vec![path_param("name")],
+            ),
+        ),
+        (
+            format!("{prefix}/pods"),
+            get(
+                "PodMetrics",
+                "PodMetricsList",
+                "list",
+                "listMetricsV1beta1PodMetricsForAllNamespaces",
+            ),
+        ),
+        (
+            format!("{prefix}/namespaces/{{namespace}}/pods"),
+            with_params(
+                get(
+                    "PodMetrics",
+                    "PodMetricsList",
+                    "list",
+                    "listMetricsV1beta1NamespacedPodMetrics",
+                ),
+                vec![path_param("namespace")],
+            ),
+        ),
+        (
+            format!("{prefix}/namespaces/{{namespace}}/pods/{{name}}"),
+            with_params(
+                get(
+                    "PodMetrics",
+                    "PodMetrics",
+                    "get",
+                    "readMetricsV1beta1NamespacedPodMetrics",
+                ),
+                vec![path_param("name"), path_param("namespace")],
+            ),
+        ),
+    ]
+}
+
 /// The upstream document, parsed once.
 pub fn upstream() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
@@ -723,6 +815,11 @@ impl Documents {
             }
         }
         let mut definitions = upstream_definitions().clone();
+        definitions.extend(metrics_definitions());
+        let metrics_key = group_version_key(super::metrics::GROUP, super::metrics::VERSION);
+        for (path, item) in metrics_paths() {
+            paths.insert(path, (metrics_key.clone(), item));
+        }
         let mut crd_schemas: BTreeMap<String, Value> = BTreeMap::new();
         for rt in registry.types.iter().filter(|t| t.custom) {
             let key = group_version_key(&rt.group, &rt.version);
@@ -786,7 +883,15 @@ impl Documents {
 
         let mut v3 = BTreeMap::new();
         let mut index = Map::new();
-        for (g, v) in registry.group_versions() {
+        let metrics_group_version = (
+            super::metrics::GROUP.to_owned(),
+            super::metrics::VERSION.to_owned(),
+        );
+        for (g, v) in registry
+            .group_versions()
+            .into_iter()
+            .chain([metrics_group_version])
+        {
             let key = group_version_key(&g, &v);
             let mine: Vec<(&String, &Value)> = paths
                 .iter()
