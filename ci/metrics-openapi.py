@@ -134,6 +134,8 @@ def schema(go):
 
 
 def main():
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
     source = open(sys.argv[1]).read()
     # Duration's schema comes from methods; apimachinery's duration.go returns these.
     source = source.replace("v1.Duration{}.OpenAPISchemaType()", '[]string{"string"}')

@@ -11,12 +11,13 @@ use std::process::Command;
 use serde_json::Value;
 
 const WORKFLOWS: [&str; 4] = ["pr.yml", "kind.yml", "nightly.yml", "release-gate.yml"];
-const SCRIPTS: [&str; 5] = [
+const SCRIPTS: [&str; 6] = [
     "kind-up.sh",
     "kind-down.sh",
     "flake-check.sh",
     "suite-azurite.sh",
     "suite-azurite-slot.sh",
+    "kubernetes-protobuf.sh",
 ];
 
 fn repo_root() -> PathBuf {
@@ -730,6 +731,36 @@ fn the_scripts_are_bash_with_strict_mode_and_pass_bash_n() {
             out.status.success(),
             "bash -n {script}: {}",
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The fixture converters in Python (`ci/*.py`) compile, and say how to call them when called
+/// without their input.
+#[test]
+fn the_python_converters_compile_and_state_their_usage() {
+    for script in ["metrics-openapi.py"] {
+        let path = ci_dir().join(script);
+        // Parsed, not byte-compiled: no __pycache__ in ci/.
+        let out = Command::new("python3")
+            .args(["-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())"])
+            .arg(&path)
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "python3 cannot parse {script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("python3")
+            .arg(&path)
+            .output()
+            .expect("run python3");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{script} without input must fail");
+        assert!(
+            stderr.contains(&format!("Usage: ci/{script}")),
+            "{script}: {stderr}"
         );
     }
 }
