@@ -10,6 +10,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The fixture converters written in Python.
+const PYTHON_SCRIPTS: [&str; 1] = ["metrics-openapi.py"];
 const WORKFLOWS: [&str; 4] = ["pr.yml", "kind.yml", "nightly.yml", "release-gate.yml"];
 const SCRIPTS: [&str; 6] = [
     "kind-up.sh",
@@ -739,7 +741,7 @@ fn the_scripts_are_bash_with_strict_mode_and_pass_bash_n() {
 /// without their input.
 #[test]
 fn the_python_converters_compile_and_state_their_usage() {
-    for script in ["metrics-openapi.py"] {
+    for script in PYTHON_SCRIPTS {
         let path = ci_dir().join(script);
         // Parsed, not byte-compiled: no __pycache__ in ci/.
         let out = Command::new("python3")
