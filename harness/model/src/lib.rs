@@ -11,6 +11,8 @@
 //!   their expectations through it, derive their timeouts from it, and reports show expected
 //!   next to observed;
 //! - [`finding`]: a configuration finding;
+//! - [`lifecycle`]: when each pod, NodeClaim and node passed each stage, and the latency
+//!   distributions computed from it;
 //! - [`report`]: what ran where, each step's outcome, the observed timeline, what the nodes
 //!   cost ([`cost`]).
 
@@ -18,6 +20,7 @@ pub mod cost;
 pub mod expect;
 pub mod finding;
 pub mod keys;
+pub mod lifecycle;
 pub mod naming;
 pub mod report;
 pub mod run;
