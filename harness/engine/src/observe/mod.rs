@@ -1,10 +1,12 @@
 //! Watching the system under test: the observation recorder (queue depth, replicas, pods,
 //! nodes, NodeClaims, HPA, sampled on every watch event and on a timer), waits written as
-//! predicates over observations ("eventually within T", "consistently for W"), and the
-//! diagnostic bundle captured when something fails.
+//! predicates over observations ("eventually within T", "consistently for W"), the lifecycle
+//! ledger it keeps (when each pod and NodeClaim passed each stage), and the diagnostic bundle
+//! captured when something fails.
 
 mod autoscaler;
 mod diagnostics;
+mod lifecycle;
 mod recorder;
 mod wait;
 

@@ -1,6 +1,8 @@
 //! The observation recorder: a task that samples the workload's state into a timeline, woken
-//! by kube-rs watch events on the consumer's pods (and polling on a timer as the fallback, and
-//! for the queue, which has no watch).
+//! by kube-rs watch events on the consumer's pods, its Deployment and (with Karpenter) the
+//! NodeClaims, and polling on a timer as the fallback (and for the queue, which has no watch).
+//! Each sample also feeds the lifecycle ledger ([`super::lifecycle`]): when each pod and
+//! NodeClaim passed each stage, and every replica change.
 
 use std::collections::BTreeMap;
 
@@ -17,8 +19,10 @@ use kube::core::{ApiResource, GroupVersionKind};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::lifecycle::{label, node_is_ready, LifecycleLedger, SampledClaim, SampledPod};
 use crate::storage::Queue;
 use crate::target::TargetClock;
+use edw_model::lifecycle::Lifecycle;
 use edw_model::report::Observation;
 
 /// What to observe.
@@ -39,6 +43,7 @@ pub struct Recorder {
     latest: watch::Receiver<Observation>,
     history: Arc<Mutex<Vec<Observation>>>,
     claims: Arc<Mutex<ClaimLedger>>,
+    lifecycle: Arc<Mutex<LifecycleLedger>>,
     stop: CancellationToken,
     clock: TargetClock,
     origin: Duration,
@@ -57,12 +62,14 @@ impl Recorder {
         let (sender, latest) = watch::channel(Observation::default());
         let history = Arc::new(Mutex::new(Vec::new()));
         let claims = Arc::new(Mutex::new(ClaimLedger::default()));
+        let lifecycle = Arc::new(Mutex::new(LifecycleLedger::default()));
         let stop = CancellationToken::new();
         let origin = clock.now();
         let sink = Sink {
             sender,
             history: history.clone(),
             claims: claims.clone(),
+            lifecycle: lifecycle.clone(),
             stop: stop.clone(),
             clock: clock.clone(),
             origin,
@@ -72,6 +79,7 @@ impl Recorder {
             latest,
             history,
             claims,
+            lifecycle,
             stop,
             clock,
             origin,
@@ -106,6 +114,17 @@ impl Recorder {
             .spans()
     }
 
+    /// When each consumer pod and NodeClaim (with its node) was first seen at each stage of
+    /// its life, and every change of the Deployment's replica count, on the timeline's clock
+    /// (`unit` the clock's, `ended_at` the last sample; `load_started_at` is left to the
+    /// caller, who knows when the load started).
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lifecycle(self.clock.unit())
+    }
+
     /// Target seconds since the recorder started (the timeline's clock).
     pub fn elapsed(&self) -> f64 {
         self.clock.now().saturating_sub(self.origin).as_secs_f64()
@@ -132,6 +151,7 @@ struct Sink {
     sender: watch::Sender<Observation>,
     history: Arc<Mutex<Vec<Observation>>>,
     claims: Arc<Mutex<ClaimLedger>>,
+    lifecycle: Arc<Mutex<LifecycleLedger>>,
     stop: CancellationToken,
     clock: TargetClock,
     origin: Duration,
@@ -142,6 +162,7 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
         sender,
         history,
         claims,
+        lifecycle,
         stop,
         clock,
         origin,
@@ -154,7 +175,11 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
         // Stamped when the sample began: every value in it was read at or after `t`, so a
         // wait that accepts only samples from after it began never sees an older queue depth.
         let began = clock.now().saturating_sub(origin).as_secs_f64();
-        let (mut observation, listed) = sample_with_claims(&client, &subject).await;
+        let Sample {
+            mut observation,
+            listed,
+            sampled,
+        } = sample_in_full(&client, &subject).await;
         observation.t = began;
         if let Some(listed) = listed {
             claims
@@ -162,6 +187,10 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
                 .unwrap_or_else(|p| p.into_inner())
                 .record(began, &listed);
         }
+        lifecycle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(began, &sampled);
         {
             let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
             let same = history.last().is_some_and(|last| {
@@ -196,7 +225,18 @@ async fn run(client: kube::Client, subject: Subject, interval: Duration, sink: S
 /// `true` for a change, `false` when a watch reported an error.
 type Changes = futures::stream::BoxStream<'static, bool>;
 
-/// Watches on the consumer's pods and its Deployment, merged; `None` when the API refuses.
+/// The NodeClaims (`karpenter.sh/v1`), listed and watched as dynamic objects.
+fn nodeclaims(client: &kube::Client) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
+        "nodeclaims",
+    );
+    Api::all_with(client.clone(), &resource)
+}
+
+/// Watches on the consumer's pods and its Deployment, merged, and on the NodeClaims when the
+/// subject has Karpenter (a refused NodeClaim watch leaves them to the timer); `None` when
+/// the API refuses the pods' or the Deployment's.
 async fn open_watches(client: &kube::Client, subject: &Subject) -> Option<Changes> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &subject.namespace);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &subject.namespace);
@@ -209,11 +249,29 @@ async fn open_watches(client: &kube::Client, subject: &Subject) -> Option<Change
             "0",
         )
         .await;
+    let claim_events = if subject.karpenter {
+        match nodeclaims(client).watch(&WatchParams::default(), "0").await {
+            Ok(events) => Some(events),
+            Err(error) => {
+                tracing::debug!(%error, "NodeClaim watch unavailable; the recorder polls them");
+                None
+            }
+        }
+    } else {
+        None
+    };
     match (pod_events, deployment_events) {
         (Ok(p), Ok(d)) => {
             let p = p.map(|e| matches!(e, Ok(ev) if !matches!(ev, WatchEvent::Error(_))));
             let d = d.map(|e| matches!(e, Ok(ev) if !matches!(ev, WatchEvent::Error(_))));
-            Some(futures::stream::select(p, d).boxed())
+            let merged = futures::stream::select(p, d).boxed();
+            Some(match claim_events {
+                Some(c) => {
+                    let c = c.map(|e| matches!(e, Ok(ev) if !matches!(ev, WatchEvent::Error(_))));
+                    futures::stream::select(merged, c).boxed()
+                }
+                None => merged,
+            })
         }
         (Err(error), _) | (_, Err(error)) => {
             tracing::debug!(%error, "watches unavailable; the recorder polls");
@@ -290,17 +348,23 @@ impl ClaimLedger {
 
 /// One observation (fields that cannot be read are left at their defaults).
 pub async fn sample(client: &kube::Client, subject: &Subject) -> Observation {
-    sample_with_claims(client, subject).await.0
+    sample_in_full(client, subject).await.observation
 }
 
-/// One observation, and the NodeClaims listed with their VM sizes (`None` when they could not
-/// be listed).
-async fn sample_with_claims(
-    client: &kube::Client,
-    subject: &Subject,
-) -> (Observation, Option<Vec<ListedClaim>>) {
+/// What one sample read.
+struct Sample {
+    observation: Observation,
+    /// The NodeClaims listed with their VM sizes (`None` when they could not be listed).
+    listed: Option<Vec<ListedClaim>>,
+    /// The objects' stages, for the lifecycle ledger.
+    sampled: super::lifecycle::Sampled,
+}
+
+/// One observation, the NodeClaims listed and the objects' stages.
+async fn sample_in_full(client: &kube::Client, subject: &Subject) -> Sample {
     let mut observation = Observation::default();
     let mut claims = None;
+    let mut sampled = super::lifecycle::Sampled::default();
     if let Some(queue) = &subject.queue {
         // Azurite's in-memory sweep can stall the queue service for seconds: the rest of the
         // observation must not wait for it (the depth is then unknown for this sample).
@@ -312,6 +376,7 @@ async fn sample_with_claims(
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &subject.namespace);
     if let Ok(Some(deployment)) = deployments.get_opt(&subject.deployment).await {
         observation.desired = deployment.spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as u64;
+        sampled.replicas = Some(observation.desired);
         observation.ready = deployment
             .status
             .and_then(|s| s.ready_replicas)
@@ -323,6 +388,7 @@ async fn sample_with_claims(
         .list(&ListParams::default().labels(&subject.pod_selector))
         .await
     {
+        sampled.pods = Some(list.items.iter().map(SampledPod::of).collect());
         for pod in list.items {
             if pod.metadata.deletion_timestamp.is_some() {
                 continue;
@@ -340,6 +406,13 @@ async fn sample_with_claims(
         .await
     {
         let mut per_pool: BTreeMap<String, u64> = BTreeMap::new();
+        sampled.ready_nodes = Some(
+            list.items
+                .iter()
+                .filter(|n| node_is_ready(n))
+                .filter_map(|n| n.metadata.name.clone())
+                .collect(),
+        );
         for node in list.items {
             if let Some(pool) = node
                 .metadata
@@ -353,25 +426,14 @@ async fn sample_with_claims(
         observation.nodes = per_pool;
     }
     if subject.karpenter {
-        let resource = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
-            "nodeclaims",
-        );
-        let claims_api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        if let Ok(list) = claims_api.list(&ListParams::default()).await {
+        if let Ok(list) = nodeclaims(client).list(&ListParams::default()).await {
             observation.nodeclaims = list.items.len() as u64;
+            sampled.claims = Some(list.items.iter().map(SampledClaim::of).collect());
             claims = Some(
                 list.items
                     .iter()
                     .map(|claim| {
-                        let label = |key: &str| {
-                            claim
-                                .metadata
-                                .labels
-                                .as_ref()
-                                .and_then(|l| l.get(key))
-                                .cloned()
-                        };
+                        let label = |key: &str| label(&claim.metadata, key);
                         ListedClaim {
                             name: claim.metadata.name.clone().unwrap_or_default(),
                             size: label("node.kubernetes.io/instance-type"),
@@ -386,7 +448,11 @@ async fn sample_with_claims(
     if let Ok(Some(hpa)) = hpas.get_opt(&subject.hpa).await {
         observation.hpa_desired = hpa.status.map(|s| s.desired_replicas.max(0) as u64);
     }
-    (observation, claims)
+    Sample {
+        observation,
+        listed: claims,
+        sampled,
+    }
 }
 
 #[cfg(test)]

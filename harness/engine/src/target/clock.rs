@@ -48,6 +48,14 @@ impl TargetClock {
         }
     }
 
+    /// The unit of a figure on this clock: `simulated s` on a twin's, `real s` otherwise.
+    pub fn unit(&self) -> &'static str {
+        match self {
+            TargetClock::Real => "real s",
+            TargetClock::Twin(_) | TargetClock::Served(_) => "simulated s",
+        }
+    }
+
     /// Target seconds per real second, now.
     pub fn rate(&self) -> f64 {
         match self {
