@@ -178,6 +178,10 @@ pub struct ScenarioReport {
     /// the target's clock ([`TargetInfo::clock`]) and their cost at the price snapshot's
     /// prices; `None` when the target has no Karpenter or nothing was observed.
     pub cost: Option<crate::cost::CostEstimate>,
+    /// When each consumer pod and NodeClaim passed each stage of its life and every replica
+    /// change, on the timeline's clock (`lifecycle.json`, the latencies); `None` when no
+    /// observation recorder ran.
+    pub lifecycle: Option<crate::lifecycle::Lifecycle>,
 }
 
 impl ScenarioReport {

@@ -240,8 +240,13 @@ async fn run_one(
         println!("{line}");
     }
     println!(
-        "reports: {} (junit.xml, timeline.json, timeline.svg, summary.md)",
-        executed.report_dir.display()
+        "reports: {} (junit.xml, timeline.json, timeline.svg, summary.md{})",
+        executed.report_dir.display(),
+        if report.lifecycle.is_some() {
+            ", lifecycle.json"
+        } else {
+            ""
+        }
     );
     if executed.ledger_kept && ledger.exists() {
         println!(

@@ -1,5 +1,6 @@
 //! The report writers for scenario runs: JUnit XML (snapshot, schema, structure), the JSON
-//! timeline, the SVG chart, the Markdown summary, and that no secret reaches any of them.
+//! timeline and lifecycle, the SVG chart, the Markdown summary (its latencies included), and
+//! that no secret reaches any of them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,9 +9,11 @@ use std::time::Duration;
 
 use edw_engine::findings::{Finding, Severity};
 use edw_engine::report::{
-    junit, summary_markdown, svg_chart, svg_chart_with, timeline_json, write_all, ChartClock,
+    junit, lifecycle_json, summary_markdown, svg_chart, svg_chart_with, timeline_json, write_all,
+    ChartClock,
 };
 use edw_engine::secrets::Secret;
+use edw_model::lifecycle::{Lifecycle, NodeClaimLife, PodLife, ScaleEvent, LIFECYCLE_FORMAT};
 use edw_model::report::{
     MeasuredClock, Observation, Phase, ScenarioReport, StepReport, StepStatus, TargetInfo,
 };
@@ -191,6 +194,7 @@ fn passing_simulated() -> ScenarioReport {
         cost: Some(estimate(
             &[20.0, 30.0, 40.0].map(|from| span("Standard_D2als_v6", from, from + 130.0)),
         )),
+        lifecycle: None,
     }
 }
 
@@ -281,6 +285,7 @@ fn failing_cluster() -> ScenarioReport {
             span("Standard_D4als_v6", 0.0, 1800.0),
             span("Standard_E4s_v5", 0.0, 3600.0),
         ])),
+        lifecycle: None,
     }
 }
 
@@ -760,6 +765,10 @@ fn outputs(report: &ScenarioReport) -> Vec<(&'static str, String)> {
     vec![
         ("junit", junit(std::slice::from_ref(report)).expect("junit")),
         ("timeline.json", timeline_json(report)),
+        (
+            "lifecycle.json",
+            lifecycle_json(report).expect("a planted lifecycle"),
+        ),
         ("timeline.svg", svg_chart(report)),
         ("summary.md", summary_markdown(std::slice::from_ref(report))),
     ]
@@ -787,6 +796,24 @@ fn plant(mut report: ScenarioReport, text: &str) -> ScenarioReport {
         o.nodes.insert(format!("pool {text}"), 1);
     }
     report.cost = Some(estimate(&[span(&format!("size {text}"), 0.0, 60.0)]));
+    report.lifecycle = Some(Lifecycle {
+        pods: vec![PodLife {
+            name: format!("aqs-app {text}"),
+            node: Some(format!("node {text}")),
+            created: Some(1.0),
+            running: Some(2.0),
+            ..PodLife::default()
+        }],
+        nodeclaims: vec![NodeClaimLife {
+            name: format!("claim {text}"),
+            nodepool: Some(format!("pool {text}")),
+            instance_type: Some(format!("size {text}")),
+            created: Some(1.0),
+            node_ready: Some(3.0),
+            ..NodeClaimLife::default()
+        }],
+        ..planted_lifecycle()
+    });
     report.diagnostics = Some(format!(
         "{}\nenv: {text}\n",
         report.diagnostics.unwrap_or_default()
@@ -1059,4 +1086,233 @@ fn summary_shows_warnings_near_the_top_and_in_the_step_row() {
         !plain.contains("warning(s)") && !plain.contains("⚠️ passed"),
         "{plain}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Lifecycle and latencies (issue 21 items 1 and 2)
+
+fn pod_life(name: &str, created: f64, scheduled: Option<f64>, running: Option<f64>) -> PodLife {
+    PodLife {
+        name: name.to_owned(),
+        node: scheduled.map(|_| "aks-edw-burst-a".to_owned()),
+        created: Some(created),
+        scheduled,
+        running,
+        ready: running,
+        ..PodLife::default()
+    }
+}
+
+fn claim_life(name: &str, created: f64, node_ready: f64, deleted: f64) -> NodeClaimLife {
+    NodeClaimLife {
+        name: name.to_owned(),
+        nodepool: Some("edw-burst".to_owned()),
+        instance_type: Some("Standard_D2als_v6".to_owned()),
+        node: Some(format!("aks-{name}")),
+        created: Some(created),
+        launched: Some(created + 2.0),
+        registered: Some(node_ready - 5.0),
+        initialized: Some(node_ready),
+        node_ready: Some(node_ready),
+        disrupted: Some(deleted - 10.0),
+        deleted: Some(deleted),
+    }
+}
+
+/// A lifecycle that fits [`passing_simulated`]'s timeline: pod startups of 6 and 18 s (a third
+/// pod never scheduled), NodeClaims Ready 15 and 40 s after creation, replicas 0 → 4 → 10 → 5
+/// → 0 as the timeline's desired replicas, the last claim deleted at 170 s.
+fn planted_lifecycle() -> Lifecycle {
+    let event = |t, from, to| ScaleEvent { t, from, to };
+    Lifecycle {
+        format: LIFECYCLE_FORMAT,
+        unit: "simulated s".to_owned(),
+        load_started_at: Some(0.0),
+        ended_at: 190.0,
+        pods: vec![
+            pod_life("aqs-app-1", 20.0, Some(21.0), Some(26.0)),
+            pod_life("aqs-app-2", 20.0, Some(30.0), Some(38.0)),
+            pod_life("aqs-app-3", 25.0, None, None),
+        ],
+        nodeclaims: vec![
+            claim_life("edw-burst-a", 20.0, 35.0, 150.0),
+            claim_life("edw-burst-b", 30.0, 70.0, 170.0),
+        ],
+        scale_events: vec![
+            event(20.0, 0, 4),
+            event(30.0, 4, 10),
+            event(110.0, 10, 5),
+            event(120.0, 5, 0),
+        ],
+    }
+}
+
+/// [`passing_simulated`] with [`planted_lifecycle`] and the verification's message count.
+fn passing_with_a_lifecycle() -> ScenarioReport {
+    let mut report = passing_simulated();
+    report.lifecycle = Some(planted_lifecycle());
+    report
+        .steps
+        .last_mut()
+        .expect("steps")
+        .properties
+        .push(("messages.processed_once".to_owned(), "1000".to_owned()));
+    report
+}
+
+#[test]
+fn lifecycle_json_is_written_and_reads_back_as_the_lifecycle() {
+    let report = passing_with_a_lifecycle();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = write_all(&report, dir.path()).expect("write_all");
+    let path = written
+        .lifecycle_json
+        .clone()
+        .expect("lifecycle.json written");
+    assert!(path.ends_with("lifecycle.json"));
+    assert!(written.paths().contains(&path.as_path()));
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(text.contains("\n  \"pods\": ["), "pretty JSON:\n{text}");
+    let back: Lifecycle = serde_json::from_str(&text).expect("a Lifecycle");
+    assert_eq!(back, planted_lifecycle());
+
+    // No lifecycle, no file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = write_all(&failing_cluster(), dir.path()).expect("write_all");
+    assert_eq!(written.lifecycle_json, None);
+    assert!(!dir.path().join("lifecycle.json").exists());
+    assert_eq!(written.paths().len(), 4);
+}
+
+#[test]
+fn summary_lists_every_latency_with_its_quantiles_the_drain_rate_and_the_scale_in_delay() {
+    let md = summary_markdown(&[passing_with_a_lifecycle()]);
+    let section = md
+        .split("### Latencies")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .unwrap_or_else(|| panic!("no Latencies section:\n{md}"));
+    for row in [
+        "| Latency | Count | p50 (simulated s) | p90 (simulated s) | p99 (simulated s) | max (simulated s) |",
+        "| pod created → scheduled (`pod_scheduling`) | 2 | 1.0 | 10.0 | 10.0 | 10.0 |",
+        "| pod created → running (`pod_startup`) | 2 | 6.0 | 18.0 | 18.0 | 18.0 |",
+        "| NodeClaim created → node Ready (`nodeclaim_ready`) | 2 | 15.0 | 40.0 | 40.0 | 40.0 |",
+        "| NodeClaim disrupted → deleted (`node_removal`) | 2 | 10.0 | 10.0 | 10.0 | 10.0 |",
+        "| first message → first replica (`activation`) | 1 | 20.0 | 20.0 | 20.0 | 20.0 |",
+        // 1000 messages over 490 pod-seconds: running 3, 6 and 10 pods from 30 s to the drain at 90 s.
+        "**Drain rate per running pod:** 2.041 messages per running-pod-second (simulated s): 1000 messages processed once ÷ 490.0 running-pod-seconds between the load start (0.0) and the queue first reading 0 (90.0).",
+        "**Scale-in delay** (from the queue first reading 0 at 90.0 simulated s): KEDA deactivation +30.0 simulated s → last NodeClaim deleted +80.0 simulated s.",
+    ] {
+        assert!(section.contains(row), "missing {row:?} in:\n{section}");
+    }
+    let rows = section
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains("(`"))
+        .count();
+    assert_eq!(rows, planted_lifecycle().latencies().len(), "{section}");
+}
+
+#[test]
+fn what_was_not_measured_says_why_instead_of_a_zero() {
+    let md = summary_markdown(&[failing_cluster()]);
+    assert!(
+        md.contains("_Not measured: no lifecycle was recorded"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Scale-in delay:** not measured: the queue did not read 0 while the run was recorded."),
+        "{md}"
+    );
+    // A timeline without a queue reading, a NodeClaim still there at the end.
+    let mut report = passing_with_a_lifecycle();
+    for o in &mut report.timeline {
+        o.queue = None;
+    }
+    let md = summary_markdown(std::slice::from_ref(&report));
+    for line in [
+        "**Drain rate per running pod:** not measured: the timeline has no queue reading.",
+        "**Scale-in delay:** not measured: the timeline has no queue reading.",
+    ] {
+        assert!(md.contains(line), "missing {line:?}:\n{md}");
+    }
+    let mut report = passing_with_a_lifecycle();
+    let lifecycle = report.lifecycle.as_mut().expect("lifecycle");
+    lifecycle.nodeclaims[1].deleted = None;
+    lifecycle.scale_events.pop();
+    report.steps.iter_mut().for_each(|s| s.properties.clear());
+    let md = summary_markdown(std::slice::from_ref(&report));
+    for line in [
+        "**Drain rate per running pod:** not measured: the report holds no message count",
+        "KEDA deactivation not measured (no KEDA deactivation was seen after the queue read 0) → last NodeClaim deleted not measured (1 NodeClaim(s) still listed when the recording ended).",
+    ] {
+        assert!(md.contains(line), "missing {line:?}:\n{md}");
+    }
+}
+
+#[test]
+fn junit_carries_each_latencys_quantiles_and_stays_valid() {
+    let report = passing_with_a_lifecycle();
+    let xml = junit(std::slice::from_ref(&report)).expect("junit");
+    validate_against_schema(&xml, "junit with latencies");
+    let doc = roxmltree::Document::parse(&xml).expect("XML");
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("testsuite");
+    for (name, value) in [
+        ("latency.unit", "simulated s"),
+        ("latency.pod_startup.count", "2"),
+        ("latency.pod_startup.p50", "6.000"),
+        ("latency.pod_startup.p90", "18.000"),
+        ("latency.pod_startup.p99", "18.000"),
+        ("latency.pod_startup.max", "18.000"),
+        ("latency.nodeclaim_ready.p50", "15.000"),
+        ("latency.nodeclaim_ready.max", "40.000"),
+        ("latency.activation.count", "1"),
+        ("latency.activation.p50", "20.000"),
+    ] {
+        assert_eq!(property(suite, name), Some(value), "{name}");
+    }
+    let latency_properties = suite
+        .descendants()
+        .filter(|n| n.has_tag_name("property"))
+        .filter(|n| {
+            n.attribute("name")
+                .is_some_and(|a| a.starts_with("latency."))
+        })
+        .count();
+    assert_eq!(
+        latency_properties,
+        1 + 5 * planted_lifecycle().latencies().len()
+    );
+    // Without a lifecycle, no latency property.
+    let xml = junit(&[failing_cluster()]).expect("junit");
+    assert!(!xml.contains("latency."), "{xml}");
+}
+
+#[test]
+fn svg_marks_each_nodeclaims_node_ready_time() {
+    let svg = svg_chart(&passing_with_a_lifecycle());
+    let doc = parse_svg(&svg);
+    let ticks: Vec<roxmltree::Node> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("node-ready-marker"))
+        .collect();
+    assert_eq!(ticks.len(), 2, "{svg}");
+    let titles: Vec<&str> = ticks
+        .iter()
+        .filter_map(|t| t.children().find(|c| c.has_tag_name("title"))?.text())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "NodeClaim edw-burst-a: node Ready at 35.0 simulated s",
+            "NodeClaim edw-burst-b: node Ready at 70.0 simulated s",
+        ]
+    );
+    // Later on the time axis, further right.
+    let x = |n: &roxmltree::Node| n.attribute("x1").and_then(|v| v.parse::<f64>().ok());
+    assert!(x(&ticks[0]).expect("x1") < x(&ticks[1]).expect("x1"));
+    assert!(svg_chart(&passing_simulated()).contains(r#"<g id="node-ready">"#));
+    assert!(!svg_chart(&passing_simulated()).contains("node-ready-marker"));
 }

@@ -1,5 +1,6 @@
 //! `edw run` through the binary on the local target: a full run writes reports labelled
-//! SIMULATED; SIGINT during a run still cleans up (the queue and table on a shared Azurite are
+//! SIMULATED, its lifecycle.json among them (pods that ran, NodeClaims whose nodes became
+//! Ready); SIGINT during a run still cleans up (the queue and table on a shared Azurite are
 //! gone); a secret planted in the configuration appears in no report or output.
 
 use crate::support::Env;
@@ -32,11 +33,17 @@ fn exits_with(command: &mut Command, code: i32) -> (String, String) {
 
 fn read_reports(dir: &std::path::Path) -> String {
     let run_dir = dir.join("flow-burst-local");
-    ["junit.xml", "timeline.json", "timeline.svg", "summary.md"]
-        .iter()
-        .map(|f| std::fs::read_to_string(run_dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")))
-        .collect::<Vec<_>>()
-        .join("\n")
+    [
+        "junit.xml",
+        "timeline.json",
+        "timeline.svg",
+        "summary.md",
+        "lifecycle.json",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(run_dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")))
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,6 +63,7 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
         "{stdout}"
     );
     assert_every_figure_names_its_clock(&stdout, &dir.path().join("flow-burst-local"));
+    assert_the_lifecycle_was_recorded(&dir.path().join("flow-burst-local"));
     let reports = read_reports(dir.path());
     assert!(
         reports.contains("[simulated]") && reports.contains("SIMULATED"),
@@ -76,6 +84,49 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
         "the ledger of a cleaned run is left in the report directory"
     );
     assert!(!stdout.contains("ledger kept"), "{stdout}");
+}
+
+/// lifecycle.json holds consumer pods that reached Running, NodeClaims whose nodes became
+/// Ready, KEDA's activation after the load started, and summary.md and junit.xml their
+/// latencies.
+fn assert_the_lifecycle_was_recorded(run_dir: &std::path::Path) {
+    let text = std::fs::read_to_string(run_dir.join("lifecycle.json")).expect("lifecycle.json");
+    let lifecycle: edw_model::lifecycle::Lifecycle =
+        serde_json::from_str(&text).expect("lifecycle.json is a Lifecycle");
+    assert_eq!(lifecycle.unit, "simulated s");
+    let load = lifecycle.load_started_at.expect("the load start");
+    assert!(
+        lifecycle
+            .pods
+            .iter()
+            .any(|p| p.running.is_some() && p.created <= p.running),
+        "no pod reached Running:\n{text}"
+    );
+    assert!(
+        lifecycle
+            .nodeclaims
+            .iter()
+            .any(|c| c.node_ready.is_some() && c.node.is_some() && c.instance_type.is_some()),
+        "no NodeClaim's node became Ready:\n{text}"
+    );
+    assert!(
+        lifecycle
+            .scale_events
+            .iter()
+            .any(|e| e.from == 0 && e.to > 0 && e.t >= load),
+        "no activation after the load started:\n{text}"
+    );
+    assert!(lifecycle.ended_at > load, "{text}");
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).expect("summary.md");
+    assert!(
+        summary.contains("### Latencies") && summary.contains("(`pod_startup`)"),
+        "{summary}"
+    );
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml");
+    assert!(
+        junit.contains(r#"name="latency.nodeclaim_ready.p50""#),
+        "{junit}"
+    );
 }
 
 /// Step durations are real seconds, phases and node-hours the twin's simulated seconds, and

@@ -24,7 +24,8 @@ pub const REPORT_NAME: &str = "edw-conformance";
 /// measured in), `phase.<name>` (seconds after the load started on that clock, `n/a` when the
 /// phase did not happen), with Karpenter the cost estimate (`cost.estimated_usd`,
 /// `cost.node_hours`, `cost.prices`, `cost.simulated`, `cost.unpriced` when a size has no
-/// price, and `nodes.<size>` per VM size), every configuration finding as
+/// price, and `nodes.<size>` per VM size), with a lifecycle `latency.unit` (the clock's unit)
+/// and each of its latencies as `latency.<key>.count`, `.p50`, `.p90`, `.p99` and `.max`, every configuration finding as
 /// `finding.<id>` (`<severity>: <message>`) and every step property as `<step>.<name>`. The diagnostics are the suite's `<system-out>`. Timestamps and times
 /// come from the reports, so the output depends on nothing else.
 pub fn junit(reports: &[ScenarioReport]) -> Result<String, ReportError> {
@@ -107,6 +108,28 @@ fn suite(report: &ScenarioReport) -> TestSuite {
                 format!("nodes.{}", clean_line(&size.size)),
                 clean_line(&size.describe(cost.price_region)),
             ));
+        }
+    }
+    if let Some(lifecycle) = &report.lifecycle {
+        suite.add_property(Property::new("latency.unit", report.target.clock.unit()));
+        for latency in lifecycle.latencies() {
+            let key = clean_line(&latency.key);
+            let q = &latency.quantiles;
+            suite.add_property(Property::new(
+                format!("latency.{key}.count"),
+                q.count.to_string(),
+            ));
+            for (name, value) in [
+                ("p50", q.p50),
+                ("p90", q.p90),
+                ("p99", q.p99),
+                ("max", q.max),
+            ] {
+                suite.add_property(Property::new(
+                    format!("latency.{key}.{name}"),
+                    format!("{value:.3}"),
+                ));
+            }
         }
     }
     for finding in &report.findings {

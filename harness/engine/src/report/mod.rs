@@ -1,11 +1,14 @@
-//! Report writers for scenario runs: JUnit XML, a JSON timeline, an SVG chart of the
-//! timeline and a Markdown summary (for a GitHub step summary), all redacted.
+//! Report writers for scenario runs: JUnit XML, a JSON timeline, the JSON lifecycle (when each
+//! pod and NodeClaim passed each stage), an SVG chart of the timeline and a Markdown summary
+//! (for a GitHub step summary), all redacted.
 //!
 //! Every text that comes from a run (messages, details, properties, diagnostics, names)
 //! passes through [`crate::secrets::redact`] before it is written, so a report never
 //! carries an account key, a SAS signature, a token or a registered [`crate::secrets::Secret`].
 
 mod junit;
+mod latency;
+mod lifecycle;
 mod summary;
 mod svg;
 mod timeline;
@@ -17,6 +20,7 @@ use crate::secrets;
 use edw_model::report::{Phase, ScenarioReport};
 
 pub use self::junit::junit;
+pub use self::lifecycle::lifecycle_json;
 pub use self::summary::summary_markdown;
 pub use self::svg::{svg_chart, svg_chart_with, ChartClock};
 pub use self::timeline::timeline_json;
@@ -29,6 +33,8 @@ pub const TIMELINE_JSON_FILE: &str = "timeline.json";
 pub const TIMELINE_SVG_FILE: &str = "timeline.svg";
 /// See [`JUNIT_FILE`].
 pub const SUMMARY_FILE: &str = "summary.md";
+/// See [`JUNIT_FILE`]; written only when the run recorded a lifecycle.
+pub const LIFECYCLE_JSON_FILE: &str = "lifecycle.json";
 
 /// The name of the phase that marks the start of the load (see [`load_start_offset`]).
 pub const LOAD_START_PHASE: &str = "load start";
@@ -73,22 +79,27 @@ pub struct WrittenReports {
     pub timeline_svg: PathBuf,
     /// `summary.md`: the Markdown summary.
     pub summary: PathBuf,
+    /// `lifecycle.json`: each pod's and NodeClaim's stages and the replica changes, when the
+    /// run recorded them.
+    pub lifecycle_json: Option<PathBuf>,
 }
 
 impl WrittenReports {
     /// Every written file, in the order they were written.
-    pub fn paths(&self) -> [&Path; 4] {
-        [
+    pub fn paths(&self) -> Vec<&Path> {
+        let mut paths: Vec<&Path> = vec![
             &self.junit,
             &self.timeline_json,
             &self.timeline_svg,
             &self.summary,
-        ]
+        ];
+        paths.extend(self.lifecycle_json.as_deref());
+        paths
     }
 }
 
-/// Creates `dir` (and its parents) and writes `junit.xml`, `timeline.json`, `timeline.svg`
-/// and `summary.md` for `report` into it.
+/// Creates `dir` (and its parents) and writes `junit.xml`, `timeline.json`, `timeline.svg`,
+/// `summary.md` and, when the run recorded a lifecycle, `lifecycle.json` for `report` into it.
 pub fn write_all(report: &ScenarioReport, dir: &Path) -> Result<WrittenReports, ReportError> {
     write_all_with(report, dir, ChartClock::from_report(report))
 }
@@ -108,6 +119,10 @@ pub fn write_all_with(
         timeline_json: dir.join(TIMELINE_JSON_FILE),
         timeline_svg: dir.join(TIMELINE_SVG_FILE),
         summary: dir.join(SUMMARY_FILE),
+        lifecycle_json: report
+            .lifecycle
+            .as_ref()
+            .map(|_| dir.join(LIFECYCLE_JSON_FILE)),
     };
     let xml = junit(std::slice::from_ref(report)).map_err(|source| ReportError::Render {
         path: written.junit.clone(),
@@ -120,6 +135,9 @@ pub fn write_all_with(
         &written.summary,
         &summary_markdown(std::slice::from_ref(report)),
     )?;
+    if let (Some(path), Some(json)) = (&written.lifecycle_json, lifecycle_json(report)) {
+        write_file(path, &json)?;
+    }
     Ok(written)
 }
 

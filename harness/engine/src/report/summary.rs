@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::latency::{drain_rate, scale_in};
 use super::{clean, clean_line, human_duration, phase_value};
 use edw_model::finding::{Finding, Severity};
 use edw_model::report::{ScenarioReport, StepReport, StepStatus, STEP_CLOCK};
@@ -14,7 +15,9 @@ pub const SIMULATED_LINE: &str = "SIMULATED (twin) — not a cluster result";
 /// simulated target, the warnings (each with its step) in a callout, a table of the steps
 /// (cleanup included) with ✅/⚠️/❌/⏭, their durations (real time) and messages, a table of the
 /// configuration findings (when there are any), a table of phase latencies (headed by the
-/// clock they were measured on), the peak figures of the timeline, the Karpenter nodes by VM
+/// clock they were measured on), the latencies (each of [`edw_model::lifecycle::Lifecycle::latencies`]
+/// with its count, p50, p90, p99 and max, the drain rate per running pod and the scale-in
+/// delay, or why a figure was not measured), the peak figures of the timeline, the Karpenter nodes by VM
 /// size with node-hours and an estimated cost (when the target has Karpenter) and, when
 /// present, the diagnostics in a collapsed `<details>` block. Everything is redacted.
 pub fn summary_markdown(reports: &[ScenarioReport]) -> String {
@@ -108,6 +111,8 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
         }
     }
 
+    latencies(md, report);
+
     md.push_str("\n### Peaks\n\n");
     if report.timeline.is_empty() {
         md.push_str("_No observations were recorded._\n");
@@ -159,6 +164,89 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
             "\n<details>\n<summary>Diagnostics</summary>\n\n{fence}text\n{}\n{fence}\n\n</details>",
             text.trim_end_matches('\n')
         );
+    }
+}
+
+/// The lifecycle's latency distributions, the drain rate per running pod and the scale-in
+/// delay, each on the run's clock; what was not measured says why.
+fn latencies(md: &mut String, report: &ScenarioReport) {
+    let unit = report.target.clock.unit();
+    md.push_str("\n### Latencies\n\n");
+    match &report.lifecycle {
+        None => md.push_str(
+            "_Not measured: no lifecycle was recorded (the run had no observation recorder)._\n",
+        ),
+        Some(lifecycle) => {
+            let latencies = lifecycle.latencies();
+            if latencies.is_empty() {
+                md.push_str("_Not measured: no pod or NodeClaim was seen passing two stages._\n");
+            } else {
+                let _ = writeln!(
+                    md,
+                    "| Latency | Count | p50 ({unit}) | p90 ({unit}) | p99 ({unit}) | max ({unit}) |\n|---|---:|---:|---:|---:|---:|"
+                );
+                for latency in &latencies {
+                    let q = &latency.quantiles;
+                    let _ = writeln!(
+                        md,
+                        "| {} (`{}`) | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                        cell(&clean_line(&latency.name)),
+                        code(&clean_line(&latency.key)),
+                        q.count,
+                        q.p50,
+                        q.p90,
+                        q.p99,
+                        q.max
+                    );
+                }
+                md.push_str(
+                    "\n_Each stage is when the recorder first saw it: late by at most its sampling delay._\n",
+                );
+            }
+        }
+    }
+    match drain_rate(report) {
+        Ok(rate) => {
+            let _ = writeln!(
+                md,
+                "\n**Drain rate per running pod:** {:.3} messages per running-pod-second ({unit}): {} messages {} ÷ {:.1} running-pod-seconds between the load start ({:.1}) and the queue first reading 0 ({:.1}).",
+                rate.per_pod_second(),
+                rate.messages,
+                rate.counted,
+                rate.pod_seconds,
+                rate.from,
+                rate.until
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(
+                md,
+                "\n**Drain rate per running pod:** not measured: {}.",
+                inline(&clean_line(&why))
+            );
+        }
+    }
+    match scale_in(report) {
+        Ok(delay) => {
+            let stage = |name: &str, at: &Result<f64, String>| match at {
+                Ok(t) => format!("{name} +{:.1} {unit}", t - delay.drained),
+                Err(why) => format!("{name} not measured ({})", inline(&clean_line(why))),
+            };
+            let _ = writeln!(
+                md,
+                "\n**Scale-in delay** (from the queue first reading 0 at {:.1} {unit}): {} → {}.",
+                delay.drained,
+                stage("KEDA deactivation", &delay.deactivation),
+                stage("last NodeClaim deleted", &delay.last_claim_deleted)
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(
+                md,
+                "\n**Scale-in delay:** not measured: {}.",
+                inline(&clean_line(&why))
+            );
+        }
     }
 }
 

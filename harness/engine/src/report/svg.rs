@@ -1,5 +1,6 @@
 //! A self-contained SVG chart of a run's timeline: queue depth on the left axis, desired
-//! replicas, running pods and nodes on the right axis, phases as dashed vertical lines.
+//! replicas, running pods and nodes on the right axis, phases as dashed vertical lines, and a
+//! tick on the time axis where each NodeClaim's node became Ready.
 
 use std::fmt::Write as _;
 
@@ -104,7 +105,8 @@ impl ChartClock {
 /// Time runs along the x axis in seconds since the run started, the axis naming the clock
 /// (simulated or real seconds: the target's [`edw_model::report::MeasuredClock`]); queue depth is on the left
 /// axis, desired replicas, running pods and nodes (all NodePools) on the right one; each
-/// phase that happened is a dashed vertical line. All names are redacted.
+/// phase that happened is a dashed vertical line; each NodeClaim whose node became Ready is a
+/// short tick on the time axis, titled with its name and time. All names are redacted.
 pub fn svg_chart(report: &ScenarioReport) -> String {
     svg_chart_with(report, ChartClock::from_report(report))
 }
@@ -116,12 +118,20 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
     let title = title(report);
     let points: Vec<&Observation> = report.timeline.iter().filter(|o| o.t.is_finite()).collect();
     let markers = phase_times(report, clock.load_start, clock.time_scale);
+    // The lifecycle is on the timeline's clock, as the observations are.
+    let node_ready: Vec<(&str, f64)> = report
+        .lifecycle
+        .iter()
+        .flat_map(|l| &l.nodeclaims)
+        .filter_map(|c| Some((c.name.as_str(), c.node_ready.filter(|t| t.is_finite())?)))
+        .collect();
 
     // x range: every observation and every marker.
     let times = points
         .iter()
         .map(|o| o.t)
-        .chain(markers.iter().map(|(_, t)| *t));
+        .chain(markers.iter().map(|(_, t)| *t))
+        .chain(node_ready.iter().map(|(_, t)| *t));
     let (mut x_min, mut x_max) = times.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
         (lo.min(t), hi.max(t))
     });
@@ -267,6 +277,24 @@ pub fn svg_chart_with(report: &ScenarioReport, clock: ChartClock) -> String {
             TOP + 6.0,
             TOP + 6.0,
             esc(&label)
+        );
+    }
+    let _ = writeln!(svg, "</g>");
+
+    // Node Ready ticks, standing on the time axis, each titled with its NodeClaim.
+    let _ = writeln!(svg, r##"<g id="node-ready">"##);
+    for (claim, t) in &node_ready {
+        let x = x_of(*t);
+        let _ = writeln!(
+            svg,
+            r##"<line class="node-ready-marker" x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{BOTTOM}" stroke="{}" stroke-width="2"><title>{}</title></line>"##,
+            BOTTOM - 10.0,
+            SERIES[3].color,
+            esc(&format!(
+                "NodeClaim {}: node Ready at {t:.1} {}",
+                clean_line(claim),
+                report.target.clock.unit()
+            ))
         );
     }
     let _ = writeln!(svg, "</g>");

@@ -57,7 +57,7 @@ pub fn timeline_json(report: &ScenarioReport) -> String {
 }
 
 /// `value` with every string and every key passed through [`clean`].
-fn redact_value(value: Value) -> Value {
+pub(super) fn redact_value(value: Value) -> Value {
     match value {
         Value::String(s) => Value::String(clean(&s)),
         Value::Array(items) => Value::Array(items.into_iter().map(redact_value).collect()),

@@ -73,6 +73,7 @@ pub struct Context {
     progress: Option<ProgressSink>,
     timeline: Vec<Observation>,
     nodeclaim_spans: Vec<edw_twin::cost::NodeSpan>,
+    lifecycle: Option<edw_model::lifecycle::Lifecycle>,
 }
 
 impl Context {
@@ -104,6 +105,7 @@ impl Context {
             progress: None,
             timeline: Vec::new(),
             nodeclaim_spans: Vec::new(),
+            lifecycle: None,
         }
     }
 
@@ -251,7 +253,19 @@ impl Context {
             recorder.stop();
             self.timeline = recorder.history();
             self.nodeclaim_spans = recorder.nodeclaim_spans();
+            self.lifecycle = Some(recorder.lifecycle());
         }
+    }
+
+    /// When each consumer pod and NodeClaim passed each stage and every replica change, with
+    /// the load start (`None` when no recorder ran).
+    pub fn lifecycle(&self) -> Option<edw_model::lifecycle::Lifecycle> {
+        let mut lifecycle = match &self.recorder {
+            Some(recorder) => recorder.lifecycle(),
+            None => self.lifecycle.clone()?,
+        };
+        lifecycle.load_started_at = self.load_started_at;
+        Some(lifecycle)
     }
 
     /// The Karpenter NodeClaims the recorder saw, by size, with node-hours on the target's

@@ -38,8 +38,8 @@ pub struct Execution {
 #[derive(Debug)]
 pub struct Executed {
     pub report: ScenarioReport,
-    /// `<report root>/<scenario>-<target>`, with junit.xml, timeline.json, timeline.svg and
-    /// summary.md.
+    /// `<report root>/<scenario>-<target>`, with junit.xml, timeline.json, timeline.svg,
+    /// summary.md and (when the run recorded one) lifecycle.json.
     pub report_dir: PathBuf,
     pub ledger: PathBuf,
     /// The ledger was kept: the run's cleanup did not finish (or `--keep-on-failure` kept

@@ -275,6 +275,7 @@ pub async fn run(
         diagnostics,
         findings: context.findings.clone(),
         cost: context.cost(),
+        lifecycle: context.lifecycle(),
     }
 }
 
