@@ -223,6 +223,19 @@ pub enum TwinCommand {
     /// Serve the twin's Kubernetes API on a loopback port (for kubectl), on the scaled clock,
     /// with consumer pods running the real consumer against Azurite, until Ctrl-C.
     Serve(ServeArgs),
+    /// Fit the twin's delays to runs' lifecycle.json (medians, spread, observations) and write
+    /// a params file for `twin simulate --params`, `twin serve --params` and EDW_TWIN_PARAMS.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// Run report directories, each with its lifecycle.json (e.g. reports/<scenario>-aks).
+    #[arg(value_name = "RUN_DIR", required = true)]
+    pub run_dirs: Vec<PathBuf>,
+    /// Where to write the fitted parameters.
+    #[arg(long, value_name = "FILE", default_value = "reports/twin-params.json")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -250,6 +263,10 @@ pub struct ServeArgs {
         requires = "deploy_sample"
     )]
     pub activation_queue_length: u32,
+    /// Twin parameters as JSON (e.g. what `edw twin calibrate` wrote); default: the
+    /// specification's.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
     /// Override one twin parameter, e.g. `keda_namespace=keda` (KEDA where its Helm chart puts
     /// it) or `serve_nodepool_v1beta1=true` (an older NAP); see harness/twin/README.md.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -350,15 +367,7 @@ pub struct RoundtripArgs {
 
 /// `30s`, `5m`, `250ms`, `1h 30m`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        return if secs.is_finite() && secs >= 0.0 {
-            Ok(Duration::from_secs_f64(secs))
-        } else {
-            Err(format!("{text:?} is not a duration"))
-        };
-    }
-    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e})"))
+    edw_twin::params::parse_duration(text)
 }
 
 #[derive(Debug, Clone, Args)]

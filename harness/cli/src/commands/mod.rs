@@ -47,6 +47,9 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Twin {
             command: TwinCommand::Serve(args),
         } => twin::serve(&cli.global, &args, cancel).await,
+        Command::Twin {
+            command: TwinCommand::Calibrate(args),
+        } => twin::calibrate(&args),
         Command::Doctor(args) => doctor::run(&cli.global, &args).await,
     }
 }

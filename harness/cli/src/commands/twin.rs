@@ -1,7 +1,5 @@
 //! `edw twin simulate`: the sample on the twin's virtual clock, for "what if" questions.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use edw_twin::params::TwinParams;
 use edw_twin::queue::{LoadProfile, LoadStep};
@@ -15,7 +13,7 @@ use edw_twin::driver::{drive, scaled_engine};
 use edw_twin::sample::{deploy_with_table, ScalingConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{GlobalArgs, ServeArgs, SimulateArgs};
+use crate::args::{CalibrateArgs, GlobalArgs, ServeArgs, SimulateArgs};
 use crate::{exit, session, Failure};
 use edw_engine::twin_governor::ClockGovernor;
 use edw_engine::twin_pods::{ConsumerPods, StorageQueueProbe};
@@ -31,7 +29,7 @@ pub async fn serve(
             "--scale must be a positive number"
         )));
     }
-    let params = twin_params(None, &args.set).map_err(Failure::usage)?;
+    let params = twin_params(args.params.as_deref(), &args.set).map_err(Failure::usage)?;
     let session = session::open(global).await?;
     let (engine, clock) = scaled_engine(params, args.scale).map_err(Failure::environment)?;
     let queue = session.storage.queue(session.config.queue_name());
@@ -192,6 +190,42 @@ pub fn simulate(global: &GlobalArgs, args: &SimulateArgs) -> Result<u8, Failure>
         report.params.initialize_delay.as_secs(),
         report.params.pod_start_delay.as_secs(),
         report.params.messages_per_pod_second
+    );
+    Ok(exit::OK)
+}
+
+/// `edw twin calibrate`: fits the twin's delays to the runs' lifecycles, prints each
+/// estimate and writes the params file. A missing, unreadable or contradictory run is a usage
+/// error (exit 2) naming the file and the field.
+pub fn calibrate(args: &CalibrateArgs) -> Result<u8, Failure> {
+    use edw_twin::calibrate::{calibrate as fit, read_run};
+    let mut runs = Vec::new();
+    for dir in &args.run_dirs {
+        let lifecycle = read_run(dir).map_err(Failure::usage)?;
+        runs.push((dir.clone(), lifecycle));
+    }
+    let calibration = fit(&runs);
+    println!(
+        "calibrated from {} run(s): median (p10–p90), observations, confidence (high ≥ {}, low ≥ {}; fewer keep the default)",
+        runs.len(),
+        edw_twin::calibrate::HIGH_CONFIDENCE,
+        edw_twin::calibrate::MIN_OBSERVATIONS
+    );
+    for line in calibration.lines() {
+        println!("  {line}");
+    }
+    let text = serde_json::to_string_pretty(&calibration.params).map_err(Failure::environment)?;
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))
+            .map_err(Failure::environment)?;
+    }
+    std::fs::write(&args.out, text + "\n")
+        .with_context(|| format!("cannot write {}", args.out.display()))
+        .map_err(Failure::environment)?;
+    println!(
+        "parameters written to {} (the fitted ones, the rest the defaults): use them with `edw twin simulate --params {0}`, `edw twin serve --params {0}` or EDW_TWIN_PARAMS={0} for the local target",
+        args.out.display()
     );
     Ok(exit::OK)
 }
@@ -369,120 +403,23 @@ fn scaled_object_file(path: &std::path::Path) -> anyhow::Result<Value> {
 }
 
 /// The twin's parameters: the specification's defaults, then `--params FILE` (a JSON object),
-/// then each `--set KEY=VALUE`. Values are read as the parameter's own type: a whole number, a
-/// number, true/false, a duration (`120s`, `2m`, or `{"secs": 120, "nanos": 0}`), or text.
-/// An unknown key, a value of the wrong type, or a region the price snapshot does not cover is
-/// refused naming the key.
-fn twin_params(file: Option<&std::path::Path>, sets: &[String]) -> anyhow::Result<TwinParams> {
-    let mut params = serde_json::to_value(TwinParams::default())?;
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let given: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not JSON", path.display()))?;
-        let Value::Object(given) = given else {
-            anyhow::bail!("{} is not a JSON object of parameters", path.display());
-        };
-        for (key, value) in given {
-            let new = typed(&params, &key, value)
-                .with_context(|| format!("{}: {key}", path.display()))?;
-            params[key.as_str()] = new;
+/// then each `--set KEY=VALUE` ([`edw_twin::params::load`]).
+pub(crate) fn twin_params(
+    file: Option<&std::path::Path>,
+    sets: &[String],
+) -> anyhow::Result<TwinParams> {
+    edw_twin::params::load(file, sets).map_err(|e| match e {
+        edw_twin::params::ParamsError::Assignment { assignment } => {
+            anyhow::anyhow!("--set {assignment:?}: expected KEY=VALUE")
         }
-    }
-    for assignment in sets {
-        let (key, value) = assignment
-            .split_once('=')
-            .with_context(|| format!("--set {assignment:?}: expected KEY=VALUE"))?;
-        let key = key.trim();
-        let new = typed(&params, key, Value::String(value.trim().to_owned()))
-            .with_context(|| format!("--set {key}"))?;
-        params[key] = new;
-    }
-    let params: TwinParams = serde_json::from_value(params).context("invalid twin parameters")?;
-    // The region only picks the price snapshot, which covers one region.
-    anyhow::ensure!(
-        params.region == TwinParams::default().region,
-        "region: {:?} has no price snapshot; the twin ranks VM sizes by {} prices only",
-        params.region,
-        TwinParams::default().region
-    );
-    let version = params.keda_version.split('.').collect::<Vec<_>>();
-    anyhow::ensure!(
-        version.len() == 3 && version.iter().all(|p| p.parse::<u32>().is_ok()),
-        "keda_version: {:?} is not MAJOR.MINOR.PATCH (e.g. 2.17.2)",
-        params.keda_version
-    );
-    Ok(params)
-}
-
-/// `value` as the type of parameter `key` in `params` (a JSON string is parsed when the
-/// parameter is not text, as a person writes it on a command line or in a file).
-fn typed(params: &Value, key: &str, value: Value) -> anyhow::Result<Value> {
-    let current = params
-        .get(key)
-        .with_context(|| format!("the twin has no parameter {key:?}"))?;
-    let text = match &value {
-        Value::String(text) => Some(text.trim().to_owned()),
-        _ => None,
-    };
-    Ok(match (current, text) {
-        (Value::Object(o), Some(text)) if o.contains_key("secs") => {
-            let d: Duration = crate::args::parse_duration(&text).map_err(anyhow::Error::msg)?;
-            serde_json::to_value(d)?
-        }
-        (Value::Object(o), None) if o.contains_key("secs") => {
-            serde_json::from_value::<Duration>(value.clone())
-                .with_context(|| format!("{value} is not a duration such as \"120s\""))?;
-            value
-        }
-        (Value::Number(n), text) if n.is_u64() => {
-            let whole = match &text {
-                Some(text) => text.parse::<u64>().ok(),
-                None => value.as_u64(),
-            };
-            Value::from(
-                whole.with_context(|| {
-                    format!("{} is not a whole number (0 or more)", shown(&value))
-                })?,
-            )
-        }
-        (Value::Number(_), text) => {
-            let number = match &text {
-                Some(text) => text.parse::<f64>().ok(),
-                None => value.as_f64(),
-            };
-            Value::from(
-                number
-                    .filter(|n| n.is_finite())
-                    .with_context(|| format!("{} is not a finite number", shown(&value)))?,
-            )
-        }
-        (Value::Bool(_), text) => {
-            let flag = match &text {
-                Some(text) => text.parse::<bool>().ok(),
-                None => value.as_bool(),
-            };
-            Value::Bool(flag.with_context(|| format!("{} is not true or false", shown(&value)))?)
-        }
-        (Value::String(_), Some(text)) => Value::String(text),
-        (current, _) => anyhow::bail!(
-            "{} is not the parameter's type (like {current})",
-            shown(&value)
-        ),
+        other => other.into(),
     })
-}
-
-/// A value as a person wrote it (a string without JSON quotes' escaping noise).
-fn shown(value: &Value) -> String {
-    match value {
-        Value::String(text) => format!("{text:?}"),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn set(assignments: &[&str]) -> anyhow::Result<TwinParams> {
         let sets: Vec<String> = assignments.iter().map(|s| (*s).to_owned()).collect();

@@ -28,6 +28,7 @@ mod signin;
 mod storage;
 mod storage_firewall;
 mod sweep_cli;
+mod twin_calibrate;
 mod twin_scaled;
 mod twin_serve;
 mod twin_simulate;

@@ -37,15 +37,27 @@ pub struct LocalTarget {
     storage_description: String,
 }
 
+/// The twin's parameters: `EDW_TWIN_PARAMS`'s file when it is set (a bad file is a
+/// configuration error naming it and the key), else the specification's defaults.
+pub fn twin_params() -> Result<TwinParams, TargetError> {
+    match std::env::var_os("EDW_TWIN_PARAMS").filter(|v| !v.is_empty()) {
+        Some(path) => edw_twin::params::load(Some(std::path::Path::new(&path)), &[])
+            .map_err(TargetError::TwinParams),
+        None => Ok(TwinParams::default()),
+    }
+}
+
 impl LocalTarget {
     /// Starts Azurite (unless storage is configured) and the twin. `EDW_TWIN_SCALE` sets the
-    /// clock scale (default 20).
+    /// clock scale (default 20); `EDW_TWIN_PARAMS` names a JSON file of twin parameters (e.g.
+    /// what `edw twin calibrate` wrote; default: the specification's).
     pub async fn start(config: &Config) -> Result<LocalTarget, TargetError> {
         let scale = std::env::var("EDW_TWIN_SCALE")
             .ok()
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s > 0.0)
             .unwrap_or(DEFAULT_SCALE);
+        let params = twin_params()?;
         let (target, azurite) = match config.storage()? {
             StorageChoice::Target(target) => (target, None),
             StorageChoice::EmbeddedAzurite => {
@@ -59,7 +71,7 @@ impl LocalTarget {
         };
         let storage = Storage::connect(&target)?;
         let (engine, clock) =
-            scaled_engine(TwinParams::default(), scale).map_err(|e| TargetError::Twin(e.into()))?;
+            scaled_engine(params, scale).map_err(|e| TargetError::Twin(e.into()))?;
         let api = ApiServer::new(engine.store.clone(), engine.registry.clone());
         let client = api.kube_client();
         let capabilities = Capabilities::detect(&client)

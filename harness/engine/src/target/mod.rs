@@ -56,6 +56,8 @@ pub enum TargetError {
     Storage(#[from] crate::storage::StorageError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("EDW_TWIN_PARAMS")]
+    TwinParams(#[source] edw_twin::params::ParamsError),
     #[error("cannot start the twin")]
     Twin(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("no usable kubeconfig{context}")]
@@ -78,9 +80,10 @@ impl TargetError {
     /// storage or Azurite that does not answer or refuses the credentials).
     pub fn is_configuration(&self) -> bool {
         match self {
-            TargetError::Unknown(_) | TargetError::Config(_) | TargetError::Kubeconfig { .. } => {
-                true
-            }
+            TargetError::Unknown(_)
+            | TargetError::Config(_)
+            | TargetError::Kubeconfig { .. }
+            | TargetError::TwinParams(_) => true,
             TargetError::Storage(error) => error.is_configuration(),
             TargetError::Azurite(_) | TargetError::Twin(_) | TargetError::Unreachable { .. } => {
                 false

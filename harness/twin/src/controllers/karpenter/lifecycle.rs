@@ -30,10 +30,12 @@ pub(crate) fn on_nodeclaim(engine: &mut Engine, change: &WatchEvent) {
     match change.event_type {
         EventType::Added => {
             let params = &engine.params;
+            // One draw scales the three stages, so they stay in order.
+            let factor = params.jitter_factor(&["nodeclaim", &claim_name]);
             let (launch, register, initialize) = (
-                params.launch_delay,
-                params.register_delay,
-                params.initialize_delay,
+                params.launch_delay.mul_f64(factor),
+                params.register_delay.mul_f64(factor),
+                params.initialize_delay.mul_f64(factor),
             );
             engine.schedule_in(
                 launch,
@@ -368,7 +370,9 @@ fn terminate(engine: &mut Engine, claim: &Value) {
             );
         }
     }
-    let delay = engine.params.vm_delete_delay;
+    let delay = engine
+        .params
+        .jittered(engine.params.vm_delete_delay, &["vm_delete", &claim_name]);
     engine.schedule_in(
         delay,
         Task::VmDeleted {

@@ -1,0 +1,132 @@
+//! `edw twin calibrate` through the binary: jittered twin runs with known delays are fitted
+//! back within 10 %, the params file it writes is what `twin simulate --params` reads, and bad
+//! run directories exit 2 naming the file and the field.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edw_twin::calibrate::LIFECYCLE_FILE;
+use edw_twin::lifecycle::run_recorded;
+use edw_twin::params::TwinParams;
+use edw_twin::queue::LoadProfile;
+
+use crate::support::cli::{edw, run};
+
+/// A twin run with known delays and 20 % jitter, written as a run directory.
+fn run_dir(root: &Path, seed: u64) -> PathBuf {
+    let s = Duration::from_secs;
+    let params = TwinParams {
+        seed,
+        jitter: 0.2,
+        pod_start_delay: s(9),
+        register_delay: s(120),
+        initialize_delay: s(150),
+        vm_delete_delay: s(45),
+        ..TwinParams::default()
+    };
+    let engine = run_recorded(params, &LoadProfile::burst(30.0, 1000), 1500.0).expect("twin");
+    let lifecycle = engine.lifecycle(Some(30.0)).expect("recorded");
+    let dir = root.join(format!("run-{seed}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(LIFECYCLE_FILE),
+        serde_json::to_string(&lifecycle).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn twin_calibrate_recovers_known_delays_and_writes_a_params_file_simulate_reads() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("fitted/params.json");
+    let mut command = edw();
+    command.args(["twin", "calibrate"]);
+    for seed in 1..=8 {
+        command.arg(run_dir(root.path(), seed));
+    }
+    command.arg("--out").arg(&out);
+    let (code, stdout, stderr) = run(&mut command);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("confidence high") && stdout.contains("observation(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("consolidation_delay") && stdout.contains("reported only"));
+    let params = edw_twin::params::load(Some(&out), &[]).expect("the file it wrote reads");
+    for (what, fitted, truth) in [
+        ("pod_start_delay", params.pod_start_delay, 9.0),
+        ("register_delay", params.register_delay, 120.0),
+        ("initialize_delay", params.initialize_delay, 150.0),
+        ("vm_delete_delay", params.vm_delete_delay, 45.0),
+    ] {
+        let fitted = fitted.as_secs_f64();
+        assert!(
+            (fitted - truth).abs() <= 0.10 * truth,
+            "{what}: fitted {fitted} s, true {truth} s (±10 %)"
+        );
+    }
+    let (code, stdout, stderr) = run(edw()
+        .args(["twin", "simulate", "--json", "--params"])
+        .arg(&out));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        report["params"]["initialize_delay"],
+        serde_json::to_value(params.initialize_delay).unwrap()
+    );
+}
+
+#[test]
+fn twin_calibrate_refuses_bad_runs_with_exit_2_naming_the_file_and_field() {
+    let root = tempfile::tempdir().unwrap();
+    let empty = root.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let truncated = root.path().join("truncated");
+    std::fs::create_dir_all(&truncated).unwrap();
+    std::fs::write(truncated.join(LIFECYCLE_FILE), r#"{"format": 1, "pods": ["#).unwrap();
+    let backwards = root.path().join("backwards");
+    std::fs::create_dir_all(&backwards).unwrap();
+    std::fs::write(
+        backwards.join(LIFECYCLE_FILE),
+        r#"{"format":1,"unit":"real s","ended_at":9,"nodeclaims":[],"scale_events":[],
+        "pods":[{"name":"a","created":20,"scheduled":21,"running":12}]}"#,
+    )
+    .unwrap();
+    let missing = root.path().join("no-such-run");
+    for (dir, named) in [
+        (
+            missing.clone(),
+            format!("{}: no such run directory", missing.display()),
+        ),
+        (
+            empty.clone(),
+            format!("{}: no lifecycle.json", empty.display()),
+        ),
+        (
+            truncated.clone(),
+            format!(
+                "{}: line 1, column 23",
+                truncated.join(LIFECYCLE_FILE).display()
+            ),
+        ),
+        (
+            backwards.clone(),
+            format!(
+                "{}: pods[0].running (12) is before pods[0].scheduled (21)",
+                backwards.join(LIFECYCLE_FILE).display()
+            ),
+        ),
+    ] {
+        let out = root.path().join("out.json");
+        let (code, stdout, stderr) = run(edw()
+            .args(["twin", "calibrate"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(&out));
+        assert_eq!(code, 2, "{}: {stdout}{stderr}", dir.display());
+        assert!(stderr.contains(&named), "{named}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out.exists(), "nothing is written for a bad run");
+    }
+}
