@@ -130,3 +130,62 @@ fn twin_calibrate_refuses_bad_runs_with_exit_2_naming_the_file_and_field() {
         assert!(!out.exists(), "nothing is written for a bad run");
     }
 }
+
+/// A params file the local target cannot use stops `edw run` before anything starts, naming
+/// the variable, the file and what is wrong with it (exit 2, a configuration error).
+#[test]
+fn a_bad_edw_twin_params_file_stops_a_local_run_naming_it() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("no-such-params.json");
+    let malformed = root.path().join("malformed.json");
+    std::fs::write(&malformed, r#"{"pod_start_delay": "#).unwrap();
+    let wrong_jitter = root.path().join("jitter.json");
+    std::fs::write(&wrong_jitter, r#"{"jitter": 1.5}"#).unwrap();
+    for (file, why) in [
+        (&missing, "no-such-params.json"),
+        (&malformed, "malformed.json"),
+        (&wrong_jitter, "jitter"),
+    ] {
+        let (code, stdout, stderr) = run(edw()
+            .args(["run", "--target", "local", "--plain", "--report-dir"])
+            .arg(root.path().join("reports"))
+            .env("EDW_TWIN_PARAMS", file));
+        assert_eq!(code, 2, "{}: {stdout}{stderr}", file.display());
+        assert!(stderr.contains("EDW_TWIN_PARAMS"), "{stderr}");
+        assert!(stderr.contains(why), "{why}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// `edw twin serve --params FILE` builds its twin from the file: two system nodes, not three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_serve_takes_a_params_file() {
+    let env = crate::support::Env::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let params = root.path().join("params.json");
+    std::fs::write(&params, r#"{"system_nodes": 2}"#).unwrap();
+    let kubeconfig = root.path().join("twin.kubeconfig");
+    let _served = crate::support::served::serve_twin(
+        &env,
+        &kubeconfig,
+        &["--params", params.to_str().unwrap()],
+    );
+    let client = crate::support::served::kube_client(&kubeconfig).await;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let names: Vec<String> = nodes
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("aks-systempool-"))
+            .count(),
+        2,
+        "{names:?}"
+    );
+}
