@@ -189,3 +189,94 @@ async fn twin_serve_takes_a_params_file() {
         "{names:?}"
     );
 }
+
+/// The loop the issue asks for, on the kube target: a served twin started with non-default
+/// delays, a flow run against it (`edw run --target kube`), then `edw twin calibrate` on that
+/// run's report directory recovers the delays. The lifecycle's times are when the harness's
+/// recorder saw each stage over the API (late by its sampling delay, about a second of the
+/// twin's x20 clock), so the tolerance is stated per parameter: 10 % for the NodeClaim stages
+/// (70-120 s), 15 % for the pod start (12 s). Parameters with fewer than 3 observations keep
+/// their default and are not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kube_run_against_a_served_twin_calibrates_back_to_its_params() {
+    let env = crate::support::Env::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let s = Duration::from_secs;
+    let truth = TwinParams {
+        pod_start_delay: s(12),
+        register_delay: s(70),
+        initialize_delay: s(75),
+        ..TwinParams::default()
+    };
+    let params = root.path().join("truth.json");
+    std::fs::write(&params, serde_json::to_string(&truth).unwrap()).unwrap();
+    let kubeconfig = root.path().join("twin.kubeconfig");
+    let _served = crate::support::served::serve_twin(
+        &env,
+        &kubeconfig,
+        &["--params", params.to_str().unwrap()],
+    );
+    let reports = root.path().join("reports");
+    let output =
+        crate::support::served::kube_run(&env, &kubeconfig, &reports, &["--messages", "200"])
+            .output()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let run_dir = reports.join("flow-burst-kube");
+    assert!(
+        run_dir.join(LIFECYCLE_FILE).exists(),
+        "{} in {stdout}",
+        run_dir.display()
+    );
+    let fitted = root.path().join("fitted.json");
+    let (code, out, err) = run(edw()
+        .args(["twin", "calibrate"])
+        .arg(&run_dir)
+        .arg("--out")
+        .arg(&fitted));
+    assert_eq!(code, 0, "{out}{err}");
+    println!("{out}");
+    let fitted: TwinParams =
+        serde_json::from_str(&std::fs::read_to_string(&fitted).unwrap()).unwrap();
+    let mut asserted = Vec::new();
+    for (name, want, got, tolerance) in [
+        (
+            "pod_start_delay",
+            truth.pod_start_delay,
+            fitted.pod_start_delay,
+            0.15,
+        ),
+        (
+            "register_delay",
+            truth.register_delay,
+            fitted.register_delay,
+            0.10,
+        ),
+        (
+            "initialize_delay",
+            truth.initialize_delay,
+            fitted.initialize_delay,
+            0.10,
+        ),
+    ] {
+        // A parameter the run gave too few observations of keeps its default, and says so.
+        let kept_default = out
+            .lines()
+            .any(|l| l.contains(name) && l.contains("default"));
+        if kept_default {
+            continue;
+        }
+        let (want, got) = (want.as_secs_f64(), got.as_secs_f64());
+        assert!(
+            (got - want).abs() <= tolerance * want,
+            "{name}: fitted {got} s, started with {want} s (±{} %)\n{out}",
+            tolerance * 100.0
+        );
+        asserted.push(name);
+    }
+    assert!(
+        asserted.contains(&"pod_start_delay") && asserted.contains(&"initialize_delay"),
+        "the run observed pods and nodes enough to fit them: {asserted:?}\n{out}"
+    );
+}
