@@ -80,8 +80,10 @@ fn one_more(ctx: &mut Context) -> StepFuture<'_> {
             first_index: next,
             ..ProducerPlan::burst(1, 1)
         };
+        let started = ctx.recorder.as_ref().map(|r| r.elapsed());
         match produce(&queue, &plan, &CancellationToken::new()).await {
             Ok(report) => {
+                ctx.note_sent(started, report.sent_count());
                 if let Some(produced) = ctx.produced.as_mut() {
                     produced.sent.extend(report.sent);
                 }

@@ -52,6 +52,9 @@ fn failing_text(i: u64) -> String {
 }
 
 fn failing_deliveries(ctx: &mut Context) -> StepFuture<'_> {
+    ctx.prediction_caveat = Some(
+        "the run sent messages that fail or are malformed (retried, then poisoned), the twin's queue model has none".to_owned(),
+    );
     Box::pin(async move {
         let queue = ctx.target.storage().queue(&ctx.names.queue);
         for i in 1..=FAILING {

@@ -238,6 +238,7 @@ fn hold(ctx: &mut Context) -> StepFuture<'_> {
             o.desired == replicas
         });
         let window = Duration::from_secs_f64(count as f64 / RATE);
+        let started = Some(recorder.elapsed());
         let (sent, held) = tokio::join!(
             send_at_rate(&clock, &queue, count, RATE),
             consistently(recorder, &expect, window)
@@ -249,6 +250,11 @@ fn hold(ctx: &mut Context) -> StepFuture<'_> {
             window.as_secs(),
             sent.elapsed.as_secs_f64()
         )];
+        // The rate is this flow's load: its phases and prediction count from it.
+        if ctx.load_started_at.is_none() {
+            ctx.load_started_at = started;
+        }
+        ctx.note_sent(started, sent.sent_count());
         ctx.property("steady.rate", RATE);
         ctx.property("steady.replicas", replicas);
         ctx.produced = Some(sent);

@@ -20,6 +20,7 @@ pub mod findings;
 pub mod interrupt;
 pub mod manifests;
 pub mod observe;
+pub mod predict;
 pub mod public_address;
 pub mod report;
 pub mod runner;

@@ -13,6 +13,8 @@
 //! - [`finding`]: a configuration finding;
 //! - [`lifecycle`]: when each pod, NodeClaim and node passed each stage, and the latency
 //!   distributions computed from it;
+//! - [`phases`], [`prediction`]: a flow's phases by one set of rules, and each phase's model
+//!   expectation, twin prediction and observation side by side;
 //! - [`report`]: what ran where, each step's outcome, the observed timeline, what the nodes
 //!   cost ([`cost`]).
 
@@ -22,6 +24,8 @@ pub mod finding;
 pub mod keys;
 pub mod lifecycle;
 pub mod naming;
+pub mod phases;
+pub mod prediction;
 pub mod report;
 pub mod run;
 pub mod settings;

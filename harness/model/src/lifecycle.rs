@@ -28,6 +28,30 @@ pub struct Lifecycle {
     pub nodeclaims: Vec<NodeClaimLife>,
     /// Every change of the consumer Deployment's `spec.replicas`.
     pub scale_events: Vec<ScaleEvent>,
+    /// How fast the consumers drained, when the run measured it (written by the reports:
+    /// the message count comes from the run's verification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainMeasurement>,
+}
+
+/// Messages processed per Running consumer pod: `messages` over `pod_seconds` (each Running
+/// pod's seconds, summed) between the load start (`from`) and the queue first reading 0
+/// (`until`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrainMeasurement {
+    pub messages: u64,
+    /// Which count `messages` is: `processed once` or `sent`.
+    pub counted: String,
+    pub pod_seconds: f64,
+    pub from: f64,
+    pub until: f64,
+}
+
+impl DrainMeasurement {
+    /// Messages per Running pod per second.
+    pub fn per_pod_second(&self) -> f64 {
+        self.messages as f64 / self.pod_seconds
+    }
 }
 
 /// One consumer pod.
@@ -280,6 +304,7 @@ mod tests {
                     to: 4,
                 },
             ],
+            drain: None,
         };
         let latencies = lifecycle.latencies();
         let get = |key: &str| {

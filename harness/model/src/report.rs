@@ -182,6 +182,9 @@ pub struct ScenarioReport {
     /// change, on the timeline's clock (`lifecycle.json`, the latencies); `None` when no
     /// observation recorder ran.
     pub lifecycle: Option<crate::lifecycle::Lifecycle>,
+    /// Each phase's model expectation, the twin's prediction on its virtual clock (same
+    /// settings and load) and the observation; `None` when the run sent no load.
+    pub prediction: Option<crate::prediction::Prediction>,
 }
 
 impl ScenarioReport {

@@ -1,6 +1,6 @@
-//! Calibration: fits the twin's delay parameters to what runs observed (their
-//! `lifecycle.json`), as medians with their spread and a confidence from the number of
-//! observations, and makes the [`TwinParams`] a calibrated twin runs with.
+//! Calibration: fits the twin's delay parameters and its consumer rate to what runs observed
+//! (their `lifecycle.json`), as medians (the rate: pooled) with their spread and a confidence
+//! from the number of observations, and makes the [`TwinParams`] a calibrated twin runs with.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +16,11 @@ pub const LIFECYCLE_FILE: &str = "lifecycle.json";
 pub const MIN_OBSERVATIONS: usize = 3;
 /// This many observations or more are `high` confidence.
 pub const HIGH_CONFIDENCE: usize = 10;
+/// Fewer messages than this (over every run's drain) keep `messages_per_pod_second`'s default:
+/// a handful of messages drained by pods that were still starting says little of the rate.
+pub const MIN_RATE_MESSAGES: usize = 100;
+/// This many drained messages or more make the consumer rate `high` confidence.
+pub const HIGH_RATE_MESSAGES: usize = 1000;
 
 /// Why a run could not be read; each names the file and, where it applies, the field.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +185,26 @@ pub fn check(lifecycle: &Lifecycle) -> Result<(), (String, String)> {
             ],
         )?;
     }
+    if let Some(drain) = &lifecycle.drain {
+        if !(drain.pod_seconds.is_finite() && drain.pod_seconds > 0.0) {
+            return Err((
+                "drain.pod_seconds".to_owned(),
+                format!(
+                    "({}) is not a positive number of seconds",
+                    drain.pod_seconds
+                ),
+            ));
+        }
+        if !(drain.from.is_finite() && drain.until.is_finite()) || drain.until < drain.from {
+            return Err((
+                "drain.until".to_owned(),
+                format!(
+                    "({}) is before drain.from ({}): the clock goes backwards",
+                    drain.until, drain.from
+                ),
+            ));
+        }
+    }
     for (i, pair) in lifecycle.scale_events.windows(2).enumerate() {
         if !pair[1].t.is_finite() || pair[1].t < pair[0].t {
             return Err((
@@ -231,12 +256,14 @@ impl Confidence {
 pub struct Estimate {
     /// The twin parameter it sets, or a name for one that is reported only.
     pub key: &'static str,
+    /// What the median, p10 and p90 are in: `s` (a delay) or `msg/s` (per Running pod).
+    pub unit: &'static str,
     /// What was measured, for people.
     pub measured: &'static str,
     /// Whether it maps to a twin parameter (false: reported only).
     pub parameter: bool,
     pub observations: usize,
-    /// Median, p10 and p90 in seconds (`None` without observations).
+    /// Median, p10 and p90 in [`Estimate::unit`] (`None` without observations).
     pub median: Option<f64>,
     pub p10: Option<f64>,
     pub p90: Option<f64>,
@@ -414,6 +441,7 @@ pub fn calibrate(runs: &[(PathBuf, Lifecycle)]) -> Calibration {
         }
         estimates.push(Estimate {
             key,
+            unit: "s",
             measured,
             parameter: field.is_some(),
             observations,
@@ -425,25 +453,73 @@ pub fn calibrate(runs: &[(PathBuf, Lifecycle)]) -> Calibration {
             note,
         });
     }
-    estimates.push(Estimate {
-        key: "messages_per_pod_second",
-        measured: "messages processed per Running pod per second",
-        parameter: true,
-        observations: 0,
-        median: None,
-        p10: None,
-        p90: None,
-        confidence: Confidence::TooFew,
-        applied: false,
-        note: Some(format!(
-            "not fitted: lifecycle.json holds no message counts; keeps its default {}",
-            defaults.messages_per_pod_second
-        )),
-    });
+    estimates.push(consumer_rate(
+        runs,
+        &mut params,
+        defaults.messages_per_pod_second,
+    ));
     Calibration {
         runs: runs.iter().map(|(path, _)| path.clone()).collect(),
         estimates,
         params,
+    }
+}
+
+/// `messages_per_pod_second` from the runs' drain measurements (messages processed per
+/// Running-pod-second from the load start to the queue first reading 0): the pooled rate
+/// (every run's messages over every run's pod-seconds), the spread over the runs, and as
+/// observations the messages behind it (fewer than [`MIN_RATE_MESSAGES`] keep the default).
+fn consumer_rate(runs: &[(PathBuf, Lifecycle)], params: &mut TwinParams, default: f64) -> Estimate {
+    let drains: Vec<_> = runs.iter().filter_map(|(_, r)| r.drain.as_ref()).collect();
+    let messages: u64 = drains.iter().map(|d| d.messages).sum();
+    let pod_seconds: f64 = drains.iter().map(|d| d.pod_seconds).sum();
+    let observations = messages as usize;
+    let mut rates: Vec<f64> = drains.iter().map(|d| d.per_pod_second()).collect();
+    let spread = summary(&mut rates);
+    let pooled = (pod_seconds > 0.0).then(|| messages as f64 / pod_seconds);
+    let confidence = if observations >= HIGH_RATE_MESSAGES {
+        Confidence::High
+    } else if observations >= MIN_RATE_MESSAGES {
+        Confidence::Low
+    } else {
+        Confidence::TooFew
+    };
+    let (applied, note) = match pooled {
+        Some(rate) if confidence != Confidence::TooFew => {
+            params.messages_per_pod_second = rate;
+            (
+                true,
+                Some(format!(
+                    "{messages} message(s) over {pod_seconds:.1} running-pod-seconds in {} run(s)",
+                    drains.len()
+                )),
+            )
+        }
+        _ if drains.is_empty() => (
+            false,
+            Some(format!(
+                "no run measured its drain (lifecycle.json has no `drain`: the queue never read 0, or no message count); keeps its default {default}"
+            )),
+        ),
+        _ => (
+            false,
+            Some(format!(
+                "{messages} message(s), fewer than {MIN_RATE_MESSAGES}; keeps its default {default}"
+            )),
+        ),
+    };
+    Estimate {
+        key: "messages_per_pod_second",
+        unit: "msg/s",
+        measured: "messages processed per Running pod per second",
+        parameter: true,
+        observations,
+        median: pooled,
+        p10: spread.map(|s| s.1),
+        p90: spread.map(|s| s.2),
+        confidence,
+        applied,
+        note,
     }
 }
 
@@ -454,8 +530,11 @@ impl Calibration {
             .iter()
             .map(|e| {
                 let figures = match (e.median, e.p10, e.p90) {
-                    (Some(m), Some(lo), Some(hi)) => {
+                    (Some(m), Some(lo), Some(hi)) if e.unit == "s" => {
                         format!("{m:.1} s (p10–p90 {lo:.1}–{hi:.1} s)")
+                    }
+                    (Some(m), Some(lo), Some(hi)) => {
+                        format!("{m:.3} {0} (p10–p90 {lo:.3}–{hi:.3} {0})", e.unit)
                     }
                     _ => "—".to_owned(),
                 };
@@ -560,11 +639,16 @@ mod tests {
         let consolidation = by_key("consolidation_delay");
         assert!(!consolidation.parameter && !consolidation.applied);
         assert!(consolidation.observations > 0, "{consolidation:?}");
-        assert!(by_key("messages_per_pod_second")
-            .note
-            .as_ref()
-            .unwrap()
-            .contains("not fitted"));
+        // In-process twin runs have no report, so no drain measurement: the rate is kept.
+        let rate = by_key("messages_per_pod_second");
+        assert!(!rate.applied, "{rate:?}");
+        assert!(
+            rate.note
+                .as_ref()
+                .unwrap()
+                .contains("no run measured its drain"),
+            "{rate:?}"
+        );
 
         // A held-back run (another seed) and the calibrated twin's prediction of it.
         let (_, observed) = run_dir(dir.path(), 99);
@@ -580,6 +664,76 @@ mod tests {
                 "{what}: observed {o} s, predicted {p} s"
             );
         }
+    }
+
+    fn drained(messages: u64, pod_seconds: f64) -> Lifecycle {
+        Lifecycle {
+            drain: Some(edw_model::lifecycle::DrainMeasurement {
+                messages,
+                counted: "processed once".to_owned(),
+                pod_seconds,
+                from: 10.0,
+                until: 300.0,
+            }),
+            ..Lifecycle::default()
+        }
+    }
+
+    #[test]
+    fn the_consumer_rate_is_the_runs_messages_over_their_running_pod_seconds() {
+        let runs = vec![
+            (PathBuf::from("a"), drained(1000, 1400.0)),
+            (PathBuf::from("b"), drained(600, 900.0)),
+            (PathBuf::from("no-drain"), Lifecycle::default()),
+        ];
+        let calibration = calibrate(&runs);
+        let rate = calibration
+            .estimates
+            .iter()
+            .find(|e| e.key == "messages_per_pod_second")
+            .unwrap();
+        assert!(
+            rate.applied && rate.confidence == Confidence::High,
+            "{rate:?}"
+        );
+        assert_eq!(rate.observations, 1600);
+        let pooled = 1600.0 / 2300.0;
+        assert!((calibration.params.messages_per_pod_second - pooled).abs() < 1e-12);
+        assert!(
+            (rate.p10.unwrap() - 600.0 / 900.0).abs() < 1e-12,
+            "{rate:?}"
+        );
+        assert!(
+            (rate.p90.unwrap() - 1000.0 / 1400.0).abs() < 1e-12,
+            "{rate:?}"
+        );
+        let lines = calibration.lines().join("\n");
+        assert!(
+            lines.contains("messages_per_pod_second 0.696 msg/s (p10–p90 0.667–0.714 msg/s), 1600 observation(s), confidence high"),
+            "{lines}"
+        );
+        // Too few messages keep the default, and say so.
+        let few = calibrate(&[(PathBuf::from("a"), drained(40, 30.0))]);
+        let rate = few
+            .estimates
+            .iter()
+            .find(|e| e.key == "messages_per_pod_second")
+            .unwrap();
+        assert!(
+            !rate.applied && rate.confidence == Confidence::TooFew,
+            "{rate:?}"
+        );
+        assert_eq!(
+            few.params.messages_per_pod_second,
+            TwinParams::default().messages_per_pod_second
+        );
+        assert!(
+            rate.note
+                .as_ref()
+                .unwrap()
+                .contains("40 message(s), fewer than 100; keeps its default 1"),
+            "{rate:?}"
+        );
     }
 
     #[test]
@@ -651,6 +805,15 @@ mod tests {
         assert!(
             error.contains(
                 "scale_events[1].t (5) is before scale_events[0].t (10): the clock goes backwards"
+            ),
+            "{error}"
+        );
+        let drain = r#"{"format":1,"unit":"real s","ended_at":100,"pods":[],"nodeclaims":[],
+            "scale_events":[],"drain":{"messages":10,"counted":"sent","pod_seconds":0,"from":1,"until":9}}"#;
+        let error = error_of(Some(drain));
+        assert!(
+            error.contains(
+                "lifecycle.json: drain.pod_seconds (0) is not a positive number of seconds"
             ),
             "{error}"
         );

@@ -169,6 +169,7 @@ impl LifecycleRecorder {
             pods: self.pods.clone(),
             nodeclaims: claims,
             scale_events: self.scale_events.clone(),
+            drain: None,
         }
     }
 }

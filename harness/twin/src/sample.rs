@@ -65,6 +65,14 @@ pub fn deploy_with(
     table: &str,
     scaled_object: Value,
 ) -> Result<(), ApiError> {
+    deploy_workload(store, queue, table)?;
+    store.create("scaledobjects.keda.sh", "aqs-demo", scaled_object)?;
+    Ok(())
+}
+
+/// [`deploy_with`] without the ScaledObject: the NodePool, namespace, service account,
+/// consumer Deployment (1 replica, as the sample's manifest) and TriggerAuthentication.
+pub fn deploy_workload(store: &Store, queue: &str, table: &str) -> Result<(), ApiError> {
     store.create("nodepools.karpenter.sh", "", default_nodepool()?)?;
     store.create("namespaces", "", namespace("aqs-demo"))?;
     store.create(
@@ -82,7 +90,6 @@ pub fn deploy_with(
         "aqs-demo",
         json!({"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication", "metadata": {"name": "keda-az-credentials"}, "spec": {"podIdentity": {"provider": "azure-workload", "identityId": "11111111-2222-3333-4444-555555555555"}}}),
     )?;
-    store.create("scaledobjects.keda.sh", "aqs-demo", scaled_object)?;
     Ok(())
 }
 

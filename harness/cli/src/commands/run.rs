@@ -322,6 +322,31 @@ fn summary_lines(report: &edw_model::report::ScenarioReport) -> Vec<String> {
             ));
         }
     }
+    if let Some(p) = &report.prediction {
+        lines.push(format!(
+            "  predicted vs observed (the twin on its virtual clock with {}; tolerance {}):",
+            p.params,
+            p.tolerance.describe()
+        ));
+        let seconds = |t: Option<f64>| t.map_or("—".to_owned(), |t| format!("{t:.1}"));
+        for row in p
+            .phases
+            .iter()
+            .filter(|r| r.predicted.or(r.observed).is_some())
+        {
+            let stage = match (row.predicted_stage, row.observed_stage) {
+                (Some(p), Some(o)) => format!("  (from {}: {p:.1} → {o:.1})", row.since),
+                _ => String::new(),
+            };
+            lines.push(format!(
+                "    {:<20} predicted {:>8}  observed {:>8}  {}{stage}",
+                row.phase,
+                seconds(row.predicted),
+                seconds(row.observed),
+                row.verdict.as_str()
+            ));
+        }
+    }
     if let Some(cost) = &report.cost {
         lines.push(format!(
             "  Karpenter nodes by size, node-hours in {}, from when the run first saw each NodeClaim until it was gone:",

@@ -195,6 +195,7 @@ fn passing_simulated() -> ScenarioReport {
             &[20.0, 30.0, 40.0].map(|from| span("Standard_D2als_v6", from, from + 130.0)),
         )),
         lifecycle: None,
+        prediction: None,
     }
 }
 
@@ -286,6 +287,7 @@ fn failing_cluster() -> ScenarioReport {
             span("Standard_E4s_v5", 0.0, 3600.0),
         ])),
         lifecycle: None,
+        prediction: None,
     }
 }
 
@@ -1144,6 +1146,7 @@ fn planted_lifecycle() -> Lifecycle {
             event(110.0, 10, 5),
             event(120.0, 5, 0),
         ],
+        drain: None,
     }
 }
 
@@ -1174,7 +1177,26 @@ fn lifecycle_json_is_written_and_reads_back_as_the_lifecycle() {
     let text = std::fs::read_to_string(&path).expect("read");
     assert!(text.contains("\n  \"pods\": ["), "pretty JSON:\n{text}");
     let back: Lifecycle = serde_json::from_str(&text).expect("a Lifecycle");
-    assert_eq!(back, planted_lifecycle());
+    // With the drain rate the reports measured (for `edw twin calibrate`): 1000 messages
+    // processed once over 490 running-pod-seconds from the load start to the drain at 90 s.
+    let drain = back.drain.clone().expect("the drain measurement");
+    assert_eq!(
+        (
+            drain.messages,
+            drain.counted.as_str(),
+            drain.from,
+            drain.until
+        ),
+        (1000, "processed once", 0.0, 90.0)
+    );
+    assert!((drain.pod_seconds - 490.0).abs() < 1e-9, "{drain:?}");
+    assert_eq!(
+        Lifecycle {
+            drain: None,
+            ..back
+        },
+        planted_lifecycle()
+    );
 
     // No lifecycle, no file.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1270,6 +1292,16 @@ fn junit_carries_each_latencys_quantiles_and_stays_valid() {
         ("latency.nodeclaim_ready.max", "40.000"),
         ("latency.activation.count", "1"),
         ("latency.activation.p50", "20.000"),
+        // 1000 messages over 490 running-pod-seconds; KEDA deactivated 30 s after the
+        // queue first read 0, the last NodeClaim went 80 s after.
+        ("latency.drain_rate.per_pod_second", "2.041"),
+        ("latency.drain_rate.messages", "1000"),
+        ("latency.drain_rate.pod_seconds", "490.0"),
+        ("latency.scale_in.deactivation_after_drain", "30.0"),
+        (
+            "latency.scale_in.last_nodeclaim_deleted_after_drain",
+            "80.0",
+        ),
     ] {
         assert_eq!(property(suite, name), Some(value), "{name}");
     }
@@ -1283,11 +1315,30 @@ fn junit_carries_each_latencys_quantiles_and_stays_valid() {
         .count();
     assert_eq!(
         latency_properties,
-        1 + 5 * planted_lifecycle().latencies().len()
+        1 + 5 * planted_lifecycle().latencies().len() + 3 + 2
     );
-    // Without a lifecycle, no latency property.
+    // Without a lifecycle, no distribution; the drain rate and scale-in say why they were
+    // not measured instead of a zero.
     let xml = junit(&[failing_cluster()]).expect("junit");
-    assert!(!xml.contains("latency."), "{xml}");
+    assert!(
+        !xml.contains("latency.unit") && !xml.contains(".p50"),
+        "{xml}"
+    );
+    let doc = roxmltree::Document::parse(&xml).expect("XML");
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("testsuite");
+    for name in [
+        "latency.drain_rate.not_measured",
+        "latency.scale_in.not_measured",
+    ] {
+        assert_eq!(
+            property(suite, name),
+            Some("the queue did not read 0 while the run was recorded"),
+            "{name}: {xml}"
+        );
+    }
 }
 
 #[test]

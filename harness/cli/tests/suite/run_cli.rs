@@ -64,6 +64,7 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
     );
     assert_every_figure_names_its_clock(&stdout, &dir.path().join("flow-burst-local"));
     assert_the_lifecycle_was_recorded(&dir.path().join("flow-burst-local"));
+    assert_the_run_agrees_with_its_twins_prediction(&dir.path().join("flow-burst-local"));
     let reports = read_reports(dir.path());
     assert!(
         reports.contains("[simulated]") && reports.contains("SIMULATED"),
@@ -127,6 +128,54 @@ fn assert_the_lifecycle_was_recorded(run_dir: &std::path::Path) {
         junit.contains(r#"name="latency.nodeclaim_ready.p50""#),
         "{junit}"
     );
+}
+
+/// The run was compared with the twin's prediction on its virtual clock: every phase has a
+/// row in timeline.json, summary.md and junit.xml; the local target runs the same twin with
+/// the same (default) params, so the phases the control plane decides (KEDA's activation, the
+/// HPA's ramp, Karpenter's first node) agree within the tolerance.
+fn assert_the_run_agrees_with_its_twins_prediction(run_dir: &std::path::Path) {
+    let text = std::fs::read_to_string(run_dir.join("timeline.json")).expect("timeline.json");
+    let timeline: serde_json::Value = serde_json::from_str(&text).expect("timeline.json is JSON");
+    let prediction = &timeline["prediction"];
+    assert!(
+        prediction["params"]
+            .as_str()
+            .is_some_and(|p| p.contains("default")),
+        "{prediction:#}"
+    );
+    let rows = prediction["phases"].as_array().expect("phases");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["phase"].as_str()).collect();
+    assert_eq!(
+        names,
+        edw_model::phases::AFTER_LOAD.to_vec(),
+        "{prediction:#}"
+    );
+    for phase in ["first scale-out", "max replicas", "first new node"] {
+        let row = rows.iter().find(|r| r["phase"] == phase).unwrap();
+        assert!(
+            row["predicted"].is_number() && row["observed"].is_number() && row["model"].is_number(),
+            "{phase}: {row:#}"
+        );
+        assert_eq!(row["verdict"], "within", "{phase}: {prediction:#}");
+    }
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).expect("summary.md");
+    assert!(
+        summary.contains("### Predicted vs observed") && summary.contains("| first new node |"),
+        "{summary}"
+    );
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml");
+    for property in [
+        "prediction.tolerance",
+        "prediction.first-new-node.predicted",
+        "prediction.first-new-node.observed",
+        "prediction.first-new-node.verdict",
+    ] {
+        assert!(
+            junit.contains(&format!(r#"name="{property}""#)),
+            "{property}: {junit}"
+        );
+    }
 }
 
 /// Step durations are real seconds, phases and node-hours the twin's simulated seconds, and

@@ -233,6 +233,7 @@ impl LifecycleLedger {
             pods,
             nodeclaims,
             scale_events: self.scale_events.clone(),
+            drain: None,
         }
     }
 }

@@ -25,7 +25,14 @@ pub const REPORT_NAME: &str = "edw-conformance";
 /// phase did not happen), with Karpenter the cost estimate (`cost.estimated_usd`,
 /// `cost.node_hours`, `cost.prices`, `cost.simulated`, `cost.unpriced` when a size has no
 /// price, and `nodes.<size>` per VM size), with a lifecycle `latency.unit` (the clock's unit)
-/// and each of its latencies as `latency.<key>.count`, `.p50`, `.p90`, `.p99` and `.max`, every configuration finding as
+/// and each of its latencies as `latency.<key>.count`, `.p50`, `.p90`, `.p99` and `.max`; the drain
+/// rate per running pod (`latency.drain_rate.per_pod_second`, `.messages`, `.pod_seconds`) and
+/// the scale-in delays after the queue first read 0 (`latency.scale_in.deactivation_after_drain`,
+/// `.last_nodeclaim_deleted_after_drain`), each `…not_measured` with why when it was not; with a
+/// prediction `prediction.params`, `prediction.tolerance` and per phase
+/// `prediction.<phase>.model`, `.predicted`, `.observed`, `.difference`, `.stage_predicted`,
+/// `.stage_observed` (seconds, each when known), `.since` (the phase its stage runs from) and
+/// `.verdict`, every finding as
 /// `finding.<id>` (`<severity>: <message>`) and every step property as `<step>.<name>`. The diagnostics are the suite's `<system-out>`. Timestamps and times
 /// come from the reports, so the output depends on nothing else.
 pub fn junit(reports: &[ScenarioReport]) -> Result<String, ReportError> {
@@ -130,6 +137,86 @@ fn suite(report: &ScenarioReport) -> TestSuite {
                     format!("{value:.3}"),
                 ));
             }
+        }
+    }
+    // The drain rate per running pod and the scale-in delays, each measured or why not.
+    match super::latency::drain_rate(report) {
+        Ok(rate) => {
+            for (name, value) in [
+                (
+                    "drain_rate.per_pod_second",
+                    format!("{:.3}", rate.per_pod_second()),
+                ),
+                ("drain_rate.messages", rate.messages.to_string()),
+                ("drain_rate.pod_seconds", format!("{:.1}", rate.pod_seconds)),
+            ] {
+                suite.add_property(Property::new(format!("latency.{name}"), value));
+            }
+        }
+        Err(why) => {
+            suite.add_property(Property::new(
+                "latency.drain_rate.not_measured",
+                clean_line(&why),
+            ));
+        }
+    }
+    match super::latency::scale_in(report) {
+        Ok(scale_in) => {
+            for (name, value) in [
+                ("deactivation", scale_in.deactivation),
+                ("last_nodeclaim_deleted", scale_in.last_claim_deleted),
+            ] {
+                let (key, value) = match value {
+                    Ok(t) => (
+                        format!("latency.scale_in.{name}_after_drain"),
+                        format!("{:.1}", t - scale_in.drained),
+                    ),
+                    Err(why) => (
+                        format!("latency.scale_in.{name}_not_measured"),
+                        clean_line(&why),
+                    ),
+                };
+                suite.add_property(Property::new(key, value));
+            }
+        }
+        Err(why) => {
+            suite.add_property(Property::new(
+                "latency.scale_in.not_measured",
+                clean_line(&why),
+            ));
+        }
+    }
+    if let Some(p) = &report.prediction {
+        suite.add_property(Property::new("prediction.params", clean_line(&p.params)));
+        suite.add_property(Property::new(
+            "prediction.tolerance",
+            p.tolerance.describe(),
+        ));
+        for row in &p.phases {
+            let key = crate::predict::phase_key(&row.phase);
+            for (name, value) in [
+                ("model", row.model),
+                ("predicted", row.predicted),
+                ("observed", row.observed),
+                ("difference", row.difference),
+                ("stage_predicted", row.predicted_stage),
+                ("stage_observed", row.observed_stage),
+            ] {
+                if let Some(value) = value {
+                    suite.add_property(Property::new(
+                        format!("prediction.{key}.{name}"),
+                        format!("{value:.1}"),
+                    ));
+                }
+            }
+            suite.add_property(Property::new(
+                format!("prediction.{key}.since"),
+                clean_line(&row.since),
+            ));
+            suite.add_property(Property::new(
+                format!("prediction.{key}.verdict"),
+                row.verdict.as_str(),
+            ));
         }
     }
     for finding in &report.findings {

@@ -15,7 +15,8 @@ pub const SIMULATED_LINE: &str = "SIMULATED (twin) — not a cluster result";
 /// simulated target, the warnings (each with its step) in a callout, a table of the steps
 /// (cleanup included) with ✅/⚠️/❌/⏭, their durations (real time) and messages, a table of the
 /// configuration findings (when there are any), a table of phase latencies (headed by the
-/// clock they were measured on), the latencies (each of [`edw_model::lifecycle::Lifecycle::latencies`]
+/// clock they were measured on), each phase predicted vs observed (the model, the twin on
+/// its virtual clock, the observation, the difference and its verdict), the latencies (each of [`edw_model::lifecycle::Lifecycle::latencies`]
 /// with its count, p50, p90, p99 and max, the drain rate per running pod and the scale-in
 /// delay, or why a figure was not measured), the peak figures of the timeline, the Karpenter nodes by VM
 /// size with node-hours and an estimated cost (when the target has Karpenter) and, when
@@ -111,6 +112,8 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
         }
     }
 
+    prediction(md, report);
+
     latencies(md, report);
 
     md.push_str("\n### Peaks\n\n");
@@ -163,6 +166,55 @@ fn scenario(md: &mut String, report: &ScenarioReport) {
             md,
             "\n<details>\n<summary>Diagnostics</summary>\n\n{fence}text\n{}\n{fence}\n\n</details>",
             text.trim_end_matches('\n')
+        );
+    }
+}
+
+/// Each phase's model expectation, the twin's prediction and the observation, with the
+/// difference and its verdict against the stated tolerance.
+fn prediction(md: &mut String, report: &ScenarioReport) {
+    let Some(p) = &report.prediction else {
+        return;
+    };
+    let seconds = |t: Option<f64>| t.map_or("—".to_owned(), |t| format!("{t:.1}"));
+    let _ = writeln!(
+        md,
+        "\n### Predicted vs observed\n\nThe twin ran this run's settings and load on its virtual clock ({}) with {}. Load: {}. Observed in {}, until {:.1} s after the load start. Tolerance: {}. Each phase is judged on its stage (the time from the phase it follows), so a late stage shows where and the phases after it are not blamed for it. The model column is the specification's rules (upper estimates for a burst).\n",
+        inline(&clean_line(&p.predicted_clock)),
+        inline(&clean_line(&p.params)),
+        inline(&clean_line(&p.load)),
+        inline(&clean_line(&p.observed_clock)),
+        p.observed_until,
+        inline(&p.tolerance.describe()),
+    );
+    if let Some(caveat) = &p.caveat {
+        let _ = writeln!(md, "Expected to differ: {}.\n", inline(&clean_line(caveat)));
+    }
+    md.push_str("| Phase | Model (s) | Twin prediction (s) | Observed (s) | Difference (s) | Stage from | Stage predicted → observed (s) | Verdict (on the stage) |\n|---|---:|---:|---:|---:|---|---:|---|\n");
+    for row in &p.phases {
+        let verdict = if row.verdict.is_deviation() {
+            format!("**{}**", row.verdict.as_str())
+        } else {
+            row.verdict.as_str().to_owned()
+        };
+        let stage = match (
+            row.predicted_stage,
+            row.observed_stage,
+            row.stage_difference,
+        ) {
+            (Some(p), Some(o), Some(d)) => format!("{p:.1} → {o:.1} ({d:+.1})"),
+            _ => "—".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {stage} | {verdict} |",
+            cell(&clean_line(&row.phase)),
+            seconds(row.model),
+            seconds(row.predicted),
+            seconds(row.observed),
+            row.difference
+                .map_or("—".to_owned(), |d| format!("{d:+.1}")),
+            cell(&clean_line(&row.since)),
         );
     }
 }

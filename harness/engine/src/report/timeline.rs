@@ -48,6 +48,7 @@ pub fn timeline_json(report: &ScenarioReport) -> String {
         })).collect::<Vec<_>>(),
         "timeline": timeline,
         "cost": report.cost,
+        "prediction": report.prediction,
     });
     let value = redact_value(value);
     serde_json::to_string_pretty(&value).unwrap_or_else(|e| {

@@ -70,6 +70,13 @@ pub struct Context {
     pub storage_firewall_opening: Option<edw_model::run::FirewallOpening>,
     /// What the Azure-side checks found before the run started (aks), for its first step.
     pub azure_preflight: Vec<String>,
+    /// Each load the run sent, on the timeline's clock: the twin's prediction replays them.
+    pub sent_loads: Vec<crate::predict::SentLoad>,
+    /// When the run applied its ScaledObject, on the timeline's clock (KEDA polls from then).
+    pub scaled_object_applied_at: Option<f64>,
+    /// Why this run is expected to differ from the twin's prediction (the faults it injects):
+    /// its deviations are then information, not warnings.
+    pub prediction_caveat: Option<String>,
     progress: Option<ProgressSink>,
     timeline: Vec<Observation>,
     nodeclaim_spans: Vec<edw_twin::cost::NodeSpan>,
@@ -102,6 +109,9 @@ impl Context {
             deployed_group: None,
             storage_firewall_opening: None,
             azure_preflight: Vec::new(),
+            sent_loads: Vec::new(),
+            scaled_object_applied_at: None,
+            prediction_caveat: None,
             progress: None,
             timeline: Vec::new(),
             nodeclaim_spans: Vec::new(),
@@ -290,42 +300,140 @@ impl Context {
         }
     }
 
-    /// The flow's phase markers, in target seconds after the load started.
+    /// The flow's phase markers, in target seconds after the load started (the rules of
+    /// [`edw_model::phases::phases_of`], which the twin's prediction is measured by too).
+    /// With a lifecycle that saw the pool's NodeClaims, the first new node is the first Ready
+    /// node of a NodeClaim created after the load started ([`edw_model::phases::first_new_node_ready`]; the counts cannot
+    /// tell a node that was there before and is replaced from a new one).
     pub fn phases(&self) -> Vec<Phase> {
-        let timeline = self.timeline();
         let Some(load) = self.load_started_at else {
             return Vec::new();
         };
-        let after = |t: Option<f64>| t.map(|t| ((t - load).max(0.0) * 10.0).round() / 10.0);
-        let first = |from: Option<f64>, p: &dyn Fn(&Observation) -> bool| {
-            let from = from?;
-            timeline.iter().find(|o| o.t >= from && p(o)).map(|o| o.t)
-        };
-        let max = self.settings.max_replicas as u64;
-        let before = self.nodes_before_load;
-        let pool = self.names.nodepool.clone();
-        let nodes = move |o: &Observation| o.nodes.get(&pool).copied().unwrap_or(0);
-        let scale_out = first(Some(load), &|o| o.desired > 0);
-        let at_max = first(Some(load), &|o| o.desired >= max);
-        let new_node = first(Some(load), &|o| nodes(o) > before);
-        let queued = first(Some(load), &|o| o.queue.is_some_and(|q| q > 0));
-        let drained = first(queued, &|o| o.queue == Some(0));
-        let to_zero = first(at_max.or(scale_out), &|o| o.desired == 0 && o.running == 0);
-        let consolidated = first(to_zero.and(new_node).and(to_zero), &|o| nodes(o) <= before);
-        [
-            ("load start", Some(load)),
-            ("first scale-out", scale_out),
-            ("max replicas", at_max),
-            ("first new node", new_node),
-            ("drained", drained),
-            ("scaled to zero", to_zero),
-            ("nodes consolidated", consolidated),
-        ]
-        .into_iter()
-        .map(|(name, t)| Phase {
-            name: name.to_owned(),
-            after_load: after(t),
-        })
-        .collect()
+        let mut phases = edw_model::phases::phases_of(
+            &self.phase_points(),
+            load,
+            self.settings.max_replicas.max(0) as u64,
+            self.nodes_before_load,
+        );
+        let by_identity = self.lifecycle().and_then(|lifecycle| {
+            edw_model::phases::first_new_node_ready(&lifecycle, &self.names.nodepool, load)
+        });
+        if let Some(ready) = by_identity {
+            for phase in &mut phases {
+                if phase.name == edw_model::phases::FIRST_NEW_NODE {
+                    phase.after_load = ready.map(|t| ((t - load).max(0.0) * 10.0).round() / 10.0);
+                }
+            }
+        }
+        phases
     }
+
+    /// Notes `count` messages sent from `started` (timeline seconds) until now, for the
+    /// prediction; nothing without a recorder.
+    pub fn note_sent(&mut self, started: Option<f64>, count: u64) {
+        let (Some(started), Some(recorder)) = (started, self.recorder.as_ref()) else {
+            return;
+        };
+        self.sent_loads.push(crate::predict::SentLoad {
+            started,
+            finished: recorder.elapsed(),
+            count,
+        });
+    }
+
+    /// The twin's prediction of this run beside its observations, with a finding per phase
+    /// beyond the tolerance (`None` when the run sent nothing or observed nothing). A
+    /// prediction that cannot run is a finding saying why. `run_dir_hint` names the run's
+    /// report directory in the findings' fix.
+    pub fn prediction(
+        &self,
+        observed: &[Phase],
+        run_dir_hint: &str,
+    ) -> (
+        Option<edw_model::prediction::Prediction>,
+        Vec<edw_model::finding::Finding>,
+    ) {
+        let timeline = self.timeline();
+        let (Some(load), Some(last)) = (self.load_started_at, timeline.last()) else {
+            return (None, Vec::new());
+        };
+        if self.sent_loads.iter().all(|l| l.count == 0) {
+            return (None, Vec::new());
+        }
+        let not_run = |why: String| edw_model::finding::Finding {
+            id: "prediction-not-run".to_owned(),
+            severity: edw_model::finding::Severity::Warning,
+            subject: "the twin's prediction of this run".to_owned(),
+            message: format!("the run's phases were not compared with the twin's: {why}"),
+            consequence:
+                "nothing says whether this target is faster or slower than the twin assumes"
+                    .to_owned(),
+            fix: "fix EDW_TWIN_PARAMS (or unset it for the specification's defaults)".to_owned(),
+        };
+        let (params, params_source) = match crate::target::twin_params() {
+            Ok(params) => {
+                let source = match std::env::var_os("EDW_TWIN_PARAMS").filter(|v| !v.is_empty()) {
+                    Some(path) => format!("params {}", std::path::Path::new(&path).display()),
+                    None => "the specification's default params".to_owned(),
+                };
+                (params, source)
+            }
+            Err(e) => return (None, vec![not_run(crate::error_chain::text(&e))]),
+        };
+        let input = crate::predict::PredictionInput {
+            settings: self.settings.clone(),
+            model: self.model(),
+            sent: self.sent_loads.clone(),
+            load_started_at: load,
+            scaled_object_applied_at: self.scaled_object_applied_at,
+            replicas_before: replica_changes(
+                &timeline,
+                self.scaled_object_applied_at.unwrap_or(load).min(load),
+            ),
+            observed: observed.to_vec(),
+            observed_until: (last.t - load).max(0.0),
+            observed_clock: self.target_info.clock.describe().to_owned(),
+            params,
+            params_source,
+            karpenter: self.target.capabilities().karpenter,
+            caveat: self.prediction_caveat.clone().or_else(|| {
+                matches!(self.target.as_ref(), crate::target::Target::Local(_)).then(|| {
+                    "on the local target the twin predicts itself: the run's consumers are the real code on Azurite at this machine's speed on the scaled clock, the prediction's are modelled (messages_per_pod_second), so a difference is this machine's, not a cluster's".to_owned()
+                })
+            }),
+        };
+        match crate::predict::predict(&input) {
+            Ok(prediction) => {
+                let findings = crate::predict::deviation_findings(&prediction, run_dir_hint);
+                (Some(prediction), findings)
+            }
+            Err(e) => (None, vec![not_run(crate::error_chain::text(&e))]),
+        }
+    }
+
+    /// The observed timeline reduced to what the phases read (nodes: the run's NodePool's).
+    pub fn phase_points(&self) -> Vec<edw_model::phases::PhasePoint> {
+        let pool = &self.names.nodepool;
+        self.timeline()
+            .iter()
+            .map(|o| edw_model::phases::PhasePoint {
+                t: o.t,
+                desired: o.desired,
+                running: o.running,
+                nodes: o.nodes.get(pool).copied().unwrap_or(0),
+                queue: o.queue,
+            })
+            .collect()
+    }
+}
+
+/// The Deployment's replicas at the first observation and at each change before `until`.
+fn replica_changes(timeline: &[Observation], until: f64) -> Vec<(f64, i64)> {
+    let mut changes: Vec<(f64, i64)> = Vec::new();
+    for o in timeline.iter().take_while(|o| o.t < until) {
+        if changes.last().is_none_or(|(_, r)| *r != o.desired as i64) {
+            changes.push((o.t, o.desired as i64));
+        }
+    }
+    changes
 }

@@ -262,6 +262,15 @@ pub async fn run(
         cleanup.push(report);
     }
     context.finish();
+    let phases = context.phases();
+    let run_dir_hint = format!(
+        "<report root>/{}-{}",
+        scenario.name.replace("::", "-"),
+        context.target_info.name
+    );
+    let (prediction, deviations) = context.prediction(&phases, &run_dir_hint);
+    let mut findings = context.findings.clone();
+    findings.extend(deviations);
     ScenarioReport {
         scenario: scenario.name.clone(),
         target: context.target_info.clone(),
@@ -271,11 +280,12 @@ pub async fn run(
         cleanup,
         timeline: context.timeline(),
         load_started_at: context.load_started_at,
-        phases: context.phases(),
+        phases,
         diagnostics,
-        findings: context.findings.clone(),
+        findings,
         cost: context.cost(),
         lifecycle: context.lifecycle(),
+        prediction,
     }
 }
 

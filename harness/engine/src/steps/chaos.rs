@@ -131,6 +131,9 @@ pub async fn live_claims(claims: &Api<DynamicObject>, pool: &str) -> Result<Vec<
 /// Kills 30 % of the run's Running consumer pods (at least one) at random, each round once the
 /// queue depth falls to its threshold ([`threshold`]).
 pub fn kill_random_pods(ctx: &mut Context) -> StepFuture<'_> {
+    ctx.prediction_caveat = Some(
+        "the run killed consumer pods and deleted its NodeClaims mid-drain, the twin's prediction has no faults".to_owned(),
+    );
     Box::pin(async move {
         let sent = messages(ctx);
         if let Err(why) = schedule_fits(sent, ctx.settings.activation_queue_length) {

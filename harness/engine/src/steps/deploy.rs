@@ -281,6 +281,9 @@ pub fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
         if let Err(message) = create_owned(ctx, template).await {
             return StepResult::failed(message, []);
         }
+        // When it exists (KEDA polls from then on), for the prediction: taken before the
+        // calls, it would be early by their real time, twenty-fold on the twin's clock.
+        ctx.scaled_object_applied_at = ctx.recorder.as_ref().map(|r| r.elapsed());
         // Ready=True, or a KEDA that cannot read the queue the harness reads, named at once.
         let guard = crate::observe::disagreement(agreement(ctx));
         tokio::select! {

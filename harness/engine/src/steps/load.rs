@@ -68,7 +68,11 @@ pub fn load(ctx: &mut Context) -> StepFuture<'_> {
         ));
         let queue = ctx.target.storage().queue(&ctx.names.queue);
         let plan = ProducerPlan::burst(ctx.settings.messages, ctx.settings.producer_concurrency);
-        match produce(&queue, &plan, &CancellationToken::new()).await {
+        let result = produce(&queue, &plan, &CancellationToken::new()).await;
+        if let Ok(report) = &result {
+            ctx.note_sent(ctx.load_started_at, report.sent_count());
+        }
+        match result {
             Ok(report) if report.failed.is_empty() => {
                 ctx.property("messages.sent", report.sent_count());
                 ctx.property("producer.per_second", format!("{:.0}", report.rate()));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub use clock::TargetClock;
 pub use cluster::ClusterTarget;
-pub use local::LocalTarget;
+pub use local::{twin_params, LocalTarget};
 
 use crate::config::Config;
 use crate::storage::Storage;
