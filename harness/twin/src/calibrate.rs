@@ -326,6 +326,30 @@ fn pod_create_spans(run: &Lifecycle) -> Vec<f64> {
         .collect()
 }
 
+/// The HPA's sync period: the intervals between consecutive HPA rescales (replicas n → m, both
+/// above 0) that are one sync apart, i.e. within a quarter of the shortest (a sync that
+/// changes nothing leaves a gap of two or more periods, which is not one).
+fn hpa_sync_spans(run: &Lifecycle) -> Vec<f64> {
+    let rescales: Vec<f64> = run
+        .scale_events
+        .iter()
+        .filter(|e| e.from > 0 && e.to > 0)
+        .map(|e| e.t)
+        .collect();
+    let intervals: Vec<f64> = rescales
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .filter(|d| *d > 0.0)
+        .collect();
+    let Some(shortest) = intervals.iter().copied().min_by(f64::total_cmp) else {
+        return Vec::new();
+    };
+    intervals
+        .into_iter()
+        .filter(|d| *d <= shortest * 1.25)
+        .collect()
+}
+
 /// A node's last consumer pod gone → its NodeClaim disrupted (nodes that had consumer pods
 /// and lost them all before the disruption).
 fn consolidation_spans(run: &Lifecycle) -> Vec<f64> {
@@ -360,7 +384,7 @@ pub fn calibrate(runs: &[(PathBuf, Lifecycle)]) -> Calibration {
     let defaults = params.clone();
     type Fit = fn(&Lifecycle) -> Vec<f64>;
     type Field = Option<(Duration, fn(&mut TwinParams) -> &mut Duration)>;
-    let fits: [(&'static str, &'static str, Fit, Field); 7] = [
+    let fits: [(&'static str, &'static str, Fit, Field); 8] = [
         (
             "pod_start_delay",
             "pod bound → Running",
@@ -402,6 +426,12 @@ pub fn calibrate(runs: &[(PathBuf, Lifecycle)]) -> Calibration {
             "NodeClaim deletionTimestamp → deleted",
             |r| spans(&r.nodeclaims, |c| c.disrupted, |c| c.deleted),
             Some((defaults.vm_delete_delay, |p| &mut p.vm_delete_delay)),
+        ),
+        (
+            "hpa_sync_period",
+            "one HPA rescale → the next, one sync apart",
+            hpa_sync_spans,
+            Some((defaults.hpa_sync_period, |p| &mut p.hpa_sync_period)),
         ),
         (
             "consolidation_delay",
@@ -733,6 +763,46 @@ mod tests {
                 .unwrap()
                 .contains("40 message(s), fewer than 100; keeps its default 1"),
             "{rate:?}"
+        );
+    }
+
+    #[test]
+    fn the_hpa_sync_period_is_the_interval_between_rescales_one_sync_apart() {
+        let event = |t: f64, from: u64, to: u64| edw_model::lifecycle::ScaleEvent { t, from, to };
+        let run = |events: Vec<edw_model::lifecycle::ScaleEvent>| Lifecycle {
+            scale_events: events,
+            ..Lifecycle::default()
+        };
+        // Activation, a ramp one sync apart (with the recorder's jitter), a sync that changed
+        // nothing (30 s), the scale to zero.
+        let a = run(vec![
+            event(10.0, 0, 1),
+            event(40.2, 1, 4),
+            event(59.8, 4, 8),
+            event(80.0, 8, 15),
+            event(120.0, 15, 12),
+            event(300.0, 12, 0),
+        ]);
+        let tenths = |spans: Vec<f64>| -> Vec<f64> {
+            spans.iter().map(|d| (d * 10.0).round() / 10.0).collect()
+        };
+        assert_eq!(tenths(hpa_sync_spans(&a)), vec![19.6, 20.2]);
+        let b = run(vec![
+            event(5.0, 0, 2),
+            event(25.0, 2, 6),
+            event(45.1, 6, 10),
+        ]);
+        let calibration = calibrate(&[(PathBuf::from("a"), a), (PathBuf::from("b"), b)]);
+        let e = calibration
+            .estimates
+            .iter()
+            .find(|e| e.key == "hpa_sync_period")
+            .unwrap();
+        assert!(e.applied && e.observations == 3, "{e:?}");
+        // The median of 19.6, 20.2 and 20.1 s.
+        assert_eq!(
+            calibration.params.hpa_sync_period,
+            Duration::from_millis(20_100)
         );
     }
 
