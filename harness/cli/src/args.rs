@@ -108,6 +108,11 @@ pub struct RunArgs {
     /// Messages in the load burst (default: the scenario's own, 1,000 for flow::burst).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: Option<u64>,
+    /// Run up to N of the chosen scenarios side by side on one target (each in its own
+    /// namespace, queue, table and NodePool; each writes its own reports and ledger, and a
+    /// combined summary.md lists them). 1: one after another, each on a freshly opened target.
+    #[arg(long, env = "EDW_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
     /// Where the reports go (a folder per scenario and target inside).
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,

@@ -174,7 +174,7 @@ pub struct ScenarioReport {
     pub diagnostics: Option<String>,
     /// Configuration findings about what the run deployed (see `edw_engine::findings`).
     pub findings: Vec<crate::finding::Finding>,
-    /// The Karpenter NodeClaims the run saw (all NodePools), by VM size, their node-hours on
+    /// The Karpenter NodeClaims of the run's NodePool the run saw, by VM size, their node-hours on
     /// the target's clock ([`TargetInfo::clock`]) and their cost at the price snapshot's
     /// prices; `None` when the target has no Karpenter or nothing was observed.
     pub cost: Option<crate::cost::CostEstimate>,

@@ -116,6 +116,9 @@ pub async fn run(
         }
         AzureSideReady::default()
     };
+    if args.parallel > 1 && scenarios.len() > 1 {
+        return side_by_side(scenarios, kind, &config, args, &azure, cancel).await;
+    }
     let mut code = exit::OK;
     for scenario in scenarios {
         if cancel.is_cancelled() {
@@ -135,6 +138,112 @@ pub async fn run(
         code = code.max(outcome);
     }
     // An interrupted run exits 130 (crate::main), whatever its report says.
+    Ok(code)
+}
+
+/// Several scenarios side by side on one target, at most `--parallel` at a time: each its own
+/// run (names, NodePool, ledger `edw-run-<scenario>.state`, reports), progress lines prefixed
+/// with its scenario, its summary when all are done, then the combined summary.md and the wall
+/// time against the sum of the runs' durations (what one after another would have taken).
+async fn side_by_side(
+    scenarios: Vec<Scenario>,
+    kind: TargetKind,
+    config: &edw_engine::config::Config,
+    args: &RunArgs,
+    azure: &AzureSideReady,
+    cancel: &CancellationToken,
+) -> Result<u8, Failure> {
+    use futures::StreamExt;
+    eprintln!(
+        "opening the {} target for {} scenarios, {} at a time…",
+        kind.name(),
+        scenarios.len(),
+        args.parallel
+    );
+    let target = Arc::new(session::open_target(kind, config).await?);
+    let info = target.info();
+    eprintln!("target: {}", info.description);
+    let mut executions = Vec::new();
+    for mut scenario in scenarios {
+        if kind == TargetKind::Aks {
+            scenario.steps.insert(0, storage_firewall::preflight_step());
+        }
+        let slug = scenario.name.replace("::", "-");
+        let ledger = args.report_dir.join(format!("edw-run-{slug}.state"));
+        let prefix = scenario.name.clone();
+        let mut execution = execution_of(
+            scenario,
+            target.clone(),
+            config,
+            args,
+            &ledger,
+            Arc::new(move |line: &str| {
+                let _ = writeln!(std::io::stderr(), "[{prefix}] {line}");
+            }),
+        );
+        let context = &mut execution.context;
+        context.azure_preflight = azure.checks.clone();
+        eprintln!(
+            "run {} ({}): {}; ledger {}",
+            context.names.run_id,
+            execution.scenario.name,
+            context.footprint.describe(),
+            ledger.display()
+        );
+        executions.push(execution);
+    }
+    // The last run to finish shuts the target down: no clone may outlive them.
+    drop(target);
+    let started = std::time::Instant::now();
+    let results: Vec<_> = futures::stream::iter(executions)
+        .map(|execution| execution.run(cancel))
+        .buffer_unordered(usize::from(args.parallel))
+        .collect()
+        .await;
+    let wall = started.elapsed();
+    let mut reports = Vec::new();
+    let mut code = exit::OK;
+    for executed in results {
+        let executed = match executed {
+            Ok(executed) => executed,
+            Err(e) => {
+                eprintln!("{}", edw_engine::error_chain::text(&e));
+                code = code.max(exit::ENVIRONMENT);
+                continue;
+            }
+        };
+        code = code.max(print_outcome(&executed, &info));
+        reports.push(executed.report);
+    }
+    reports.sort_by(|a, b| a.scenario.cmp(&b.scenario));
+    let sequential: Duration = reports.iter().map(|r| r.duration).sum();
+    let passed = reports.iter().filter(|r| r.passed()).count();
+    let line = format!(
+        "side by side on {}: {} scenario(s), {} at a time, {passed} passed, in {:.1} s (real time); one after another they would have taken about {:.1} s (the sum of their durations)",
+        info.name,
+        reports.len(),
+        args.parallel,
+        wall.as_secs_f64(),
+        sequential.as_secs_f64()
+    );
+    println!();
+    println!("{line}");
+    let combined = args.report_dir.join("summary.md");
+    let markdown = format!(
+        "# {} scenarios side by side\n\n{}\n\n{}",
+        reports.len(),
+        edw_engine::secrets::redact(&line),
+        edw_engine::report::summary_markdown(&reports)
+    );
+    match std::fs::create_dir_all(&args.report_dir)
+        .and_then(|()| std::fs::write(&combined, markdown))
+    {
+        Ok(()) => println!("combined summary: {}", combined.display()),
+        Err(e) => {
+            eprintln!("could not write {}: {e}", combined.display());
+            code = code.max(exit::ENVIRONMENT);
+        }
+    }
     Ok(code)
 }
 
@@ -173,22 +282,15 @@ async fn run_one(
     }
     let progress = Progress::new(live);
     let sink = progress.clone();
-    let mut execution = Execution::new(
+    let mut execution = execution_of(
         scenario,
-        target,
-        config.clone(),
-        &args.report_dir,
-        ledger.to_path_buf(),
+        Arc::new(target),
+        config,
+        args,
+        ledger,
+        Arc::new(move |line: &str| sink.line(line)),
     );
-    execution.options = RunOptions {
-        keep_on_failure: args.keep_on_failure,
-        deadline: args.timeout,
-    };
     let context = &mut execution.context;
-    context.set_progress(Arc::new(move |line: &str| sink.line(line)));
-    if args.use_deployed {
-        context.set_footprint(Footprint::UseDeployed);
-    }
     eprintln!(
         "run {}: {} (only what carries the label {}={} is deleted by its cleanup)",
         context.names.run_id,
@@ -224,6 +326,43 @@ async fn run_one(
         // cleanup), and a failed write must not turn a finished run into a panic.
         let _ = writeln!(std::io::stderr(), "twin clock: {clock}");
     }
+    Ok(print_outcome(&executed, &info))
+}
+
+/// `scenario` ready to run on `target` with the run's options (keep on failure, deadline), its
+/// ledger, progress to `sink` and, with `--use-deployed`, the team's deployment.
+fn execution_of(
+    scenario: Scenario,
+    target: Arc<edw_engine::target::Target>,
+    config: &edw_engine::config::Config,
+    args: &RunArgs,
+    ledger: &std::path::Path,
+    sink: edw_engine::runner::ProgressSink,
+) -> Execution {
+    let mut execution = Execution::on_shared(
+        scenario,
+        target,
+        config.clone(),
+        &args.report_dir,
+        ledger.to_path_buf(),
+    );
+    execution.options = RunOptions {
+        keep_on_failure: args.keep_on_failure,
+        deadline: args.timeout,
+    };
+    execution.context.set_progress(sink);
+    if args.use_deployed {
+        execution.context.set_footprint(Footprint::UseDeployed);
+    }
+    execution
+}
+
+/// A finished run for the terminal: its target (SIMULATED when it is), its summary, where its
+/// reports are and, when its cleanup did not finish, its ledger; its exit code.
+fn print_outcome(
+    executed: &edw_engine::runner::Executed,
+    info: &edw_model::report::TargetInfo,
+) -> u8 {
     let report = &executed.report;
     println!();
     println!(
@@ -248,19 +387,19 @@ async fn run_one(
             ""
         }
     );
-    if executed.ledger_kept && ledger.exists() {
+    if executed.ledger_kept && executed.ledger.exists() {
         println!(
             "ledger kept: {} (`edw cleanup --target {} --run-state {}` removes what this run left)",
-            ledger.display(),
+            executed.ledger.display(),
             info.name,
-            ledger.display()
+            executed.ledger.display()
         );
     }
-    Ok(if report.passed() {
+    if report.passed() {
         exit::OK
     } else {
         exit::CHECK_FAILED
-    })
+    }
 }
 
 /// A run that stops before its scenario: removes the IP rule it added to the storage firewall

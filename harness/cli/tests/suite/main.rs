@@ -24,6 +24,7 @@ mod readme_scenario;
 mod reports;
 mod run_cli;
 mod scenario;
+mod side_by_side;
 mod signin;
 mod storage;
 mod storage_firewall;

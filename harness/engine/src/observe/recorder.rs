@@ -114,6 +114,14 @@ impl Recorder {
             .spans()
     }
 
+    /// [`Recorder::nodeclaim_spans`] of `pool`'s NodeClaims only.
+    pub fn nodeclaim_spans_of_pool(&self, pool: &str) -> Vec<NodeSpan> {
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spans_of_pool(pool)
+    }
+
     /// When each consumer pod and NodeClaim (with its node) was first seen at each stage of
     /// its life, and every change of the Deployment's replica count, on the timeline's clock
     /// (`unit` the clock's, `ended_at` the last sample; `load_started_at` is left to the
@@ -286,12 +294,16 @@ struct ListedClaim {
     name: String,
     size: Option<String>,
     region: Option<String>,
+    /// `karpenter.sh/nodepool`.
+    nodepool: Option<String>,
 }
 
 /// The NodeClaims the recorder has seen: name → its span.
 #[derive(Debug, Default)]
 struct ClaimLedger {
     spans: BTreeMap<String, NodeSpan>,
+    /// Each claim's NodePool, as last listed.
+    pools: BTreeMap<String, String>,
     last_sample: f64,
 }
 
@@ -301,6 +313,9 @@ impl ClaimLedger {
     fn record(&mut self, t: f64, listed: &[ListedClaim]) {
         self.last_sample = t;
         for claim in listed {
+            if let Some(pool) = &claim.nodepool {
+                self.pools.insert(claim.name.clone(), pool.clone());
+            }
             let span = self
                 .spans
                 .entry(claim.name.clone())
@@ -332,8 +347,19 @@ impl ClaimLedger {
 
     /// The spans, the open ones until the last sample.
     fn spans(&self) -> Vec<NodeSpan> {
+        self.spans_where(|_| true)
+    }
+
+    /// The spans of `pool`'s claims only (scenarios side by side each count their own).
+    fn spans_of_pool(&self, pool: &str) -> Vec<NodeSpan> {
+        self.spans_where(|name| self.pools.get(name).is_some_and(|p| p == pool))
+    }
+
+    fn spans_where(&self, keep: impl Fn(&str) -> bool) -> Vec<NodeSpan> {
         self.spans
-            .values()
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(_, span)| span)
             .map(|span| NodeSpan {
                 until: if span.ended {
                     span.until
@@ -438,6 +464,7 @@ async fn sample_in_full(client: &kube::Client, subject: &Subject) -> Sample {
                             name: claim.metadata.name.clone().unwrap_or_default(),
                             size: label("node.kubernetes.io/instance-type"),
                             region: label("topology.kubernetes.io/region"),
+                            nodepool: label("karpenter.sh/nodepool"),
                         }
                     })
                     .collect(),
@@ -464,6 +491,7 @@ mod tests {
             name: name.to_owned(),
             size: size.map(str::to_owned),
             region: Some("eastus".to_owned()),
+            nodepool: Some("edw-run".to_owned()),
         }
     }
 

@@ -338,7 +338,7 @@ fn nodes_and_cost(md: &mut String, report: &ScenarioReport, cost: &edw_twin::cos
     };
     let _ = writeln!(
         md,
-        "\n{simulated}**Total:** {}. Node-hours are {} from when the run first saw each NodeClaim (all NodePools) until it saw it gone; {}.",
+        "\n{simulated}**Total:** {}. Node-hours are {} from when the run first saw each NodeClaim of its NodePool until it saw it gone; {}.",
         inline(&clean_line(&cost.describe_total())),
         report.target.clock.describe(),
         inline(&clean_line(&cost.describe_prices()))

@@ -262,30 +262,37 @@ impl Context {
         if let Some(recorder) = self.recorder.take() {
             recorder.stop();
             self.timeline = recorder.history();
-            self.nodeclaim_spans = recorder.nodeclaim_spans();
+            self.nodeclaim_spans = recorder.nodeclaim_spans_of_pool(&self.names.nodepool);
             self.lifecycle = Some(recorder.lifecycle());
         }
     }
 
-    /// When each consumer pod and NodeClaim passed each stage and every replica change, with
-    /// the load start (`None` when no recorder ran).
+    /// When each consumer pod and NodeClaim of the run's NodePool passed each stage and every
+    /// replica change, with the load start (`None` when no recorder ran).
     pub fn lifecycle(&self) -> Option<edw_model::lifecycle::Lifecycle> {
         let mut lifecycle = match &self.recorder {
             Some(recorder) => recorder.lifecycle(),
             None => self.lifecycle.clone()?,
         };
         lifecycle.load_started_at = self.load_started_at;
+        // Only the run's NodePool's claims: another pool's nodes (a scenario side by side, a
+        // team's workload) are not this run's to time.
+        lifecycle
+            .nodeclaims
+            .retain(|c| c.nodepool.as_deref() == Some(self.names.nodepool.as_str()));
         Some(lifecycle)
     }
 
-    /// The Karpenter NodeClaims the recorder saw, by size, with node-hours on the target's
-    /// clock and their cost at the snapshot's prices (`None` without Karpenter or a recorder).
+    /// The Karpenter NodeClaims of the run's NodePool the recorder saw, by size, with
+    /// node-hours on the target's clock and their cost at the snapshot's prices (`None`
+    /// without Karpenter or a recorder). Other pools' claims are not this run's (scenarios
+    /// side by side each count their own).
     pub fn cost(&self) -> Option<edw_twin::cost::CostEstimate> {
         if !self.target.capabilities().karpenter {
             return None;
         }
         let spans = match &self.recorder {
-            Some(recorder) => recorder.nodeclaim_spans(),
+            Some(recorder) => recorder.nodeclaim_spans_of_pool(&self.names.nodepool),
             None if self.timeline.is_empty() => return None,
             None => self.nodeclaim_spans.clone(),
         };

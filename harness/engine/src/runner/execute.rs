@@ -59,7 +59,18 @@ impl Execution {
         report_root: &Path,
         ledger: PathBuf,
     ) -> Self {
-        let target = Arc::new(target);
+        Self::on_shared(scenario, Arc::new(target), config, report_root, ledger)
+    }
+
+    /// [`Execution::new`] on a target other runs share (scenarios side by side): the last
+    /// run to finish shuts it down, so the caller must not keep a clone of `target`.
+    pub fn on_shared(
+        scenario: Scenario,
+        target: Arc<Target>,
+        config: Config,
+        report_root: &Path,
+        ledger: PathBuf,
+    ) -> Self {
         let report_dir = report_root.join(report_dir_name(&scenario, &target));
         let mut context = Context::new(target.clone(), config, scenario.settings.clone());
         context.ledger = Some(ledger);
