@@ -1,6 +1,7 @@
-//! `edw run --parallel`: scenarios side by side on one local twin, each in its own namespace,
-//! queue, table and NodePool, each passing with its own nodes and writing its own reports,
-//! with a combined summary and the wall time set against the sequential sum.
+//! `edw run --parallel`: scenarios side by side on one target (the local twin; the kube target
+//! on a served twin), each in its own namespace, queue, table and NodePool, each passing with
+//! its own nodes and writing its own reports, with a combined summary and the wall time set
+//! against the sequential sum.
 
 use crate::support::Env;
 
@@ -45,31 +46,81 @@ async fn three_scenarios_side_by_side_on_one_twin_each_pass_with_their_own_nodes
             "3",
         ]);
     crate::support::served::use_azurite(&mut command, &env);
+    assert_side_by_side(
+        &mut command,
+        dir.path(),
+        "local",
+        &["flow::burst", "flow::scale_to_zero", "flow::ceiling"],
+    );
+}
+
+/// The same on the kube target against a served twin: one kubeconfig, two scenarios at once,
+/// each in its own namespace with its own NodePool on the one cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scenarios_side_by_side_on_a_served_twin_each_pass_with_their_own_nodes() {
+    let env = Env::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let kubeconfig = root.path().join("twin.kubeconfig");
+    let _served = crate::support::served::serve_twin(&env, &kubeconfig, &[]);
+    let reports = root.path().join("reports");
+    let mut command = crate::support::served::kube_run(
+        &env,
+        &kubeconfig,
+        &reports,
+        &[
+            "--scenario",
+            "flow::burst,flow::scale_to_zero",
+            "--parallel",
+            "2",
+            "--messages",
+            "200",
+        ],
+    );
+    assert_side_by_side(
+        &mut command,
+        &reports,
+        "kube",
+        &["flow::burst", "flow::scale_to_zero"],
+    );
+}
+
+/// Runs `command` (scenarios side by side on `target`): it passes; each scenario's reports
+/// say it passed, its lifecycle and priced nodes are its own NodePool's, the pools differ, the
+/// runs overlapped in time, the combined summary has a section each, no ledger is left.
+fn assert_side_by_side(
+    command: &mut std::process::Command,
+    dir: &std::path::Path,
+    target: &str,
+    scenarios: &[&str],
+) {
     let output = command.output().unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     );
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let n = scenarios.len();
     assert!(
-        stdout.contains("side by side on local: 3 scenario(s), 3 at a time, 3 passed, in ")
-            && stdout.contains("one after another they would have taken about "),
+        stdout.contains(&format!(
+            "side by side on {target}: {n} scenario(s), {n} at a time, {n} passed, in "
+        )) && stdout.contains("one after another they would have taken about "),
         "{stdout}"
     );
     let mut pools = Vec::new();
     let mut spans = Vec::new();
-    for name in [
-        "flow-burst-local",
-        "flow-scale_to_zero-local",
-        "flow-ceiling-local",
-    ] {
-        let run_dir = dir.path().join(name);
+    for scenario in scenarios {
+        let name = format!("{}-{target}", scenario.replace("::", "-"));
+        let run_dir = dir.join(&name);
         let (started, took) = junit_suite(&run_dir);
         let started =
             time::OffsetDateTime::parse(&started, &time::format_description::well_known::Rfc3339)
                 .expect("an RFC 3339 timestamp");
         let took: f64 = took.parse().expect("seconds");
-        spans.push((name, started, started + time::Duration::seconds_f64(took)));
+        spans.push((
+            name.clone(),
+            started,
+            started + time::Duration::seconds_f64(took),
+        ));
         // Each counts its own NodePool: the nodes it priced are its own NodeClaims, all of
         // them, and none of another run's.
         let pool = pool_of(&run_dir);
@@ -103,7 +154,7 @@ async fn three_scenarios_side_by_side_on_one_twin_each_pass_with_their_own_nodes
     }
     pools.sort();
     pools.dedup();
-    assert_eq!(pools.len(), 3, "each run its own NodePool: {pools:?}");
+    assert_eq!(pools.len(), n, "each run its own NodePool: {pools:?}");
     // They ran at the same time: each run's span overlaps every other's.
     for (a, a_start, a_end) in &spans {
         for (b, b_start, b_end) in &spans {
@@ -113,17 +164,17 @@ async fn three_scenarios_side_by_side_on_one_twin_each_pass_with_their_own_nodes
             );
         }
     }
-    let combined = std::fs::read_to_string(dir.path().join("summary.md")).expect("summary.md");
-    // One section per run (Markdown escapes the underscores of scale_to_zero).
-    for heading in [
-        "## flow::burst on `local` — ✅ passed",
-        "## flow::scale\\_to\\_zero on `local` — ✅ passed",
-        "## flow::ceiling on `local` — ✅ passed",
-    ] {
-        assert!(combined.contains(heading), "{heading}: {combined}");
+    // One section per run (Markdown escapes underscores).
+    let combined = std::fs::read_to_string(dir.join("summary.md")).expect("summary.md");
+    for scenario in scenarios {
+        let heading = format!(
+            "## {} on `{target}` — ✅ passed",
+            scenario.replace('_', "\\_")
+        );
+        assert!(combined.contains(&heading), "{heading}: {combined}");
     }
     // Every run cleaned up: no ledger is left.
-    let ledgers: Vec<_> = std::fs::read_dir(dir.path())
+    let ledgers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".state"))
