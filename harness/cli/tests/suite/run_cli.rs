@@ -317,6 +317,14 @@ async fn interrupted_run_cleans_up(signal: &str) {
     );
     // Stopped but cleaned: nothing for a later `edw cleanup` to do.
     assert!(!dir.path().join("edw-run.state").exists());
+    // Stopped while its NodePool had NodeClaims: the cleanup deleted the pool and waited
+    // until its NodeClaims and Nodes were gone.
+    let junit = std::fs::read_to_string(dir.path().join("flow-burst-local").join("junit.xml"))
+        .expect("the interrupted run's junit.xml");
+    assert!(
+        junit.contains("NodeClaims and Nodes are gone (waited for them)"),
+        "{junit}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

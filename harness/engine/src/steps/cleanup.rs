@@ -1,4 +1,7 @@
-//! Cleanup steps: delete only what the run created (its Kubernetes objects, queue, poison queue and table, the resource group it deployed).
+//! Cleanup steps: delete only what the run created (its Kubernetes objects, and waits for its NodePool's nodes to go; queue, poison queue and table; the resource group it deployed).
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
 
 use super::{k8s::*, secs};
 use crate::manifests::{delete_owned, exists, Applied, Removal};
@@ -65,12 +68,69 @@ pub fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
                 deleted.len()
             )),
         }
+        // Its NodePool's nodes go with it (their NodeClaims are its dependents): wait for
+        // them, so the next run on the cluster, or one side by side, starts from its own.
+        for pool in deleted.iter().filter(|o| o.kind == "NodePool") {
+            match pool_nodes_gone(ctx, &pool.name, within).await {
+                Ok(line) => details.push(line),
+                Err(left) => errors.push(left),
+            }
+        }
         if errors.is_empty() {
             StepResult::passed(details)
         } else {
             StepResult::failed(errors.join("; "), details)
         }
     })
+}
+
+/// Waits until no NodeClaim and no Node of `pool` (label `karpenter.sh/nodepool`) is listed.
+async fn pool_nodes_gone(
+    ctx: &Context,
+    pool: &str,
+    within: std::time::Duration,
+) -> Result<String, String> {
+    let claims = super::chaos::nodeclaims(ctx);
+    let nodes: Api<Node> = Api::all(ctx.target.client());
+    let selector = ListParams::default().labels(&format!("karpenter.sh/nodepool={pool}"));
+    let clock = ctx.clock();
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let result = poll_until(&clock, within, || async {
+        let claims = claims.list(&selector).await.map_err(|e| e.to_string())?;
+        let nodes = nodes.list(&selector).await.map_err(|e| e.to_string())?;
+        seen.fetch_max(
+            claims.items.len() + nodes.items.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let left: Vec<String> = claims
+            .items
+            .iter()
+            .map(|c| format!("NodeClaim {}", c.metadata.name.clone().unwrap_or_default()))
+            .chain(
+                nodes
+                    .items
+                    .iter()
+                    .map(|n| format!("Node {}", n.metadata.name.clone().unwrap_or_default())),
+            )
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(left.join(", "))
+        }
+    })
+    .await;
+    match result {
+        Ok(()) if seen.into_inner() == 0 => Ok(format!(
+            "checked: NodePool {pool} had no NodeClaim or Node left"
+        )),
+        Ok(()) => Ok(format!(
+            "checked: NodePool {pool}'s NodeClaims and Nodes are gone (waited for them)"
+        )),
+        Err(left) => Err(format!(
+            "NodePool {pool} is deleted, but its nodes are still there: {left}"
+        )),
+    }
 }
 
 /// The cleanup step that deletes the resource group the run deployed (and waits until it is
