@@ -1,7 +1,8 @@
 //! Predicted vs observed on every run: the twin runs the run's ScaledObject settings, the
 //! sample's NodePool and Deployment requests and the load the run sent on its virtual clock,
 //! and each phase is set beside the model's expectation and what the run observed
-//! ([`edw_model::prediction`]). A phase beyond the stated tolerance is a finding.
+//! ([`edw_model::prediction`]). A phase beyond the stated tolerance is a finding; [`for_run`]
+//! assembles it from a finished run's context.
 
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use edw_twin::queue::{LoadProfile, LoadStep};
 use edw_twin::sample::{scaled_object, ScalingConfig};
 use edw_twin::simulate::{simulate_with, Prelude, SimulationInput, PHASE_CLOCK};
 
-use crate::runner::FlowSettings;
+use crate::runner::{Context, FlowSettings};
+use edw_model::report::Observation;
 
 /// The share of the prediction a phase may differ by (the absolute floor is one polling
 /// interval: see [`Tolerance`]).
@@ -379,6 +381,86 @@ pub fn deviation_findings(prediction: &Prediction, run_dir_hint: &str) -> Vec<Fi
             }
         })
         .collect()
+}
+
+/// The twin's prediction of this run beside its observations, with a finding per phase
+/// beyond the tolerance (`None` when the run sent nothing or observed nothing). A
+/// prediction that cannot run is a finding saying why. `run_dir_hint` names the run's
+/// report directory in the findings' fix.
+pub fn for_run(
+    ctx: &Context,
+    observed: &[Phase],
+    run_dir_hint: &str,
+) -> (
+    Option<edw_model::prediction::Prediction>,
+    Vec<edw_model::finding::Finding>,
+) {
+    let timeline = ctx.timeline();
+    let (Some(load), Some(last)) = (ctx.load_started_at, timeline.last()) else {
+        return (None, Vec::new());
+    };
+    if ctx.sent_loads.iter().all(|l| l.count == 0) {
+        return (None, Vec::new());
+    }
+    let not_run = |why: String| edw_model::finding::Finding {
+        id: "prediction-not-run".to_owned(),
+        severity: edw_model::finding::Severity::Warning,
+        subject: "the twin's prediction of this run".to_owned(),
+        message: format!("the run's phases were not compared with the twin's: {why}"),
+        consequence: "nothing says whether this target is faster or slower than the twin assumes"
+            .to_owned(),
+        fix: "fix EDW_TWIN_PARAMS (or unset it for the specification's defaults)".to_owned(),
+    };
+    let (params, params_source) = match crate::target::twin_params() {
+        Ok(params) => {
+            let source = match std::env::var_os("EDW_TWIN_PARAMS").filter(|v| !v.is_empty()) {
+                Some(path) => format!("params {}", std::path::Path::new(&path).display()),
+                None => "the specification's default params".to_owned(),
+            };
+            (params, source)
+        }
+        Err(e) => return (None, vec![not_run(crate::error_chain::text(&e))]),
+    };
+    let input = PredictionInput {
+        settings: ctx.settings.clone(),
+        model: ctx.model(),
+        sent: ctx.sent_loads.clone(),
+        load_started_at: load,
+        scaled_object_applied_at: ctx.scaled_object_applied_at,
+        replicas_before: replica_changes(
+            &timeline,
+            ctx.scaled_object_applied_at.unwrap_or(load).min(load),
+        ),
+        observed: observed.to_vec(),
+        observed_until: (last.t - load).max(0.0),
+        observed_clock: ctx.target_info.clock.describe().to_owned(),
+        params,
+        params_source,
+        karpenter: ctx.target.capabilities().karpenter,
+        caveat: ctx.prediction_caveat.clone().or_else(|| {
+            matches!(ctx.target.as_ref(), crate::target::Target::Local(_)).then(|| {
+                "on the local target the twin predicts itself: the run's consumers are the real code on Azurite at this machine's speed on the scaled clock, the prediction's are modelled (messages_per_pod_second), so a difference is this machine's, not a cluster's".to_owned()
+            })
+        }),
+    };
+    match predict(&input) {
+        Ok(prediction) => {
+            let findings = deviation_findings(&prediction, run_dir_hint);
+            (Some(prediction), findings)
+        }
+        Err(e) => (None, vec![not_run(crate::error_chain::text(&e))]),
+    }
+}
+
+/// The Deployment's replicas at the first observation and at each change before `until`.
+fn replica_changes(timeline: &[Observation], until: f64) -> Vec<(f64, i64)> {
+    let mut changes: Vec<(f64, i64)> = Vec::new();
+    for o in timeline.iter().take_while(|o| o.t < until) {
+        if changes.last().is_none_or(|(_, r)| *r != o.desired as i64) {
+            changes.push((o.t, o.desired as i64));
+        }
+    }
+    changes
 }
 
 #[cfg(test)]

@@ -348,76 +348,6 @@ impl Context {
         });
     }
 
-    /// The twin's prediction of this run beside its observations, with a finding per phase
-    /// beyond the tolerance (`None` when the run sent nothing or observed nothing). A
-    /// prediction that cannot run is a finding saying why. `run_dir_hint` names the run's
-    /// report directory in the findings' fix.
-    pub fn prediction(
-        &self,
-        observed: &[Phase],
-        run_dir_hint: &str,
-    ) -> (
-        Option<edw_model::prediction::Prediction>,
-        Vec<edw_model::finding::Finding>,
-    ) {
-        let timeline = self.timeline();
-        let (Some(load), Some(last)) = (self.load_started_at, timeline.last()) else {
-            return (None, Vec::new());
-        };
-        if self.sent_loads.iter().all(|l| l.count == 0) {
-            return (None, Vec::new());
-        }
-        let not_run = |why: String| edw_model::finding::Finding {
-            id: "prediction-not-run".to_owned(),
-            severity: edw_model::finding::Severity::Warning,
-            subject: "the twin's prediction of this run".to_owned(),
-            message: format!("the run's phases were not compared with the twin's: {why}"),
-            consequence:
-                "nothing says whether this target is faster or slower than the twin assumes"
-                    .to_owned(),
-            fix: "fix EDW_TWIN_PARAMS (or unset it for the specification's defaults)".to_owned(),
-        };
-        let (params, params_source) = match crate::target::twin_params() {
-            Ok(params) => {
-                let source = match std::env::var_os("EDW_TWIN_PARAMS").filter(|v| !v.is_empty()) {
-                    Some(path) => format!("params {}", std::path::Path::new(&path).display()),
-                    None => "the specification's default params".to_owned(),
-                };
-                (params, source)
-            }
-            Err(e) => return (None, vec![not_run(crate::error_chain::text(&e))]),
-        };
-        let input = crate::predict::PredictionInput {
-            settings: self.settings.clone(),
-            model: self.model(),
-            sent: self.sent_loads.clone(),
-            load_started_at: load,
-            scaled_object_applied_at: self.scaled_object_applied_at,
-            replicas_before: replica_changes(
-                &timeline,
-                self.scaled_object_applied_at.unwrap_or(load).min(load),
-            ),
-            observed: observed.to_vec(),
-            observed_until: (last.t - load).max(0.0),
-            observed_clock: self.target_info.clock.describe().to_owned(),
-            params,
-            params_source,
-            karpenter: self.target.capabilities().karpenter,
-            caveat: self.prediction_caveat.clone().or_else(|| {
-                matches!(self.target.as_ref(), crate::target::Target::Local(_)).then(|| {
-                    "on the local target the twin predicts itself: the run's consumers are the real code on Azurite at this machine's speed on the scaled clock, the prediction's are modelled (messages_per_pod_second), so a difference is this machine's, not a cluster's".to_owned()
-                })
-            }),
-        };
-        match crate::predict::predict(&input) {
-            Ok(prediction) => {
-                let findings = crate::predict::deviation_findings(&prediction, run_dir_hint);
-                (Some(prediction), findings)
-            }
-            Err(e) => (None, vec![not_run(crate::error_chain::text(&e))]),
-        }
-    }
-
     /// The observed timeline reduced to what the phases read (nodes: the run's NodePool's).
     pub fn phase_points(&self) -> Vec<edw_model::phases::PhasePoint> {
         let pool = &self.names.nodepool;
@@ -432,15 +362,4 @@ impl Context {
             })
             .collect()
     }
-}
-
-/// The Deployment's replicas at the first observation and at each change before `until`.
-fn replica_changes(timeline: &[Observation], until: f64) -> Vec<(f64, i64)> {
-    let mut changes: Vec<(f64, i64)> = Vec::new();
-    for o in timeline.iter().take_while(|o| o.t < until) {
-        if changes.last().is_none_or(|(_, r)| *r != o.desired as i64) {
-            changes.push((o.t, o.desired as i64));
-        }
-    }
-    changes
 }

@@ -268,7 +268,7 @@ pub async fn run(
         scenario.name.replace("::", "-"),
         context.target_info.name
     );
-    let (prediction, deviations) = context.prediction(&phases, &run_dir_hint);
+    let (prediction, deviations) = crate::predict::for_run(context, &phases, &run_dir_hint);
     let mut findings = context.findings.clone();
     findings.extend(deviations);
     ScenarioReport {
