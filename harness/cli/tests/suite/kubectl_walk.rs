@@ -361,8 +361,10 @@ async fn a_person_walks_the_imperative_path_with_kubectl() {
     .await
     .unwrap();
     assert_eq!(sent.sent.len(), 200);
-    let consumer = eventually(
-        "a consumer pod that has processed a message",
+    // The twin scales the consumers in once the burst is drained (x20: within seconds), so a
+    // pod chosen here may be gone by the next command; then another pod is chosen.
+    let (log, tail, followed) = eventually(
+        "a consumer pod whose log, tail and follow kubectl prints",
         Duration::from_secs(90),
         || async {
             let pods = k.run(&[
@@ -374,40 +376,55 @@ async fn a_person_walks_the_imperative_path_with_kubectl() {
                 "-o",
                 "jsonpath={.items[*].metadata.name}",
             ])?;
+            let mut seen = Vec::new();
             for pod in pods.split_whitespace() {
-                if let Ok(log) = k.run(&["-n", "aqs-demo", "logs", pod]) {
-                    if log.contains("processed message") {
-                        return Ok((pod.to_owned(), log));
+                let log = match k.run(&["-n", "aqs-demo", "logs", pod]) {
+                    Ok(log) if log.contains("processed message") => log,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        seen.push(e);
+                        continue;
                     }
+                };
+                let tail = match k.run(&["-n", "aqs-demo", "logs", pod, "--tail=1", "--timestamps"])
+                {
+                    Ok(tail) => tail,
+                    Err(e) => {
+                        seen.push(format!("{pod} went before its tail was read: {e}"));
+                        continue;
+                    }
+                };
+                let followed = k.stream_until(
+                    &["-n", "aqs-demo", "logs", "-f", pod, "--tail=1"],
+                    || {},
+                    |line| line.contains("processed message") || line.contains("consumer stopped"),
+                    Duration::from_secs(20),
+                );
+                if followed
+                    .iter()
+                    .any(|l| l.contains("processed message") || l.contains("consumer stopped"))
+                {
+                    return Ok((log, tail, followed));
                 }
+                seen.push(format!("kubectl logs -f {pod} printed {followed:?}"));
             }
-            Err(format!("Running consumer pods: {pods:?}"))
+            Err(format!("Running consumer pods: {pods:?}; {seen:?}"))
         },
     )
     .await;
-    let (pod, log) = consumer;
     assert_printed(
         &log,
         &format!("consumer started: queue {queue_name}, table {table_name}"),
     );
     assert_printed(&log, "\"Scale Test Message : COUNT ");
-    let tail = k.ok(&["-n", "aqs-demo", "logs", &pod, "--tail=1", "--timestamps"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert!(
         tail.starts_with("20") && tail.split_whitespace().next().unwrap().ends_with('Z'),
         "a timestamp first: {tail}"
     );
-    let followed = k.stream_until(
-        &["-n", "aqs-demo", "logs", "-f", &pod, "--tail=1"],
-        || {},
-        |line| line.contains("processed message") || line.contains("consumer stopped"),
-        Duration::from_secs(20),
-    );
     assert!(
-        followed
-            .iter()
-            .any(|l| l.contains("processed message") || l.contains("consumer stopped")),
-        "kubectl logs -f printed {followed:?}"
+        !followed[0].contains("consumer started"),
+        "--tail=1 starts at the log's last line, which came after a processed message: {followed:?}"
     );
     let keda = eventually(
         "the KEDA operator logged the activation",
