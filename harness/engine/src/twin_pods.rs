@@ -3,12 +3,12 @@
 //! twin's KEDA reads. A pod processes one message per simulated second as the sample's pods do,
 //! paced by the twin's clock, which the [`ClockGovernor`] slows when the pods' storage calls lag.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edw_twin::activity::PodActivity;
-use edw_twin::driver::{BoxFuture, PodRuntime, QueueProbe};
+use edw_twin::driver::{BoxFuture, PodProgram, PodRuntime, QueueProbe};
 use edw_twin::store::ObjectKey;
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +75,8 @@ impl ConsumerPods {
 }
 
 impl PodRuntime for ConsumerPods {
-    fn start(&self, pod: &ObjectKey, env: &BTreeMap<String, String>) {
+    fn start(&self, pod: &ObjectKey, program: &PodProgram) {
+        let env = &program.env;
         let (Some(queue_name), Some(table_name)) =
             (env.get("AZURE_QUEUE_NAME"), env.get("AZURE_TABLE_NAME"))
         else {
