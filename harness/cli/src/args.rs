@@ -77,8 +77,8 @@ pub enum Command {
     Deploy(PhaseArgs),
     /// Re-check what the walkthrough validates (KEDA pods, NodePool, ScaledObject and HPA).
     Validate(PhaseArgs),
-    /// Send the load burst.
-    Load(PhaseArgs),
+    /// Send the load burst (from this machine, or with --in-cluster from a Job's pods).
+    Load(LoadArgs),
     /// Watch the scale-out, the drain and the scale-in, then verify the table.
     Scale(PhaseArgs),
     /// Delete what the run created (checked).
@@ -113,6 +113,14 @@ pub struct RunArgs {
     /// combined summary.md lists them). 1: one after another, each on a freshly opened target.
     #[arg(long, env = "EDW_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel: u16,
+    /// Send the burst from inside the cluster with this many pods (an Indexed Job running the
+    /// producer from the consumer's image), for loads one machine cannot produce; scenarios
+    /// that send their own load (activation, tail, steady rate) still send it from here.
+    #[arg(long, env = "EDW_IN_CLUSTER_LOAD", value_parser = parse_parallelism)]
+    pub in_cluster_load: Option<u64>,
+    /// With --in-cluster-load: messages per second across the Job's pods.
+    #[arg(long, requires = "in_cluster_load")]
+    pub load_rate: Option<f64>,
     /// Where the reports go (a folder per scenario and target inside).
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,
@@ -217,8 +225,33 @@ pub struct PhaseArgs {
     #[arg(long, default_value = "reports/edw-run.state")]
     pub run_state: PathBuf,
     /// Messages in the load burst (`edw load`).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, alias = "count", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: u64,
+}
+
+/// How many pods send an in-cluster load (an Indexed Job), at least 1.
+fn parse_parallelism(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("0 pods cannot send a load: use 1 or more".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a number of pods")),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub phase: PhaseArgs,
+    /// Send the load from inside the cluster: an Indexed Job whose pods run the producer from
+    /// the consumer's image with the consumer's credentials, each sending its slice.
+    #[arg(long)]
+    pub in_cluster: bool,
+    /// Pods of the in-cluster load Job.
+    #[arg(long, requires = "in_cluster", default_value = "4", value_parser = parse_parallelism)]
+    pub parallelism: u64,
+    /// Messages per second across the Job's pods (default: as fast as they go).
+    #[arg(long, requires = "in_cluster")]
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,6 +363,14 @@ pub struct ProduceArgs {
     /// Number of the first message.
     #[arg(long, default_value_t = 1)]
     pub first: u64,
+    /// Send one slice of --count split over this many pods (an in-cluster load Job's pod: the
+    /// slice is picked by --slice-index, numbers stay unique across pods) and print a
+    /// one-line report the harness reads from the pod's log; --rate is this pod's.
+    #[arg(long, requires = "count", value_parser = clap::value_parser!(u64).range(1..))]
+    pub slices: Option<u64>,
+    /// Which slice (0-based): an Indexed Job gives each pod its JOB_COMPLETION_INDEX.
+    #[arg(long, env = "JOB_COMPLETION_INDEX", requires = "slices")]
+    pub slice_index: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]

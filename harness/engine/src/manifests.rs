@@ -237,6 +237,7 @@ fn resource_of(api_version: &str, kind: &str) -> Option<(ApiResource, bool)> {
         "NodePool" => ("nodepools", false),
         "Secret" => ("secrets", true),
         "ConfigMap" => ("configmaps", true),
+        "Job" => ("jobs", true),
         _ => return None,
     };
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));

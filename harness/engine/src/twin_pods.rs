@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edw_twin::activity::PodActivity;
-use edw_twin::driver::{BoxFuture, PodProgram, PodRuntime, QueueProbe};
+use edw_twin::driver::{BoxFuture, PodExit, PodProgram, PodRuntime, QueueProbe};
 use edw_twin::store::ObjectKey;
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::Storage;
 use crate::twin_governor::ClockGovernor;
 use crate::workload::{
-    consume, poison_queue_name, ConsumerOptions, ConsumerReport, Pacer, StopWhen, WorkClock,
+    consume, poison_queue_name, ConsumerOptions, ConsumerReport, Pacer, SliceCommand, StopWhen,
+    WorkClock,
 };
 
 /// What one pod's consumer did (or why it stopped).
@@ -29,6 +30,8 @@ pub struct ConsumerPods {
     running: Mutex<HashMap<ObjectKey, CancellationToken>>,
     reports: Arc<Mutex<Vec<PodReport>>>,
     activity: Option<PodActivity>,
+    /// Programs that ended by themselves (a load Job's producers), for the twin's kubelet.
+    exits: Arc<Mutex<Vec<PodExit>>>,
 }
 
 impl ConsumerPods {
@@ -41,6 +44,7 @@ impl ConsumerPods {
             running: Mutex::new(HashMap::new()),
             reports: Arc::default(),
             activity: None,
+            exits: Arc::default(),
         }
     }
 
@@ -74,8 +78,108 @@ impl ConsumerPods {
     }
 }
 
+impl ConsumerPods {
+    /// A load Job's pod: the real producer sends its slice (the rate per simulated second, on
+    /// the governed clock's scale), writes the report line the harness reads from the pod's
+    /// log, and exits 0 when everything was sent, 1 otherwise.
+    fn start_producer(
+        &self,
+        pod: &ObjectKey,
+        program: &PodProgram,
+        command: Result<SliceCommand, String>,
+    ) {
+        let journal = self.activity.as_ref().map(|a| a.journal(pod));
+        let log = move |line: String| {
+            if let Some(journal) = &journal {
+                journal.log(line);
+            }
+        };
+        let index = program
+            .env
+            .get("JOB_COMPLETION_INDEX")
+            .map(|i| {
+                i.parse::<u64>()
+                    .map_err(|_| format!("JOB_COMPLETION_INDEX {i:?} is not a number"))
+            })
+            .unwrap_or_else(|| {
+                Err("--slices needs JOB_COMPLETION_INDEX (set by an Indexed Job)".to_owned())
+            });
+        let queue_name = program.env.get("AZURE_QUEUE_NAME").cloned();
+        let exits = self.exits.clone();
+        let key = pod.clone();
+        let (command, index, queue_name) = match (command, index, queue_name) {
+            (Ok(command), Ok(index), Some(queue)) => (command, index, queue),
+            (command, index, queue) => {
+                let why = command
+                    .err()
+                    .or(index.err())
+                    .or(queue
+                        .is_none()
+                        .then(|| "AZURE_QUEUE_NAME is not set".to_owned()))
+                    .unwrap_or_default();
+                log(format!("error: {why}"));
+                exits
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(PodExit {
+                        pod: key,
+                        exit_code: 2,
+                        message: why,
+                    });
+                return;
+            }
+        };
+        let queue = self.storage.queue(&queue_name);
+        let scale = self.governor.scale();
+        let cancel = CancellationToken::new();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pod.clone(), cancel.clone());
+        self.runtime.spawn(async move {
+            let (code, message) =
+                match crate::workload::send_slice(&queue, &command, index, scale, &cancel).await {
+                    Ok(report) => {
+                        log(format!(
+                            "slice {index} of {}: sent {} of {} messages (from {}); {} failed",
+                            command.slices,
+                            report.sent_count,
+                            report.slice.count,
+                            report.slice.first,
+                            report.failed.len()
+                        ));
+                        log(report.line());
+                        let complete = report.stopped.is_none() && report.failed.is_empty();
+                        (
+                            if complete { 0 } else { 1 },
+                            report.stopped.clone().unwrap_or_default(),
+                        )
+                    }
+                    Err(e) => {
+                        log(format!("error: {e}"));
+                        (2, e.to_string())
+                    }
+                };
+            if !cancel.is_cancelled() {
+                exits
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(PodExit {
+                        pod: key,
+                        exit_code: code,
+                        message,
+                    });
+            }
+        });
+    }
+}
+
 impl PodRuntime for ConsumerPods {
     fn start(&self, pod: &ObjectKey, program: &PodProgram) {
+        if let Some(command) = SliceCommand::parse(&program.command) {
+            self.start_producer(pod, program, command);
+            return;
+        }
         let env = &program.env;
         let (Some(queue_name), Some(table_name)) =
             (env.get("AZURE_QUEUE_NAME"), env.get("AZURE_TABLE_NAME"))
@@ -135,6 +239,10 @@ impl PodRuntime for ConsumerPods {
                 .unwrap_or_else(|p| p.into_inner())
                 .push((key, result));
         });
+    }
+
+    fn exited(&self) -> Vec<PodExit> {
+        std::mem::take(&mut *self.exits.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn stop(&self, pod: &ObjectKey) {

@@ -15,6 +15,7 @@
 //!   distributions computed from it;
 //! - [`phases`], [`prediction`]: a flow's phases by one set of rules, and each phase's model
 //!   expectation, twin prediction and observation side by side;
+//! - [`slices`]: a load split over the pods of an in-cluster load Job;
 //! - [`report`]: what ran where, each step's outcome, the observed timeline, what the nodes
 //!   cost ([`cost`]).
 
@@ -29,6 +30,7 @@ pub mod prediction;
 pub mod report;
 pub mod run;
 pub mod settings;
+pub mod slices;
 pub mod walkthrough;
 
 pub use expect::{BurstExpectation, Model, RampStep};

@@ -157,6 +157,17 @@ pub struct FlowSettings {
     pub activation_queue_length: u64,
     /// The drain time the team expects for the burst (a conformance target), if any.
     pub drain_target: Option<Duration>,
+    /// Send the load from inside the cluster (an Indexed Job running the producer) instead of
+    /// from this machine.
+    pub in_cluster_load: Option<InClusterLoad>,
+}
+
+/// An in-cluster load: `parallelism` pods of an Indexed Job, each sending its slice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InClusterLoad {
+    pub parallelism: u64,
+    /// Messages per second across all pods; `None`: each pod as fast as it goes.
+    pub rate: Option<f64>,
 }
 
 impl Default for FlowSettings {
@@ -171,6 +182,7 @@ impl Default for FlowSettings {
             queue_length: scaled_object::QUEUE_LENGTH,
             activation_queue_length: scaled_object::ACTIVATION_QUEUE_LENGTH,
             drain_target: None,
+            in_cluster_load: None,
         }
     }
 }

@@ -124,7 +124,7 @@ fn builtin(
         short_names: short_names.iter().map(|s| s.to_string()).collect(),
         categories: if matches!(
             plural,
-            "pods" | "deployments" | "replicasets" | "horizontalpodautoscalers"
+            "pods" | "deployments" | "replicasets" | "horizontalpodautoscalers" | "jobs"
         ) {
             vec!["all".to_owned()]
         } else {
@@ -348,6 +348,24 @@ impl Registry {
                     col("Desired", "integer", ".status.desiredNumberScheduled", 0),
                     col("Current", "integer", ".status.currentNumberScheduled", 0),
                     col("Ready", "integer", ".status.numberReady", 0),
+                    age.clone(),
+                ],
+            ),
+            // Run to completion by the Job controller (`controllers::jobs`): the in-cluster
+            // load, and `kubectl create job`.
+            builtin(
+                "batch",
+                "v1",
+                "Job",
+                "jobs",
+                true,
+                &[],
+                true,
+                false,
+                vec![
+                    col("Status", "string", ".status.conditions", 0),
+                    col("Completions", "string", ".status.succeeded", 0),
+                    col("Duration", "string", ".status.completionTime", 0),
                     age.clone(),
                 ],
             ),

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::args::{BenchArgs, GlobalArgs};
 use crate::{exit, session, Failure};
 use edw_engine::observe::{eventually, Expect, Recorder};
-use edw_engine::runner::{run as run_scenario, Context, RunOptions};
+use edw_engine::runner::{run as run_scenario, Context, RunOptions, Step};
+use edw_engine::steps;
 use edw_engine::storage::{Storage, StorageTarget};
 use edw_engine::target::{Target, TargetKind};
 use edw_engine::workload::{
@@ -253,6 +254,15 @@ pub async fn run(
         ));
     }
 
+    // 4b. In-cluster load on the twin: Job pods running the real producer, one message in
+    // flight each, so that P pods show P times one pod's rate until Azurite's ceiling.
+    eprintln!("measuring in-cluster load on the twin (1, 4 and 8 producer pods)…");
+    rows.extend(
+        in_cluster_rates(&target, &config, n, ceiling, cancel)
+            .await
+            .map_err(Failure::environment)?,
+    );
+
     // 5. The twin on its virtual clock.
     eprintln!("measuring the twin…");
     let mut times = Vec::new();
@@ -376,6 +386,105 @@ pub async fn run(
     } else {
         exit::CHECK_FAILED
     })
+}
+
+/// One pod's load, then 4 and 8 pods', each as its own Job on one deployment of the sample.
+fn load_from_1_pod(ctx: &mut Context) -> edw_engine::runner::StepFuture<'_> {
+    in_cluster_load_of(ctx, 1)
+}
+fn load_from_4_pods(ctx: &mut Context) -> edw_engine::runner::StepFuture<'_> {
+    in_cluster_load_of(ctx, 4)
+}
+fn load_from_8_pods(ctx: &mut Context) -> edw_engine::runner::StepFuture<'_> {
+    in_cluster_load_of(ctx, 8)
+}
+fn in_cluster_load_of(ctx: &mut Context, pods: u64) -> edw_engine::runner::StepFuture<'_> {
+    ctx.settings.producer_concurrency = 1;
+    ctx.settings.in_cluster_load = Some(edw_model::run::InClusterLoad {
+        parallelism: pods,
+        rate: None,
+    });
+    steps::load::load(ctx)
+}
+
+/// In-cluster load rates on the twin (real msg/s, from the first pod's first send to the last
+/// pod's last, as the pods report them) for 1, 4 and 8 pods, against P × one pod's rate and
+/// Azurite's ceiling.
+async fn in_cluster_rates(
+    target: &Arc<Target>,
+    config: &edw_engine::config::Config,
+    n: u64,
+    ceiling: f64,
+    cancel: &CancellationToken,
+) -> Result<Vec<Row>, anyhow::Error> {
+    let mut scenario = edw_scenarios::burst();
+    // Without the ScaledObject: no consumers scale out and share Azurite with the producers.
+    let load_at = scenario
+        .steps
+        .iter()
+        .position(|s| s.name.starts_with("deploy: ScaledObject"))
+        .ok_or_else(|| anyhow::anyhow!("flow::burst has no ScaledObject step"))?;
+    scenario.steps.truncate(load_at);
+    let timeout = Duration::from_secs(600);
+    scenario.steps.extend([
+        Step::new("load: 1 in-cluster pod", timeout, load_from_1_pod),
+        Step::new("load: 4 in-cluster pods", timeout, load_from_4_pods),
+        Step::new("load: 8 in-cluster pods", timeout, load_from_8_pods),
+    ]);
+    let settings = edw_model::run::FlowSettings {
+        messages: n.max(8),
+        ..scenario.settings.clone()
+    };
+    let mut context = Context::new(target.clone(), config.clone(), settings);
+    let report = run_scenario(&scenario, &mut context, &RunOptions::default(), cancel).await;
+    let rate_of = |pods: u64| -> Result<(f64, f64), anyhow::Error> {
+        let step = report
+            .steps
+            .iter()
+            .find(|s| s.name.starts_with(&format!("load: {pods} in-cluster pod")))
+            .ok_or_else(|| anyhow::anyhow!("the {pods}-pod load did not run"))?;
+        if step.outcome != edw_model::report::StepStatus::Passed {
+            anyhow::bail!(
+                "the {pods}-pod in-cluster load did not pass:{} ({})",
+                step.status_line().1,
+                step.details
+                    .iter()
+                    .take(12)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        let property = |key: &str| {
+            step.properties
+                .iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+                .ok_or_else(|| anyhow::anyhow!("the {pods}-pod load reported no {key}"))
+        };
+        Ok((
+            property("producer.per_second")?,
+            property("load.in_cluster.sum_of_pod_rates")?,
+        ))
+    };
+    let (one, _) = rate_of(1)?;
+    let mut rows = vec![row(
+        "in-cluster load on the twin, 1 pod (1 message in flight per pod)",
+        format!("{one:.0} msg/s"),
+        format!("ceiling {ceiling:.0} msg/s"),
+        format!("{:.0}% of the ceiling", 100.0 * one / ceiling),
+    )];
+    for pods in [4u64, 8] {
+        let (together, summed) = rate_of(pods)?;
+        let expected = (one * pods as f64).min(ceiling);
+        rows.push(row(
+            &format!("in-cluster load on the twin, {pods} pods: sum of the pods' rates (first send to last, pods waiting for a node included)"),
+            format!("{summed:.0} msg/s ({together:.0} msg/s)"),
+            format!("min({pods} × {one:.0}, ceiling {ceiling:.0}) = {expected:.0} msg/s"),
+            format!("{:.0}% of it", 100.0 * summed / expected),
+        ));
+    }
+    Ok(rows)
 }
 
 async fn put_rate(storage: &Storage, n: u64, in_flight: usize) -> Result<f64, anyhow::Error> {

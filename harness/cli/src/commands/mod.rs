@@ -38,7 +38,7 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::AzureCheck(args) => azure::check(&cli.global, &args).await,
         Command::Deploy(args) => phase::run("deploy", &cli.global, &args, cancel).await,
         Command::Validate(args) => phase::run("validate", &cli.global, &args, cancel).await,
-        Command::Load(args) => phase::run("load", &cli.global, &args, cancel).await,
+        Command::Load(args) => phase::run_load(&cli.global, &args, cancel).await,
         Command::Scale(args) => phase::run("scale", &cli.global, &args, cancel).await,
         Command::Cleanup(args) => phase::run("cleanup", &cli.global, &args, cancel).await,
         Command::Twin {

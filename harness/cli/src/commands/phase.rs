@@ -5,16 +5,51 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{GlobalArgs, PhaseArgs};
+use crate::args::{GlobalArgs, LoadArgs, PhaseArgs};
 use crate::{exit, session, Failure};
 use edw_engine::runner::{run as run_scenario, run_state, Context, FlowSettings, RunOptions};
 use edw_engine::steps::{self, storage_firewall};
 use edw_engine::target::TargetKind;
+use edw_model::run::InClusterLoad;
+
+/// `edw load`: the burst from this machine, or with `--in-cluster` from a Job's pods.
+pub async fn run_load(
+    global: &GlobalArgs,
+    args: &LoadArgs,
+    cancel: &CancellationToken,
+) -> Result<u8, Failure> {
+    let in_cluster = if args.in_cluster {
+        edw_model::slices::check_split(args.phase.messages, args.parallelism)
+            .map_err(Failure::usage)?;
+        if let Some(rate) = args.rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--rate {rate} is not a positive number of messages per second"
+            )));
+        }
+        Some(InClusterLoad {
+            parallelism: args.parallelism,
+            rate: args.rate,
+        })
+    } else {
+        None
+    };
+    run_with("load", global, &args.phase, in_cluster, cancel).await
+}
 
 pub async fn run(
     phase: &str,
     global: &GlobalArgs,
     args: &PhaseArgs,
+    cancel: &CancellationToken,
+) -> Result<u8, Failure> {
+    run_with(phase, global, args, None, cancel).await
+}
+
+async fn run_with(
+    phase: &str,
+    global: &GlobalArgs,
+    args: &PhaseArgs,
+    in_cluster_load: Option<InClusterLoad>,
     cancel: &CancellationToken,
 ) -> Result<u8, Failure> {
     let kind = TargetKind::parse(&args.target).map_err(Failure::usage)?;
@@ -46,6 +81,7 @@ pub async fn run(
     };
     let settings = FlowSettings {
         messages: args.messages,
+        in_cluster_load,
         ..scenario.settings.clone()
     };
     let mut context = Context::new(target.clone(), config, settings)

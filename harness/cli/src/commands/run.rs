@@ -15,6 +15,7 @@ use edw_engine::runner::{run_state, DeployedGroup, Execution, Footprint, RunOpti
 use edw_engine::runner::{Context, Scenario};
 use edw_engine::steps::{self, storage_firewall, FirewallOpening};
 use edw_engine::target::TargetKind;
+use edw_model::run::InClusterLoad;
 
 /// The scenarios `--scenario` names, in order, each with `--messages` if given.
 fn chosen_scenarios(args: &RunArgs) -> Result<Vec<Scenario>, Failure> {
@@ -29,6 +30,30 @@ fn chosen_scenarios(args: &RunArgs) -> Result<Vec<Scenario>, Failure> {
         })?;
         if let Some(messages) = args.messages {
             scenario.settings.messages = messages;
+        }
+        if let Some(parallelism) = args.in_cluster_load {
+            edw_model::slices::check_split(scenario.settings.messages, parallelism)
+                .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", scenario.name)))?;
+            if let Some(rate) = args.load_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "--load-rate {rate} is not a positive number of messages per second"
+                )));
+            }
+            if scenario
+                .steps
+                .iter()
+                .any(|s| s.name == steps::BURST_LOAD_STEP)
+            {
+                scenario.settings.in_cluster_load = Some(InClusterLoad {
+                    parallelism,
+                    rate: args.load_rate,
+                });
+            } else {
+                eprintln!(
+                    "note: {} sends its own load from this machine; --in-cluster-load applies to the scenarios with the producer burst step",
+                    scenario.name
+                );
+            }
         }
         chosen.push(scenario);
     }

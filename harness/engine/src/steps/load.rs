@@ -66,6 +66,9 @@ pub fn load(ctx: &mut Context) -> StepFuture<'_> {
         ctx.load_started_stamp = Some(crate::workload::format_stamp(
             time::OffsetDateTime::now_utc(),
         ));
+        if let Some(in_cluster) = ctx.settings.in_cluster_load.clone() {
+            return load_from_cluster(ctx, &in_cluster).await;
+        }
         let queue = ctx.target.storage().queue(&ctx.names.queue);
         let plan = ProducerPlan::burst(ctx.settings.messages, ctx.settings.producer_concurrency);
         let result = produce(&queue, &plan, &CancellationToken::new()).await;
@@ -73,32 +76,102 @@ pub fn load(ctx: &mut Context) -> StepFuture<'_> {
             ctx.note_sent(ctx.load_started_at, report.sent_count());
         }
         match result {
-            Ok(report) if report.failed.is_empty() => {
-                ctx.property("messages.sent", report.sent_count());
-                ctx.property("producer.per_second", format!("{:.0}", report.rate()));
-                let line = format!(
-                    "sent {} messages in {:.1} s ({:.0}/s)",
-                    report.sent_count(),
-                    report.elapsed.as_secs_f64(),
-                    report.rate()
-                );
-                ctx.produced = Some(report);
-                ctx.write_ledger();
-                StepResult::passed([line])
-            }
-            Ok(report) => {
-                let message = format!(
-                    "{} of {} messages could not be sent",
-                    report.failed.len(),
-                    ctx.settings.messages
-                );
-                ctx.produced = Some(report);
-                ctx.write_ledger();
-                StepResult::failed(message, [])
-            }
+            Ok(report) => sent_result(ctx, report, None, Vec::new()),
             Err(e) => StepResult::failed(crate::error_chain::text(&e), []),
         }
     })
+}
+
+/// The step's outcome for what a load sent: passed only when every message was sent; a
+/// failure says how many were (never that all were).
+fn sent_result(
+    ctx: &mut Context,
+    report: crate::workload::ProduceReport,
+    problem: Option<String>,
+    mut details: Vec<String>,
+) -> StepResult {
+    ctx.property("messages.sent", report.sent_count());
+    ctx.property("producer.per_second", format!("{:.0}", report.rate()));
+    let line = format!(
+        "sent {} messages in {:.1} s ({:.0}/s, real time)",
+        report.sent_count(),
+        report.elapsed.as_secs_f64(),
+        report.rate()
+    );
+    let not_sent = report.failed.len();
+    let sent = report.sent_count();
+    for (number, why) in report.failed.iter().take(5) {
+        details.push(format!("message {number} not sent: {why}"));
+    }
+    ctx.produced = Some(report);
+    ctx.write_ledger();
+    match problem {
+        None if not_sent == 0 => {
+            details.insert(0, line);
+            StepResult::passed(details)
+        }
+        problem => StepResult::failed(
+            format!(
+                "only {sent} of {} messages were sent ({not_sent} not sent){}",
+                ctx.settings.messages,
+                problem.map(|p| format!(": {p}")).unwrap_or_default()
+            ),
+            details,
+        ),
+    }
+}
+
+/// The load from inside the cluster: an Indexed Job of `load.parallelism` producer pods.
+async fn load_from_cluster(ctx: &mut Context, load: &edw_model::run::InClusterLoad) -> StepResult {
+    let count = ctx.settings.messages;
+    let first = ctx
+        .produced
+        .as_ref()
+        .and_then(|p| p.sent.last())
+        .map_or(1, |last| last + 1);
+    // Pods start (a node may come first) and send their slices: the senders' time plus the
+    // time a node takes, generously (a pod sends about 20 messages/s to Azure at least).
+    let sending = load
+        .rate
+        .map_or(count as f64 / (20.0 * load.parallelism as f64), |rate| {
+            count as f64 / rate
+        });
+    // Within the step's own 600 s.
+    let within = std::time::Duration::from_secs_f64((480.0 + 2.0 * sending).min(570.0));
+    ctx.prediction_caveat.get_or_insert_with(|| {
+        format!(
+            "the load came from {} in-cluster producer pods on the run's NodePool, which the prediction does not model",
+            load.parallelism
+        )
+    });
+    match super::load_job::send_from_cluster(ctx, load, count, first, within).await {
+        Ok((outcome, command)) => {
+            let report = outcome.as_produce_report(&command);
+            ctx.note_sent(ctx.load_started_at, report.sent_count());
+            ctx.property("load.in_cluster.pods", load.parallelism);
+            // Each pod's own rate, summed: what the pods sent together when they overlap
+            // (the span from the first send to the last also counts pods waiting for a node).
+            let pod_rates: f64 = outcome
+                .reports
+                .values()
+                .map(|r| r.sent_count as f64 / r.elapsed_seconds.max(1e-6))
+                .sum();
+            ctx.property(
+                "load.in_cluster.sum_of_pod_rates",
+                format!("{pod_rates:.0}"),
+            );
+            let mut details = vec![format!(
+                "in-cluster load: {} pods each sent their slice of {count} messages from {first}",
+                load.parallelism
+            )];
+            details.extend(outcome.details.iter().cloned());
+            sent_result(ctx, report, outcome.problem, details)
+        }
+        Err(error) => StepResult::failed(
+            format!("the in-cluster load did not start; no message was sent: {error}"),
+            [],
+        ),
+    }
 }
 
 /// Messages the load sent (or the configured count, before the load).

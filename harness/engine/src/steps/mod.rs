@@ -23,6 +23,10 @@ pub mod cleanup;
 pub mod deploy;
 pub mod k8s;
 pub mod load;
+pub mod load_job;
+
+/// The name of the producer burst's step (the load `--in-cluster-load` sends from a Job).
+pub const BURST_LOAD_STEP: &str = "load: producer burst";
 pub mod scale;
 pub mod storage_firewall;
 pub mod validate;
@@ -103,7 +107,7 @@ pub fn validate_scaled_object_step() -> Step {
 /// `load: producer burst`: the settings' `messages`, refused before a message is sent when the
 /// model says they never activate KEDA ([`LoadCannotActivate`]).
 pub fn load_step() -> Step {
-    Step::new("load: producer burst", secs(600), load::burst_load)
+    Step::new(BURST_LOAD_STEP, secs(600), load::burst_load)
 }
 
 /// `scale: replicas reach the modelled peak`.

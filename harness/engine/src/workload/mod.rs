@@ -13,6 +13,7 @@ mod consumer;
 mod message;
 mod producer;
 mod reconcile;
+mod slice_producer;
 
 pub use consumer::{
     consume, ConsumerError, ConsumerOptions, ConsumerReport, Pacer, StopWhen, WorkClock,
@@ -23,3 +24,4 @@ pub use message::{
 };
 pub use producer::{produce, ProduceReport, ProducerError, ProducerPlan};
 pub use reconcile::{reconcile, reconcile_since, Reconciliation};
+pub use slice_producer::{send_slice, SliceCommand, SliceReport, REPORT_PREFIX};

@@ -99,6 +99,8 @@ pub enum ProducerError {
     #[error("the producer stopped after {sent} messages")]
     Storage {
         sent: u64,
+        /// The numbers of the messages it sent before it stopped, ascending.
+        sent_numbers: Vec<u64>,
         #[source]
         source: Box<StorageError>,
     },
@@ -127,13 +129,14 @@ pub async fn produce(
         .outcome
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
+    outcome.sent.sort_unstable();
     if let Some(source) = outcome.fatal.take() {
         return Err(ProducerError::Storage {
             sent: outcome.sent.len() as u64,
+            sent_numbers: outcome.sent,
             source: Box::new(source),
         });
     }
-    outcome.sent.sort_unstable();
     outcome.failed.sort_by_key(|(i, _)| *i);
     Ok(ProduceReport {
         sent: outcome.sent,

@@ -1004,7 +1004,9 @@ mod tests {
         assert!(paths
             .contains_key("/apis/keda.sh/v1alpha1/namespaces/{namespace}/scaledobjects/{name}"));
         assert!(paths.contains_key("/apis/karpenter.sh/v1/nodepools/{name}"));
-        assert!(!paths.contains_key("/apis/batch/v1/namespaces/{namespace}/jobs"));
+        assert!(paths.contains_key("/apis/batch/v1/namespaces/{namespace}/jobs"));
+        assert!(paths.contains_key("/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status"));
+        assert!(!paths.contains_key("/apis/batch/v1/namespaces/{namespace}/cronjobs"));
         assert!(!paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/exec"));
         let np = &paths["/apis/karpenter.sh/v1/nodepools/{name}"]["patch"];
         assert_eq!(np["operationId"], "patchKarpenterShV1NodePool");
@@ -1012,7 +1014,8 @@ mod tests {
         let defs = v2["definitions"].as_object().unwrap();
         assert!(defs.contains_key("io.k8s.api.core.v1.Container"));
         assert!(defs.contains_key("sh.keda.v1alpha1.ScaledObject"));
-        assert!(!defs.contains_key("io.k8s.api.batch.v1.Job"));
+        assert!(defs.contains_key("io.k8s.api.batch.v1.Job"));
+        assert!(!defs.contains_key("io.k8s.api.batch.v1.CronJob"));
         let apps: Value = serde_json::from_slice(&docs.v3["apis/apps/v1"]).unwrap();
         let schemas = apps["components"]["schemas"].as_object().unwrap();
         assert_eq!(

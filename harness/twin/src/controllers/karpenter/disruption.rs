@@ -1,9 +1,11 @@
 //! Disruption: every `disruption_period` one pass picks the empty candidates within their
 //! pools' budgets, or else one node whose pods all fit on the other nodes (replacement-free
 //! single-node consolidation); after the 15 s validation the NodeClaims still eligible are
-//! deleted, and lifecycle drains and terminates them (KP-9..KP-14). A node is a candidate
+//! deleted, and lifecycle drains and terminates them (KP-9..KP-14). Completed pods (a Job's)
+//! hold nothing: a node with only those is empty. A node is a candidate
 //! once its pool's `consolidateAfter` has passed since its last pod bind or removal, which
-//! [`note_pod_event`] records.
+//! [`note_pod_event`] records. A node running a pod annotated `karpenter.sh/do-not-disrupt:
+//! "true"` is never a candidate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use super::lifecycle::is_daemon_pod;
 use super::nodepool::{read_pools, Pool};
 use super::NODECLAIMS;
 use crate::controllers::scheduler::{node_allocatable, untolerated, usage_by_node};
+use crate::controllers::workloads::is_completed;
 use crate::engine::{Engine, Task};
 use crate::objects::{condition_true, is_deleting, label, name, pod_requests, str_at};
 use crate::skus::{Allocatable, Request};
@@ -27,7 +30,8 @@ pub(super) fn note_pod_event(engine: &mut Engine, change: &WatchEvent) {
         .filter(|n| !n.is_empty())
         .map(str::to_owned);
     let state = &mut engine.state.karpenter;
-    if change.event_type == EventType::Deleted {
+    // A pod that completed (a Job's) has left its node as much as a deleted one.
+    if change.event_type == EventType::Deleted || is_completed(&change.object) {
         if let Some(node) = state.pod_node.remove(&change.key) {
             state.last_pod_event.insert(node, now);
         }
@@ -60,7 +64,7 @@ fn candidates(engine: &Engine, pools: &[Pool]) -> Vec<Candidate> {
     let mut by_node: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
     for pod in &pods {
         if let Some(node) = str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty()) {
-            if !is_deleting(pod) && !is_daemon_pod(pod) {
+            if !is_deleting(pod) && !is_daemon_pod(pod) && !is_completed(pod) {
                 by_node.entry(node).or_default().push(pod.clone());
             }
         }
@@ -94,6 +98,16 @@ fn candidates(engine: &Engine, pools: &[Pool]) -> Vec<Candidate> {
                 .max()
                 .unwrap_or(Duration::ZERO);
             if now < quiet_since + consolidate_after {
+                return None;
+            }
+            // A pod annotated `karpenter.sh/do-not-disrupt: "true"` blocks voluntary
+            // disruption of its node (an in-cluster load Job's producers carry it).
+            let pods_here = by_node.get(node_name.as_str());
+            if pods_here.into_iter().flatten().any(|pod| {
+                pod.pointer("/metadata/annotations/karpenter.sh~1do-not-disrupt")
+                    .and_then(Value::as_str)
+                    == Some("true")
+            }) {
                 return None;
             }
             Some(Candidate {

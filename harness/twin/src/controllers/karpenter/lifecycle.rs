@@ -357,7 +357,10 @@ fn terminate(engine: &mut Engine, claim: &Value) {
                     .expect("node names are selector-safe"),
             ),
         );
-        for pod in pods.iter().filter(|p| !is_deleting(p) && !is_daemon_pod(p)) {
+        // Completed pods are not evicted (nothing runs in them); they go with the Node.
+        for pod in pods.iter().filter(|p| {
+            !is_deleting(p) && !is_daemon_pod(p) && !crate::controllers::workloads::is_completed(p)
+        }) {
             let _ = engine
                 .store
                 .delete(&ObjectKey::new("pods", namespace(pod), name(pod)), None);

@@ -1,0 +1,230 @@
+//! In-cluster load: `edw run --in-cluster-load P` on the local twin and `edw load --in-cluster`
+//! on the kube target of a served twin: an Indexed Job whose pods run the real producer, each
+//! its slice, the run verifying every message processed once; the Job deleted afterwards; and
+//! bad input (no pods, fewer messages than pods, pods that cannot schedule, pods that fail)
+//! refused or reported with the count actually sent.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+
+use crate::support::served::{kube_client, kube_phase, serve_twin, use_azurite};
+use crate::support::Env;
+
+fn junit(run_dir: &std::path::Path) -> String {
+    std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_burst_sent_by_four_job_pods_is_processed_once() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = crate::support::cli::edw_binary();
+    command
+        .args(["run", "--plain", "--report-dir"])
+        .arg(dir.path())
+        .args([
+            "--scenario",
+            "flow::burst",
+            "--messages",
+            "400",
+            "--in-cluster-load",
+            "4",
+        ]);
+    use_azurite(&mut command, &env);
+    let output = command.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let all = format!("{stdout}{stderr}");
+    assert!(
+        all.contains("4/4 pods done, 0 running, 0 failed"),
+        "the Job's progress: {all}"
+    );
+    let xml = junit(&dir.path().join("flow-burst-local"));
+    for expected in [
+        "name=\"load: producer burst.load.in_cluster.pods\" value=\"4\"",
+        "name=\"load: producer burst.messages.sent\" value=\"400\"",
+        "in-cluster load: 4 pods each sent their slice of 400 messages from 1",
+        "deleted the load Job",
+    ] {
+        assert!(xml.contains(expected), "{expected} not in {xml}");
+    }
+    // Each pod's own report: 100 messages each, from 1, 101, 201 and 301.
+    for first in [1, 101, 201, 301] {
+        assert!(
+            xml.contains(&format!("sent 100 of 100 messages (from {first})")),
+            "slice from {first}: {xml}"
+        );
+    }
+    assert!(
+        xml.contains("none lost or duplicated"),
+        "the verify step: {xml}"
+    );
+}
+
+/// The phases on the kube target of a served twin: `edw load --in-cluster` sends from a Job,
+/// `edw scale` sees every message processed once, and then bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("twin.kubeconfig");
+    let state = dir.path().join("edw-run.state");
+    let _served = serve_twin(&env, &kubeconfig, &[]);
+    let phase = |args: &[&str]| {
+        let (code, stdout, stderr) = kube_phase(&env, &kubeconfig, &state, args);
+        (code, format!("edw {args:?}:\n{stdout}\n{stderr}"))
+    };
+    let small_load = || {
+        phase(&[
+            "load",
+            "--in-cluster",
+            "--parallelism",
+            "2",
+            "--count",
+            "40",
+        ])
+    };
+    for step in ["deploy", "validate"] {
+        let (code, text) = phase(&[step]);
+        assert_eq!(code, Some(0), "{text}");
+    }
+
+    // Refused before anything is created.
+    let (code, text) = phase(&["load", "--in-cluster", "--parallelism", "0"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("0 pods cannot send a load"), "{text}");
+    let (code, text) = phase(&["load", "--in-cluster", "--parallelism", "5", "--count", "3"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("--count 3 is smaller than --parallelism 5"),
+        "{text}"
+    );
+
+    let (code, text) = phase(&[
+        "load",
+        "--in-cluster",
+        "--parallelism",
+        "3",
+        "--count",
+        "300",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    for first in [1, 101, 201] {
+        assert!(
+            text.contains(&format!("sent 100 of 100 messages (from {first})")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("deleted the load Job"), "{text}");
+    let ledger = std::fs::read_to_string(&state).unwrap();
+    let value = |key: &str| {
+        ledger
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} in the ledger:\n{ledger}"))
+            .to_owned()
+    };
+    assert_eq!(value("EDW_RUN_SENT"), "300", "{ledger}");
+    assert!(
+        !value("EDW_RUN_APPLIED").contains("|Job|"),
+        "the deleted Job left the ledger: {ledger}"
+    );
+    let client = kube_client(&kubeconfig).await;
+    let namespace = value("EDW_RUN_NAMESPACE");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let job_pods = ListParams::default().labels("batch.kubernetes.io/job-name");
+    assert!(jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    crate::support::eventually(
+        "the load Job's pods are gone with it",
+        std::time::Duration::from_secs(30),
+        || async {
+            let left = pods.list(&job_pods).await.map_err(|e| e.to_string())?;
+            match left.items.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} Job pods left")),
+            }
+        },
+    )
+    .await;
+    let (code, text) = phase(&["scale", "--count", "300"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("none lost or duplicated"), "{text}");
+
+    // Pods that cannot schedule: the run's NodePool may not grow and no node is left.
+    let pools: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("karpenter.sh", "v1", "NodePool"),
+            "nodepools",
+        ),
+    );
+    let pool = value("EDW_RUN_NODEPOOL");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pool_nodes = ListParams::default().labels(&format!("karpenter.sh/nodepool={pool}"));
+    crate::support::eventually(
+        "the run's NodePool has no node after the scale-in",
+        std::time::Duration::from_secs(60),
+        || async {
+            let left = nodes.list(&pool_nodes).await.map_err(|e| e.to_string())?;
+            match left.items.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} nodes of {pool}")),
+            }
+        },
+    )
+    .await;
+    let limit = |cpu: &str| serde_json::json!({"spec": {"limits": {"cpu": cpu}}});
+    pools
+        .patch(&pool, &PatchParams::default(), &Patch::Merge(limit("0")))
+        .await
+        .unwrap();
+    let (code, text) = small_load();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("could not be scheduled for 300 s"), "{text}");
+    assert!(text.contains("only 0 of 40 messages were sent"), "{text}");
+    assert!(jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    // Pods that fail: the queue is gone, every producer stops at its first message.
+    pools
+        .patch(&pool, &PatchParams::default(), &Patch::Merge(limit("1000")))
+        .await
+        .unwrap();
+    env.storage
+        .queue(&value("EDW_RUN_QUEUE"))
+        .delete()
+        .await
+        .unwrap();
+    let (code, text) = small_load();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("only 0 of 40 messages were sent"), "{text}");
+    assert!(text.contains("failed (BackoffLimitExceeded"), "{text}");
+    assert!(text.contains("deleted the load Job"), "{text}");
+    assert!(jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    let (code, text) = phase(&["cleanup"]);
+    assert_eq!(code, Some(0), "{text}");
+}

@@ -1,0 +1,609 @@
+//! In-cluster load: an Indexed Job whose pods run the producer from the consumer's image with
+//! the consumer's credentials, each sending its slice; the step waits on the Job's status
+//! with progress, reads what each pod sent from its log, deletes the Job, and says how many
+//! messages were actually sent.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, LogParams, PostParams};
+use serde_json::{json, Value};
+
+use crate::manifests::{Applied, CREATED_BY_ANNOTATION, RUN_ID_LABEL};
+use crate::runner::Context;
+use crate::target::TargetClock;
+use crate::workload::{ProduceReport, SliceCommand, SliceReport};
+use edw_model::run::InClusterLoad;
+
+/// The label every pod of a Job carries (Kubernetes 1.27+).
+const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// How long every pod of the Job may stay unschedulable (Karpenter usually brings a node
+/// within a minute or two) before the load is given up.
+const UNSCHEDULABLE_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Why an in-cluster load did not send everything.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadJobError {
+    #[error("the in-cluster load copies the consumer Deployment {namespace}/{deployment}'s image, service account and credentials, but it could not be read: {source}")]
+    NoConsumer {
+        namespace: String,
+        deployment: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the consumer Deployment {namespace}/{deployment} has no container to copy")]
+    NoContainer {
+        namespace: String,
+        deployment: String,
+    },
+    #[error("the load Job {name} could not be created: {source}")]
+    Create {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The Job that sends `command`'s load, one pod per slice, copying the consumer Deployment's
+/// pod template: image, pull policy, service account (workload identity), the storage
+/// variables and Secret references, node selector and tolerations (the run's NodePool). Its
+/// pods are never retried (a retried pod would send its slice twice); the run's label marks it.
+pub fn job_manifest(
+    name: &str,
+    namespace: &str,
+    run_id: &str,
+    consumer: &Value,
+    command: &SliceCommand,
+) -> Option<Value> {
+    let template = consumer.pointer("/spec/template")?;
+    let container = template.pointer("/spec/containers/0")?;
+    let mut pod_spec = json!({
+        "restartPolicy": "Never",
+        "containers": [{
+            "name": "producer",
+            "image": container.get("image")?,
+            "command": command.command(),
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "64Mi"},
+                "limits": {"cpu": "500m", "memory": "128Mi"}
+            }
+        }]
+    });
+    for field in ["imagePullPolicy", "env", "envFrom"] {
+        if let Some(value) = container.get(field) {
+            pod_spec["containers"][0][field] = value.clone();
+        }
+    }
+    for field in [
+        "serviceAccountName",
+        "nodeSelector",
+        "tolerations",
+        "imagePullSecrets",
+    ] {
+        if let Some(value) = template.pointer(&format!("/spec/{field}")) {
+            pod_spec[field] = value.clone();
+        }
+    }
+    let mut pod_labels = json!({"app.kubernetes.io/component": "edw-load"});
+    // Karpenter's consolidation would evict a producer mid-slice (it is never retried).
+    let pod_annotations = json!({"karpenter.sh/do-not-disrupt": "true"});
+    if !run_id.is_empty() {
+        pod_labels[RUN_ID_LABEL] = json!(run_id);
+    }
+    if let Some(identity) = template.pointer("/metadata/labels/azure.workload.identity~1use") {
+        pod_labels["azure.workload.identity/use"] = identity.clone();
+    }
+    let mut labels = json!({"app.kubernetes.io/component": "edw-load"});
+    let mut annotations = json!({});
+    if !run_id.is_empty() {
+        labels[RUN_ID_LABEL] = json!(run_id);
+        annotations[RUN_ID_LABEL] = json!(run_id);
+        annotations[CREATED_BY_ANNOTATION] = json!(format!(
+            "edw-conformance run {run_id}: in-cluster load, deleted when it ends"
+        ));
+    }
+    Some(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": command.slices,
+            "parallelism": command.slices,
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+                "spec": pod_spec,
+            }
+        }
+    }))
+}
+
+/// What the Job did.
+#[derive(Debug, Default)]
+pub struct LoadJobOutcome {
+    /// What each pod reported, by index.
+    pub reports: BTreeMap<u64, SliceReport>,
+    /// Why the load is incomplete (a failed or unschedulable pod, a timeout), if it is.
+    pub problem: Option<String>,
+    /// What was seen, for the step's details.
+    pub details: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl LoadJobOutcome {
+    /// The load as a producer report: every number a pod says it sent; every number of a
+    /// slice that was not sent (or whose pod said nothing) as failed, with the reason.
+    pub fn as_produce_report(&self, command: &SliceCommand) -> ProduceReport {
+        let mut sent = Vec::new();
+        let mut failed = Vec::new();
+        for index in 0..command.slices {
+            let Ok(slice) = command.slice(index) else {
+                continue;
+            };
+            let numbers = slice.first..slice.first + slice.count;
+            match self.reports.get(&index) {
+                Some(report) => {
+                    let reported = report.sent_numbers().unwrap_or_default();
+                    let mut not_sent: Vec<(u64, String)> = report.failed.clone();
+                    let why = report
+                        .stopped
+                        .clone()
+                        .unwrap_or_else(|| "not sent".to_owned());
+                    for n in numbers {
+                        if reported.binary_search(&n).is_err()
+                            && !not_sent.iter().any(|(f, _)| *f == n)
+                        {
+                            not_sent.push((n, format!("pod {index}: {why}")));
+                        }
+                    }
+                    sent.extend(reported);
+                    failed.extend(not_sent);
+                }
+                None => failed.extend(numbers.map(|n| {
+                    (
+                        n,
+                        format!("pod {index} of the load Job left no report (failed, never ran or its log is gone)"),
+                    )
+                })),
+            }
+        }
+        sent.sort_unstable();
+        failed.sort_by_key(|(n, _)| *n);
+        ProduceReport {
+            sent,
+            failed,
+            elapsed: self.sending_span().unwrap_or(self.elapsed),
+        }
+    }
+
+    /// From the first pod's first send to the last pod's last (the pods' clocks): the time
+    /// the load took to send, without the Job's scheduling and pod starts.
+    pub fn sending_span(&self) -> Option<Duration> {
+        let start = self
+            .reports
+            .values()
+            .map(|r| r.started_at_unix)
+            .filter(|t| *t > 0.0)
+            .reduce(f64::min)?;
+        let end = self
+            .reports
+            .values()
+            .map(|r| r.started_at_unix + r.elapsed_seconds)
+            .reduce(f64::max)?;
+        (end > start).then(|| Duration::from_secs_f64(end - start))
+    }
+}
+
+/// Creates the Job for `load` of `count` messages from `first`, waits for it within `within`
+/// (target time) with progress, reads every pod's report, and deletes the Job (and its pods)
+/// whatever happened. The Job is in `ctx.applied` (and the ledger) while it exists, so an
+/// interrupted run's cleanup deletes it.
+pub async fn send_from_cluster(
+    ctx: &mut Context,
+    load: &InClusterLoad,
+    count: u64,
+    first: u64,
+    within: Duration,
+) -> Result<(LoadJobOutcome, SliceCommand), String> {
+    edw_model::slices::check_split(count, load.parallelism).map_err(|e| e.to_string())?;
+    let command = SliceCommand {
+        count,
+        slices: load.parallelism,
+        first,
+        rate_per_pod: load.rate.map(|rate| rate / load.parallelism as f64),
+        concurrency: ctx.settings.producer_concurrency.clamp(1, 64),
+    };
+    let client = ctx.target.client();
+    let namespace = ctx.names.namespace.clone();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let consumer = deployments
+        .get(&ctx.names.deployment)
+        .await
+        .map_err(|source| LoadJobError::NoConsumer {
+            namespace: namespace.clone(),
+            deployment: ctx.names.deployment.clone(),
+            source,
+        })
+        .map_err(|e| crate::error_chain::text(&e))?;
+    let consumer = serde_json::to_value(&consumer).unwrap_or_default();
+    let name = job_name(&ctx.names.run_id, ctx.sent_loads.len());
+    let manifest = job_manifest(&name, &namespace, &ctx.names.run_id, &consumer, &command)
+        .ok_or_else(|| {
+            LoadJobError::NoContainer {
+                namespace: namespace.clone(),
+                deployment: ctx.names.deployment.clone(),
+            }
+            .to_string()
+        })?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let job: Job = serde_json::from_value(manifest).map_err(|e| e.to_string())?;
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .map_err(|source| {
+            crate::error_chain::text(&LoadJobError::Create {
+                name: name.clone(),
+                source,
+            })
+        })?;
+    let applied = Applied {
+        api_version: "batch/v1".to_owned(),
+        kind: "Job".to_owned(),
+        namespace: Some(namespace.clone()),
+        name: name.clone(),
+    };
+    ctx.applied.push(applied.clone());
+    ctx.write_ledger();
+    ctx.progress(&format!(
+        "load Job {namespace}/{name}: {} pods, {count} messages from {first}{}",
+        load.parallelism,
+        load.rate
+            .map(|r| format!(" at {r} msg/s in all"))
+            .unwrap_or_default()
+    ));
+    let clock = ctx.clock();
+    let started = std::time::Instant::now();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let mut outcome = LoadJobOutcome::default();
+    let waited = wait_for_job(ctx, &clock, &jobs, &pods, &name, load.parallelism, within).await;
+    outcome.elapsed = started.elapsed();
+    match waited {
+        Ok(line) => outcome.details.push(format!(
+            "{line}; the Job took {:.1} real s from its creation",
+            outcome.elapsed.as_secs_f64()
+        )),
+        Err(problem) => outcome.problem = Some(problem),
+    }
+    read_reports(&pods, &name, &mut outcome).await;
+    // Deleted now, with its pods; the Job leaves `applied` once it is gone.
+    match crate::manifests::delete_owned(&client, &applied, &ctx.names.run_id).await {
+        Ok(_) => {
+            let gone = super::k8s::poll_until(&clock, Duration::from_secs(120), || async {
+                match jobs.get_opt(&name).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(_)) => Err(format!("the load Job {name} is still there")),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await;
+            match gone {
+                Ok(()) => {
+                    ctx.applied.retain(|a| a != &applied);
+                    ctx.write_ledger();
+                    outcome
+                        .details
+                        .push(format!("deleted the load Job {name} and its pods"));
+                }
+                Err(left) => outcome
+                    .details
+                    .push(format!("{left}: the run's cleanup deletes it")),
+            }
+        }
+        Err(e) => outcome.details.push(format!(
+            "the load Job {name} could not be deleted now ({}): the run's cleanup deletes it",
+            crate::error_chain::text(&e)
+        )),
+    }
+    Ok((outcome, command))
+}
+
+/// `edw-load-<run id>-<n>`, a DNS label short enough for the pods' names and hostnames.
+fn job_name(run_id: &str, loads_before: usize) -> String {
+    let id: String = run_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .take(24)
+        .collect();
+    format!("edw-load-{id}-{}", loads_before + 1)
+}
+
+/// Waits until the Job is Complete or Failed, or every pod has stayed unschedulable for
+/// [`UNSCHEDULABLE_PATIENCE`], or `within` passes; reports progress as it changes.
+async fn wait_for_job(
+    ctx: &Context,
+    clock: &TargetClock,
+    jobs: &Api<Job>,
+    pods: &Api<Pod>,
+    name: &str,
+    parallelism: u64,
+    within: Duration,
+) -> Result<String, String> {
+    let deadline = clock.now() + within;
+    let mut last_progress = String::new();
+    let mut unschedulable_since: Option<Duration> = None;
+    loop {
+        let job = jobs.get(name).await.map_err(|e| {
+            format!(
+                "the load Job {name} could not be read: {}",
+                crate::error_chain::text(&e)
+            )
+        })?;
+        let status = job.status.clone().unwrap_or_default();
+        let condition = |kind: &str| {
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == kind && c.status == "True")
+                .cloned()
+        };
+        let (succeeded, failed, active) = (
+            status.succeeded.unwrap_or(0),
+            status.failed.unwrap_or(0),
+            status.active.unwrap_or(0),
+        );
+        let progress = format!(
+            "load Job {name}: {succeeded}/{parallelism} pods done, {active} running, {failed} failed"
+        );
+        if progress != last_progress {
+            ctx.progress(&progress);
+            last_progress = progress.clone();
+        }
+        if condition("Complete").is_some() {
+            return Ok(format!(
+                "load Job {name}: {succeeded} of {parallelism} pods completed ({})",
+                clock.name()
+            ));
+        }
+        if let Some(failure) = condition("Failed") {
+            return Err(format!(
+                "the load Job {name} failed ({}: {}); {succeeded} of {parallelism} pods completed, {failed} failed",
+                failure.reason.unwrap_or_default(),
+                failure.message.unwrap_or_default()
+            ));
+        }
+        let unschedulable = unschedulable_pods(pods, name).await;
+        let now = clock.now();
+        match (&unschedulable, active) {
+            (Some(why), active) if active > 0 => {
+                let since = *unschedulable_since.get_or_insert(now);
+                if now.saturating_sub(since) >= UNSCHEDULABLE_PATIENCE {
+                    return Err(format!(
+                        "the load Job {name}'s pods could not be scheduled for {:.0} s ({}): {why}",
+                        UNSCHEDULABLE_PATIENCE.as_secs_f64(),
+                        clock.name()
+                    ));
+                }
+            }
+            _ => unschedulable_since = None,
+        }
+        if now >= deadline {
+            return Err(format!(
+                "the load Job {name} did not finish within {:.0} s ({}): {succeeded} of {parallelism} pods completed, {active} running, {failed} failed",
+                within.as_secs_f64(),
+                clock.name()
+            ));
+        }
+        let nap = clock.nap_before(deadline);
+        tokio::time::sleep(nap.clamp(Duration::from_millis(20), Duration::from_millis(500))).await;
+    }
+}
+
+/// When every not-finished pod of the Job is unschedulable: the scheduler's reason.
+async fn unschedulable_pods(pods: &Api<Pod>, job: &str) -> Option<String> {
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}")))
+        .await
+        .ok()?;
+    let pending: Vec<&Pod> = list
+        .items
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
+        .collect();
+    if pending.is_empty() {
+        return None;
+    }
+    let mut reason = None;
+    for pod in &pending {
+        let scheduled = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))?;
+        if scheduled.status != "False" || scheduled.reason.as_deref() != Some("Unschedulable") {
+            return None;
+        }
+        reason = scheduled.message.clone();
+    }
+    Some(reason.unwrap_or_else(|| "Unschedulable".to_owned()))
+}
+
+/// Reads every pod's report from its log (the last attempt of each index wins).
+async fn read_reports(pods: &Api<Pod>, job: &str, outcome: &mut LoadJobOutcome) {
+    let list = match pods
+        .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}")))
+        .await
+    {
+        Ok(list) => list,
+        Err(e) => {
+            outcome.details.push(format!(
+                "the load Job's pods could not be listed: {}",
+                crate::error_chain::text(&e)
+            ));
+            return;
+        }
+    };
+    for pod in &list.items {
+        let Some(name) = pod.metadata.name.as_deref() else {
+            continue;
+        };
+        let log = match pods.logs(name, &LogParams::default()).await {
+            Ok(log) => log,
+            Err(e) => {
+                outcome.details.push(format!(
+                    "pod {name}: its log could not be read ({})",
+                    crate::error_chain::text(&e)
+                ));
+                continue;
+            }
+        };
+        match log.lines().rev().find_map(SliceReport::parse_line) {
+            Some(Ok(report)) => {
+                outcome.details.push(format!(
+                    "pod {name}: sent {} of {} messages (from {}){}",
+                    report.sent_count,
+                    report.slice.count,
+                    report.slice.first,
+                    report
+                        .stopped
+                        .as_deref()
+                        .map(|why| format!(", stopped: {why}"))
+                        .unwrap_or_default()
+                ));
+                outcome.reports.insert(report.index, report);
+            }
+            Some(Err(e)) => outcome.details.push(format!("pod {name}: {e}")),
+            None => outcome
+                .details
+                .push(format!("pod {name}: no report in its log")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer() -> Value {
+        json!({
+            "spec": {"template": {
+                "metadata": {"labels": {"app": "aqs-reader", "azure.workload.identity/use": "true"}},
+                "spec": {
+                    "serviceAccountName": "aqs-app-service-account",
+                    "nodeSelector": {"karpenter.sh/nodepool": "edw-pool"},
+                    "tolerations": [{"key": "edw-conformance/run-id", "operator": "Equal", "value": "r1", "effect": "NoSchedule"}],
+                    "containers": [{
+                        "name": "keda-queue-reader",
+                        "image": "acr.azurecr.io/aws2azure/aqs-consumer",
+                        "imagePullPolicy": "Always",
+                        "env": [{"name": "AZURE_QUEUE_NAME", "value": "q"},
+                                {"name": "AZURE_STORAGE_CONNECTION_STRING", "valueFrom": {"secretKeyRef": {"name": "s", "key": "connection"}}}]
+                    }]
+                }
+            }}
+        })
+    }
+
+    #[test]
+    fn the_job_copies_the_consumers_identity_credentials_and_pool() {
+        let command = SliceCommand {
+            count: 100,
+            slices: 4,
+            first: 1,
+            rate_per_pod: None,
+            concurrency: 8,
+        };
+        let job = job_manifest("edw-load-r1-1", "aqs-demo", "r1", &consumer(), &command).unwrap();
+        assert_eq!(job["spec"]["completionMode"], "Indexed");
+        assert_eq!(job["spec"]["completions"], 4);
+        assert_eq!(job["spec"]["parallelism"], 4);
+        assert_eq!(job["spec"]["backoffLimit"], 0);
+        let pod = &job["spec"]["template"];
+        assert_eq!(
+            pod["metadata"]["labels"]["azure.workload.identity/use"],
+            "true"
+        );
+        assert_eq!(pod["metadata"]["labels"][RUN_ID_LABEL], "r1");
+        assert_eq!(
+            pod["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"],
+            "true"
+        );
+        assert_eq!(pod["spec"]["serviceAccountName"], "aqs-app-service-account");
+        assert_eq!(pod["spec"]["restartPolicy"], "Never");
+        assert_eq!(
+            pod["spec"]["nodeSelector"]["karpenter.sh/nodepool"],
+            "edw-pool"
+        );
+        assert_eq!(pod["spec"]["tolerations"][0]["value"], "r1");
+        let container = &pod["spec"]["containers"][0];
+        assert_eq!(container["image"], "acr.azurecr.io/aws2azure/aqs-consumer");
+        assert_eq!(
+            container["env"][1]["valueFrom"]["secretKeyRef"]["name"],
+            "s"
+        );
+        assert_eq!(container["command"][1], "produce");
+        assert!(job_manifest("x", "ns", "r1", &json!({}), &command).is_none());
+    }
+
+    #[test]
+    fn what_no_pod_reported_is_counted_as_not_sent() {
+        let command = SliceCommand {
+            count: 10,
+            slices: 3,
+            first: 1,
+            rate_per_pod: None,
+            concurrency: 1,
+        };
+        let mut outcome = LoadJobOutcome::default();
+        let slice = command.slice(0).unwrap();
+        outcome.reports.insert(
+            0,
+            SliceReport::finished(
+                0,
+                slice,
+                &ProduceReport {
+                    sent: vec![1, 2, 3, 4],
+                    failed: vec![],
+                    elapsed: Duration::from_secs(1),
+                },
+            ),
+        );
+        let slice = command.slice(1).unwrap();
+        outcome.reports.insert(
+            1,
+            SliceReport::finished(
+                1,
+                slice,
+                &ProduceReport {
+                    sent: vec![5, 7],
+                    failed: vec![(6, "503".into())],
+                    elapsed: Duration::from_secs(1),
+                },
+            ),
+        );
+        let report = outcome.as_produce_report(&command);
+        assert_eq!(report.sent, vec![1, 2, 3, 4, 5, 7]);
+        let failed: Vec<u64> = report.failed.iter().map(|(n, _)| *n).collect();
+        assert_eq!(failed, vec![6, 8, 9, 10]);
+        assert!(report.failed[1]
+            .1
+            .contains("pod 2 of the load Job left no report"));
+    }
+
+    #[test]
+    fn job_names_are_dns_labels() {
+        let name = job_name("EDW_Run.2026-12-06T22", 0);
+        assert_eq!(name, "edw-load-edwrun20261206t22-1");
+        assert!(name.len() <= 63);
+    }
+}
