@@ -225,7 +225,7 @@ pub struct PhaseArgs {
     #[arg(long, default_value = "reports/edw-run.state")]
     pub run_state: PathBuf,
     /// Messages in the load burst (`edw load`).
-    #[arg(long, alias = "count", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: u64,
 }
 
@@ -246,6 +246,9 @@ pub struct LoadArgs {
     /// the consumer's image with the consumer's credentials, each sending its slice.
     #[arg(long)]
     pub in_cluster: bool,
+    /// Messages to send (the same as --messages).
+    #[arg(long, conflicts_with = "messages", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
     /// Pods of the in-cluster load Job.
     #[arg(long, requires = "in_cluster", default_value = "4", value_parser = parse_parallelism)]
     pub parallelism: u64,

@@ -18,9 +18,12 @@ pub async fn run_load(
     args: &LoadArgs,
     cancel: &CancellationToken,
 ) -> Result<u8, Failure> {
+    let mut phase = args.phase.clone();
+    if let Some(count) = args.count {
+        phase.messages = count;
+    }
     let in_cluster = if args.in_cluster {
-        edw_model::slices::check_split(args.phase.messages, args.parallelism)
-            .map_err(Failure::usage)?;
+        edw_model::slices::check_split(phase.messages, args.parallelism).map_err(Failure::usage)?;
         if let Some(rate) = args.rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
             return Err(Failure::usage(anyhow::anyhow!(
                 "--rate {rate} is not a positive number of messages per second"
@@ -33,7 +36,7 @@ pub async fn run_load(
     } else {
         None
     };
-    run_with("load", global, &args.phase, in_cluster, cancel).await
+    run_with("load", global, &phase, in_cluster, cancel).await
 }
 
 pub async fn run(

@@ -160,7 +160,7 @@ async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
         },
     )
     .await;
-    let (code, text) = phase(&["scale", "--count", "300"]);
+    let (code, text) = phase(&["scale", "--messages", "300"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("none lost or duplicated"), "{text}");
 

@@ -322,7 +322,7 @@ async fn interrupted_run_cleans_up(signal: &str) {
     let junit = std::fs::read_to_string(dir.path().join("flow-burst-local").join("junit.xml"))
         .expect("the interrupted run's junit.xml");
     assert!(
-        junit.contains("NodeClaims and Nodes are gone (waited for them)"),
+        junit.contains("NodeClaims and Nodes are gone (waited for them: "),
         "{junit}"
     );
 }

@@ -483,6 +483,29 @@ fn nightly_is_one_at_a_time_with_oidc_and_always_cleans_up() {
         "{file}: the scenarios do not run with EDW_TARGET=aks"
     );
 
+    // Issue 22: the catalogue side by side with a stated parallelism, loaded from the cluster.
+    let side_by_side = step_running(file, &wf, "edw run --target aks");
+    let command = text(side_by_side, "run");
+    let parallel = side_by_side
+        .get("env")
+        .map(|e| text(e, "EDW_PARALLEL").to_owned())
+        .filter(|p| !p.is_empty())
+        .or_else(|| {
+            command
+                .split_whitespace()
+                .skip_while(|w| *w != "--parallel")
+                .nth(1)
+                .map(str::to_owned)
+        });
+    assert!(
+        parallel.is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p >= 2)),
+        "{file}: the side-by-side step states no parallelism of 2 or more: {command}"
+    );
+    assert!(
+        has_all(command, &["--scenario", "--in-cluster-load"]),
+        "{file}: the side-by-side step does not load from the cluster: {command}"
+    );
+
     let cleanup = steps(file, &wf)
         .into_iter()
         .map(|(_, s)| s)
@@ -956,6 +979,7 @@ fn cleanup_step_cleans_every_ledger(script: &str) {
         "reports/flow-burst-aks/edw-run.state",
         "reports/flow-chaos-aks/edw-run.state",
         "reports/edw-run.state",
+        "reports/edw-run-flow-burst.state",
     ] {
         let path = root.join(ledger);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -988,6 +1012,7 @@ fn cleanup_step_cleans_every_ledger(script: &str) {
     assert_eq!(
         lines,
         [
+            "cleanup --target aks --run-state reports/edw-run-flow-burst.state",
             "cleanup --target aks --run-state reports/edw-run.state",
             "cleanup --target aks --run-state reports/flow-burst-aks/edw-run.state",
             "cleanup --target aks --run-state reports/flow-chaos-aks/edw-run.state",
@@ -995,7 +1020,7 @@ fn cleanup_step_cleans_every_ledger(script: &str) {
     );
     let (ok, calls) = run(true);
     assert!(!ok, "a failed cleanup must fail the step: {calls}");
-    assert_eq!(calls.lines().count(), 3, "every ledger is tried: {calls}");
+    assert_eq!(calls.lines().count(), 4, "every ledger is tried: {calls}");
 }
 
 /// `ci/suite-azurite.sh` as nextest runs it, under a parent that stays until its stdin closes:

@@ -94,14 +94,16 @@ async fn pool_nodes_gone(
     let nodes: Api<Node> = Api::all(ctx.target.client());
     let selector = ListParams::default().labels(&format!("karpenter.sh/nodepool={pool}"));
     let clock = ctx.clock();
-    let seen = std::sync::atomic::AtomicUsize::new(0);
+    // The most of each seen at once, for the line that says what went.
+    let (seen_claims, seen_nodes) = (
+        std::sync::atomic::AtomicUsize::new(0),
+        std::sync::atomic::AtomicUsize::new(0),
+    );
     let result = poll_until(&clock, within, || async {
         let claims = claims.list(&selector).await.map_err(|e| e.to_string())?;
         let nodes = nodes.list(&selector).await.map_err(|e| e.to_string())?;
-        seen.fetch_max(
-            claims.items.len() + nodes.items.len(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        seen_claims.fetch_max(claims.items.len(), std::sync::atomic::Ordering::Relaxed);
+        seen_nodes.fetch_max(nodes.items.len(), std::sync::atomic::Ordering::Relaxed);
         let left: Vec<String> = claims
             .items
             .iter()
@@ -120,12 +122,14 @@ async fn pool_nodes_gone(
         }
     })
     .await;
+    let (claims_seen, nodes_seen) = (seen_claims.into_inner(), seen_nodes.into_inner());
     match result {
-        Ok(()) if seen.into_inner() == 0 => Ok(format!(
+        Ok(()) if claims_seen + nodes_seen == 0 => Ok(format!(
             "checked: NodePool {pool} had no NodeClaim or Node left"
         )),
         Ok(()) => Ok(format!(
-            "checked: NodePool {pool}'s NodeClaims and Nodes are gone (waited for them)"
+            "checked: NodePool {pool}'s NodeClaims and Nodes are gone (waited for them: {claims_seen} NodeClaim(s) and {nodes_seen} Node(s) left at the deletion, {})",
+            clock.name()
         )),
         Err(left) => Err(format!(
             "NodePool {pool} is deleted, but its nodes are still there: {left}"
