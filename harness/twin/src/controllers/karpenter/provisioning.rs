@@ -151,6 +151,8 @@ struct NewClaim {
 struct Pass {
     pools: Vec<Pool>,
     pool_skus: Vec<Vec<&'static Sku>>,
+    /// CPU (millicores) each pool's existing NodeClaims hold, for its `limits` (KP-6).
+    pool_used_cpu: Vec<u64>,
     overhead: Request,
     max_pods: u64,
     bins: Vec<Bin>,
@@ -180,6 +182,13 @@ impl Pass {
         if self.place_on_open_claim(&pod, request, &options) {
             return;
         }
+        // KP-6: a new NodeClaim only with instance types within the pool's remaining limits;
+        // a pool at its limits leaves the pod to the next compatible pool.
+        let options: Vec<Result<Vec<&'static Sku>, String>> = options
+            .into_iter()
+            .enumerate()
+            .map(|(i, option)| option.and_then(|skus| self.within_limits(i, skus, request)))
+            .collect();
         // KP-3: the first compatible pool in weight order.
         match options.iter().position(Result::is_ok) {
             Some(pool) => {
@@ -195,6 +204,39 @@ impl Pass {
                 let reason = self.unplaced_reason(&options);
                 self.unplaced.push((pod, reason));
             }
+        }
+    }
+
+    /// The pool's `skus` that fit `request` and stay within its CPU limit, counting its
+    /// existing NodeClaims and those this pass opens (each at its cheapest fitting size).
+    fn within_limits(
+        &self,
+        pool: usize,
+        skus: Vec<&'static Sku>,
+        request: Request,
+    ) -> Result<Vec<&'static Sku>, String> {
+        let Some(limit) = self.pools[pool].cpu_limit_millis else {
+            return Ok(skus);
+        };
+        let opened: u64 = self
+            .new_claims
+            .iter()
+            .filter(|c| c.pool == pool)
+            .filter_map(|c| cheapest_fit(&c.skus, c.request, self.max_pods))
+            .map(|s| s.vcpus * 1000)
+            .sum();
+        let remaining = limit.saturating_sub(self.pool_used_cpu[pool] + opened);
+        let within: Vec<&'static Sku> = skus
+            .into_iter()
+            .filter(|s| s.vcpus * 1000 <= remaining)
+            .collect();
+        if self.fits_some(&within, self.overhead + request) {
+            Ok(within)
+        } else {
+            Err(format!(
+                "all available instance types exceed limits for nodepool: \"{}\"",
+                self.pools[pool].name
+            ))
         }
     }
 
@@ -353,6 +395,10 @@ fn provision(engine: &mut Engine) {
     let pools = read_pools(engine);
     let mut pass = Pass {
         pool_skus: pools.iter().map(allowed_skus).collect(),
+        pool_used_cpu: pools
+            .iter()
+            .map(|p| pool_cpu_millis(engine, &p.name))
+            .collect(),
         bins: bins(engine, &pools),
         pools,
         overhead: daemonset_overhead(engine),
