@@ -41,8 +41,9 @@ pub enum Footprint {
     /// workload identity (aks).
     SharedNamespace,
     /// The team's deployed consumer (`--use-deployed`): load and observe only. No Kubernetes
-    /// object is created or deleted; the configured queue and table are used, not created or
-    /// deleted; verify counts only this run's messages.
+    /// object is created or deleted (except, with an in-cluster load, the load Job, which
+    /// carries the run id and is deleted when the load ends); the configured queue and table
+    /// are used, not created or deleted; verify counts only this run's messages.
     UseDeployed,
 }
 

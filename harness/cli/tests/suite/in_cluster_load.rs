@@ -164,7 +164,8 @@ async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("none lost or duplicated"), "{text}");
 
-    // Pods that cannot schedule: the run's NodePool may not grow and no node is left.
+    // Pods that cannot schedule: the producers' own pool (the run's pool's spec under
+    // `<pool>-load`, made by the first in-cluster load) may not grow and has no node left.
     let pools: Api<kube::api::DynamicObject> = Api::all_with(
         client.clone(),
         &kube::api::ApiResource::from_gvk_with_plural(
@@ -172,11 +173,15 @@ async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
             "nodepools",
         ),
     );
-    let pool = value("EDW_RUN_NODEPOOL");
+    let pool = format!("{}-load", value("EDW_RUN_NODEPOOL"));
+    assert!(
+        value("EDW_RUN_APPLIED").contains(&format!("|NodePool||{pool}")),
+        "the load pool is in the ledger for the cleanup: {ledger}"
+    );
     let nodes: Api<Node> = Api::all(client.clone());
     let pool_nodes = ListParams::default().labels(&format!("karpenter.sh/nodepool={pool}"));
     crate::support::eventually(
-        "the run's NodePool has no node after the scale-in",
+        "the load pool has no node once its producers are done",
         std::time::Duration::from_secs(60),
         || async {
             let left = nodes.list(&pool_nodes).await.map_err(|e| e.to_string())?;

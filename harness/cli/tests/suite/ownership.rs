@@ -577,6 +577,65 @@ async fn use_deployed_creates_and_deletes_nothing_and_counts_only_its_messages()
     assert!(String::from_utf8_lossy(&output.stderr).contains("--use-deployed"));
 }
 
+/// `--use-deployed` with an in-cluster load: the load Job is the one object the run creates
+/// (it copies the team's consumer, is deleted when the load ends), the team's objects are as
+/// they were, and node growth is skipped with the reason (the producers shared the team's pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_deployed_with_an_in_cluster_load_leaves_only_what_it_found() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_served, kubeconfig, client) = served_sample(&env, dir.path()).await;
+    let before = cluster_names(&client).await;
+    let output = edw_on_served_twin(
+        &env,
+        &kubeconfig,
+        &[
+            "run",
+            "--target",
+            "kube",
+            "--use-deployed",
+            "--plain",
+            "--messages",
+            "300",
+            "--in-cluster-load",
+            "3",
+        ],
+    )
+    .arg("--report-dir")
+    .arg(dir.path())
+    .output()
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("skip scale: the run's NodePool grows")
+                && l.contains("producer pods ran on NodePool default next to the consumers")),
+        "{stdout}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("flow-burst-kube/junit.xml")).unwrap();
+    assert!(
+        junit.contains("deleted the load Job") && junit.contains("processed once 300"),
+        "{junit}"
+    );
+    assert_eq!(
+        cluster_names(&client).await,
+        before,
+        "the run left or removed a Kubernetes object"
+    );
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::all(client.clone());
+    assert!(jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
 /// `edw twin serve --deploy-sample` (activationQueueLength 0: every message is read) on the
 /// test's Azurite: the team's deployed sample. Returns the server, its kubeconfig and a client.
 async fn served_sample(env: &Env, dir: &Path) -> (KillOnDrop, std::path::PathBuf, kube::Client) {

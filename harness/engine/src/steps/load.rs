@@ -138,16 +138,22 @@ async fn load_from_cluster(ctx: &mut Context, load: &edw_model::run::InClusterLo
         });
     // Within the step's own 600 s.
     let within = std::time::Duration::from_secs_f64((480.0 + 2.0 * sending).min(570.0));
-    ctx.prediction_caveat.get_or_insert_with(|| {
-        format!(
-            "the load came from {} in-cluster producer pods on the run's NodePool, which the prediction does not model",
-            load.parallelism
-        )
-    });
     match super::load_job::send_from_cluster(ctx, load, count, first, within).await {
         Ok((outcome, command)) => {
             let report = outcome.as_produce_report(&command);
-            ctx.note_sent(ctx.load_started_at, report.sent_count());
+            match outcome.sending_window {
+                // The load started when its first producer ran (the Job's scheduling and pod
+                // starts came before): the phases and the prediction count from there.
+                Some((started, finished)) => {
+                    ctx.load_started_at = Some(started);
+                    ctx.sent_loads.push(crate::predict::SentLoad {
+                        started,
+                        finished,
+                        count: report.sent_count(),
+                    });
+                }
+                None => ctx.note_sent(ctx.load_started_at, report.sent_count()),
+            }
             ctx.property("load.in_cluster.pods", load.parallelism);
             // Each pod's own rate, summed: what the pods sent together when they overlap
             // (the span from the first send to the last also counts pods waiting for a node).

@@ -58,6 +58,7 @@ pub fn job_manifest(
     run_id: &str,
     consumer: &Value,
     command: &SliceCommand,
+    load_pool: Option<&LoadPool>,
 ) -> Option<Value> {
     let template = consumer.pointer("/spec/template")?;
     let container = template.pointer("/spec/containers/0")?;
@@ -87,6 +88,13 @@ pub fn job_manifest(
         if let Some(value) = template.pointer(&format!("/spec/{field}")) {
             pod_spec[field] = value.clone();
         }
+    }
+    // On the run's own load pool: its selector and its taint, not the consumers' pool.
+    if let Some(pool) = load_pool {
+        pod_spec["nodeSelector"] = json!({"karpenter.sh/nodepool": pool.name});
+        pod_spec["tolerations"] = json!([{
+            "key": LOAD_TAINT_KEY, "operator": "Equal", "value": pool.run_id, "effect": "NoSchedule"
+        }]);
     }
     let mut pod_labels = json!({"app.kubernetes.io/component": "edw-load"});
     // Karpenter's consolidation would evict a producer mid-slice (it is never retried).
@@ -128,6 +136,104 @@ pub fn job_manifest(
     }))
 }
 
+/// The taint key of a run's load pool (its value: the run id).
+pub const LOAD_TAINT_KEY: &str = "edw-conformance/load";
+
+/// The NodePool the load Job's pods run on: the run's own pool's spec under another name and
+/// taint, so that the nodes the producers take are never counted as the consumers' (the run's
+/// node assertions, lifecycle and cost count the run's pool only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadPool {
+    pub name: String,
+    pub run_id: String,
+}
+
+impl LoadPool {
+    /// `<run pool>-load` for `run_id`.
+    pub fn for_run(run_pool: &str, run_id: &str) -> LoadPool {
+        LoadPool {
+            name: format!("{run_pool}-load"),
+            run_id: run_id.to_owned(),
+        }
+    }
+
+    /// The pool to create from the run's live pool `run_pool` (its spec; the template's labels
+    /// and taints are the load pool's own), or `None` when it has no spec.
+    pub fn manifest(&self, run_pool: &Value) -> Option<Value> {
+        let mut spec = run_pool.get("spec")?.clone();
+        let template = spec.pointer_mut("/template")?;
+        template["metadata"]["labels"] = json!({
+            RUN_ID_LABEL: self.run_id,
+            "app.kubernetes.io/component": "edw-load",
+        });
+        template["spec"]["taints"] = json!([{
+            "key": LOAD_TAINT_KEY, "value": self.run_id, "effect": "NoSchedule"
+        }]);
+        Some(json!({
+            "apiVersion": run_pool.get("apiVersion").cloned().unwrap_or(json!("karpenter.sh/v1")),
+            "kind": "NodePool",
+            "metadata": {
+                "name": self.name,
+                "labels": {RUN_ID_LABEL: self.run_id, "app.kubernetes.io/component": "edw-load"},
+                "annotations": {
+                    RUN_ID_LABEL: self.run_id,
+                    CREATED_BY_ANNOTATION: format!(
+                        "edw-conformance run {}: the in-cluster load's producers, deleted by its cleanup",
+                        self.run_id
+                    ),
+                },
+            },
+            "spec": spec,
+        }))
+    }
+}
+
+/// Creates the run's load pool next to its own pool (once per run; it stays in `ctx.applied`
+/// so that the cleanup deletes it and waits for its nodes), or `None` when the run has no pool
+/// of its own (`--use-deployed`: the producers follow the team's consumer's placement).
+async fn ensure_load_pool(ctx: &mut Context) -> Result<Option<LoadPool>, String> {
+    let run_pool = ctx.names.nodepool.clone();
+    let own = ctx
+        .applied
+        .iter()
+        .any(|a| a.kind == "NodePool" && a.name == run_pool);
+    if !own || ctx.names.run_id.is_empty() {
+        return Ok(None);
+    }
+    let pool = LoadPool::for_run(&run_pool, &ctx.names.run_id);
+    if ctx
+        .applied
+        .iter()
+        .any(|a| a.kind == "NodePool" && a.name == pool.name)
+    {
+        return Ok(Some(pool));
+    }
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        ctx.target.client(),
+        &super::k8s::dynamic("karpenter.sh", "v1", "NodePool", "nodepools"),
+    );
+    let live = api.get(&run_pool).await.map_err(|e| {
+        format!(
+            "the run's NodePool {run_pool} could not be read to make the load pool: {}",
+            crate::error_chain::text(&e)
+        )
+    })?;
+    let live = serde_json::to_value(&live).unwrap_or_default();
+    let manifest = pool
+        .manifest(&live)
+        .ok_or_else(|| format!("the run's NodePool {run_pool} has no spec to copy"))?;
+    let created = crate::manifests::create(&ctx.target.client(), &[manifest])
+        .await
+        .map_err(|e| crate::error_chain::text(&e))?;
+    ctx.applied.extend(created);
+    ctx.write_ledger();
+    ctx.progress(&format!(
+        "created NodePool {} for the load's producer pods (the run's NodePool {run_pool}'s spec, its own taint)",
+        pool.name
+    ));
+    Ok(Some(pool))
+}
+
 /// What the Job did.
 #[derive(Debug, Default)]
 pub struct LoadJobOutcome {
@@ -138,6 +244,10 @@ pub struct LoadJobOutcome {
     /// What was seen, for the step's details.
     pub details: Vec<String>,
     pub elapsed: Duration,
+    /// On the run's timeline clock: when the first producer pod was seen running (the load's
+    /// start: before it the Job waited for its pods to be scheduled and started) and when the
+    /// Job was seen finished; `None` without a recorder or when no pod ran.
+    pub sending_window: Option<(f64, f64)>,
 }
 
 impl LoadJobOutcome {
@@ -236,15 +346,23 @@ pub async fn send_from_cluster(
         })
         .map_err(|e| crate::error_chain::text(&e))?;
     let consumer = serde_json::to_value(&consumer).unwrap_or_default();
+    let load_pool = ensure_load_pool(ctx).await?;
     let name = job_name(&ctx.names.run_id, ctx.sent_loads.len());
-    let manifest = job_manifest(&name, &namespace, &ctx.names.run_id, &consumer, &command)
-        .ok_or_else(|| {
-            LoadJobError::NoContainer {
-                namespace: namespace.clone(),
-                deployment: ctx.names.deployment.clone(),
-            }
-            .to_string()
-        })?;
+    let manifest = job_manifest(
+        &name,
+        &namespace,
+        &ctx.names.run_id,
+        &consumer,
+        &command,
+        load_pool.as_ref(),
+    )
+    .ok_or_else(|| {
+        LoadJobError::NoContainer {
+            namespace: namespace.clone(),
+            deployment: ctx.names.deployment.clone(),
+        }
+        .to_string()
+    })?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
     let job: Job = serde_json::from_value(manifest).map_err(|e| e.to_string())?;
     jobs.create(&PostParams::default(), &job)
@@ -274,7 +392,17 @@ pub async fn send_from_cluster(
     let started = std::time::Instant::now();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let mut outcome = LoadJobOutcome::default();
-    let waited = wait_for_job(ctx, &clock, &jobs, &pods, &name, load.parallelism, within).await;
+    let waited = wait_for_job(
+        ctx,
+        &clock,
+        &jobs,
+        &pods,
+        &name,
+        load.parallelism,
+        within,
+        &mut outcome.sending_window,
+    )
+    .await;
     outcome.elapsed = started.elapsed();
     match waited {
         Ok(line) => outcome.details.push(format!(
@@ -328,7 +456,9 @@ fn job_name(run_id: &str, loads_before: usize) -> String {
 }
 
 /// Waits until the Job is Complete or Failed, or every pod has stayed unschedulable for
-/// [`UNSCHEDULABLE_PATIENCE`], or `within` passes; reports progress as it changes.
+/// [`UNSCHEDULABLE_PATIENCE`], or `within` passes; reports progress as it changes, and notes in
+/// `window` (timeline clock) when a producer first ran and when the Job was seen finished.
+#[allow(clippy::too_many_arguments)]
 async fn wait_for_job(
     ctx: &Context,
     clock: &TargetClock,
@@ -337,7 +467,9 @@ async fn wait_for_job(
     name: &str,
     parallelism: u64,
     within: Duration,
+    window: &mut Option<(f64, f64)>,
 ) -> Result<String, String> {
+    let timeline_now = || ctx.recorder.as_ref().map(|r| r.elapsed());
     let deadline = clock.now() + within;
     let mut last_progress = String::new();
     let mut unschedulable_since: Option<Duration> = None;
@@ -362,6 +494,14 @@ async fn wait_for_job(
             status.failed.unwrap_or(0),
             status.active.unwrap_or(0),
         );
+        if let Some(now) = timeline_now() {
+            let ran = status.ready.unwrap_or(0) + succeeded + failed > 0;
+            match window {
+                Some((_, end)) => *end = now,
+                None if ran => *window = Some((now, now)),
+                None => {}
+            }
+        }
         let progress = format!(
             "load Job {name}: {succeeded}/{parallelism} pods done, {active} running, {failed} failed"
         );
@@ -404,7 +544,10 @@ async fn wait_for_job(
                 clock.name()
             ));
         }
-        let nap = clock.nap_before(deadline);
+        // Every 2 s of target time (100 ms real on a x20 twin), at most every 500 ms real.
+        let nap = clock
+            .nap_before(deadline)
+            .min(clock.real(Duration::from_secs(2)));
         tokio::time::sleep(nap.clamp(Duration::from_millis(20), Duration::from_millis(500))).await;
     }
 }
@@ -523,7 +666,15 @@ mod tests {
             rate_per_pod: None,
             concurrency: 8,
         };
-        let job = job_manifest("edw-load-r1-1", "aqs-demo", "r1", &consumer(), &command).unwrap();
+        let job = job_manifest(
+            "edw-load-r1-1",
+            "aqs-demo",
+            "r1",
+            &consumer(),
+            &command,
+            None,
+        )
+        .unwrap();
         assert_eq!(job["spec"]["completionMode"], "Indexed");
         assert_eq!(job["spec"]["completions"], 4);
         assert_eq!(job["spec"]["parallelism"], 4);
@@ -552,7 +703,50 @@ mod tests {
             "s"
         );
         assert_eq!(container["command"][1], "produce");
-        assert!(job_manifest("x", "ns", "r1", &json!({}), &command).is_none());
+        assert!(job_manifest("x", "ns", "r1", &json!({}), &command, None).is_none());
+        // On the run's load pool: its selector and taint, not the consumers' pool.
+        let pool = LoadPool::for_run("edw-pool", "r1");
+        let job = job_manifest("x", "ns", "r1", &consumer(), &command, Some(&pool)).unwrap();
+        let spec = &job["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["nodeSelector"],
+            json!({"karpenter.sh/nodepool": "edw-pool-load"})
+        );
+        assert_eq!(spec["tolerations"][0]["key"], LOAD_TAINT_KEY);
+        assert_eq!(spec["tolerations"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_load_pool_is_the_run_pools_spec_with_its_own_name_labels_and_taint() {
+        let run_pool = json!({
+            "apiVersion": "karpenter.sh/v1",
+            "kind": "NodePool",
+            "metadata": {"name": "edw-pool", "uid": "u", "resourceVersion": "7"},
+            "spec": {
+                "limits": {"cpu": "1000"},
+                "template": {
+                    "metadata": {"labels": {RUN_ID_LABEL: "r1"}},
+                    "spec": {
+                        "requirements": [{"key": "karpenter.azure.com/sku-family", "operator": "In", "values": ["D"]}],
+                        "taints": [{"key": RUN_ID_LABEL, "value": "r1", "effect": "NoSchedule"}]
+                    }
+                }
+            },
+            "status": {"resources": {"cpu": "2"}}
+        });
+        let pool = LoadPool::for_run("edw-pool", "r1")
+            .manifest(&run_pool)
+            .unwrap();
+        assert_eq!(pool["metadata"]["name"], "edw-pool-load");
+        assert!(pool["metadata"].get("uid").is_none() && pool.get("status").is_none());
+        assert_eq!(pool["metadata"]["labels"][RUN_ID_LABEL], "r1");
+        assert_eq!(pool["spec"]["limits"]["cpu"], "1000");
+        let template = &pool["spec"]["template"];
+        assert_eq!(template["spec"]["requirements"][0]["values"][0], "D");
+        assert_eq!(template["spec"]["taints"].as_array().unwrap().len(), 1);
+        assert_eq!(template["spec"]["taints"][0]["key"], LOAD_TAINT_KEY);
+        assert_eq!(template["metadata"]["labels"][RUN_ID_LABEL], "r1");
+        assert!(LoadPool::for_run("p", "r").manifest(&json!({})).is_none());
     }
 
     #[test]

@@ -260,6 +260,18 @@ pub fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
             )
         });
     }
+    // With --use-deployed the run has no load pool: the producers ran on the team's pool,
+    // whose growth then cannot be told from the consumers'.
+    if ctx.settings.in_cluster_load.is_some()
+        && ctx.footprint == edw_model::run::Footprint::UseDeployed
+    {
+        let pool = ctx.names.nodepool.clone();
+        return Box::pin(async move {
+            StepResult::skipped(format!(
+                "the in-cluster load's producer pods ran on NodePool {pool} next to the consumers (--use-deployed: the run has no pool of its own), so its growth cannot be told from theirs"
+            ))
+        });
+    }
     let model = ctx.model();
     let n = messages(ctx);
     let e = model.burst(n);
