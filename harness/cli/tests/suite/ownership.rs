@@ -513,28 +513,8 @@ async fn use_deployed_creates_and_deletes_nothing_and_counts_only_its_messages()
         table.insert(&row).await.unwrap();
     }
     let before = cluster_names(&client).await;
-    let output = edw_on_served_twin(
-        &env,
-        &kubeconfig,
-        &[
-            "run",
-            "--target",
-            "kube",
-            "--use-deployed",
-            "--plain",
-            "--messages",
-            "200",
-        ],
-    )
-    .arg("--report-dir")
-    .arg(dir.path())
-    .output()
-    .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (stdout, stderr) =
+        passing_use_deployed_run(&env, &kubeconfig, dir.path(), &["--messages", "200"]);
     assert!(
         stderr.contains("the deployed consumer (load and observe only)"),
         "{stderr}"
@@ -586,30 +566,12 @@ async fn use_deployed_with_an_in_cluster_load_leaves_only_what_it_found() {
     let dir = tempfile::tempdir().unwrap();
     let (_served, kubeconfig, client) = served_sample(&env, dir.path()).await;
     let before = cluster_names(&client).await;
-    let output = edw_on_served_twin(
+    let (stdout, _) = passing_use_deployed_run(
         &env,
         &kubeconfig,
-        &[
-            "run",
-            "--target",
-            "kube",
-            "--use-deployed",
-            "--plain",
-            "--messages",
-            "300",
-            "--in-cluster-load",
-            "3",
-        ],
-    )
-    .arg("--report-dir")
-    .arg(dir.path())
-    .output()
-    .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
+        dir.path(),
+        &["--messages", "300", "--in-cluster-load", "3"],
     );
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout
             .lines()
@@ -634,6 +596,29 @@ async fn use_deployed_with_an_in_cluster_load_leaves_only_what_it_found() {
         .unwrap()
         .items
         .is_empty());
+}
+
+/// `edw run --target kube --use-deployed --plain <extra>` on the served sample, reports in
+/// `dir`, which must pass: its stdout and stderr.
+fn passing_use_deployed_run(
+    env: &Env,
+    kubeconfig: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> (String, String) {
+    let mut args = vec!["run", "--target", "kube", "--use-deployed", "--plain"];
+    args.extend_from_slice(extra);
+    let output = edw_on_served_twin(env, kubeconfig, &args)
+        .arg("--report-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    (stdout, stderr)
 }
 
 /// `edw twin serve --deploy-sample` (activationQueueLength 0: every message is read) on the
