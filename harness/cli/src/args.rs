@@ -66,6 +66,9 @@ pub enum Command {
     /// Run the sample's flow (deploy, validate, load, scale, verify, cleanup) on a target and
     /// write the reports.
     Run(RunArgs),
+    /// The release gate: run a conformance profile's scenarios and write one verdict
+    /// (verdict.json, verdict.md); exit 0 only when every required check passed on a real target.
+    Gate(GateArgs),
     /// Benchmarks: producer and consumer against Azurite's ceiling, observation latency, the
     /// full local flow, the twin; writes reports/bench.md.
     Bench(BenchArgs),
@@ -214,6 +217,19 @@ pub struct AzureArgs {
         default_value = "https://management.azure.com"
     )]
     pub arm_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// The conformance profile (default: the shipped fixtures/profiles/edw-v1.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Where to run: local (the twin: SIMULATED, not a verdict), kube or aks.
+    #[arg(long, env = "EDW_TARGET", default_value = "local")]
+    pub target: String,
+    /// Where the verdict and each scenario's reports go.
+    #[arg(long, default_value = "reports/gate")]
+    pub report_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,7 @@
 //!   their expectations through it, derive their timeouts from it, and reports show expected
 //!   next to observed;
 //! - [`finding`]: a configuration finding;
+//! - [`gate`]: a conformance profile and the release gate's verdict;
 //! - [`lifecycle`]: when each pod, NodeClaim and node passed each stage, and the latency
 //!   distributions computed from it;
 //! - [`phases`], [`prediction`]: a flow's phases by one set of rules, and each phase's model
@@ -22,6 +23,7 @@
 pub mod cost;
 pub mod expect;
 pub mod finding;
+pub mod gate;
 pub mod keys;
 pub mod lifecycle;
 pub mod naming;

@@ -8,6 +8,7 @@ pub(crate) mod check_config;
 mod config;
 mod consume;
 mod doctor;
+mod gate;
 mod phase;
 mod produce;
 mod queue;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::CheckConfig(args) => check_config::run(&cli.global, &args),
         Command::Run(args) => run::run(&cli.global, &args, cancel).await,
         Command::Bench(args) => bench::run(&cli.global, &args, cancel).await,
+        Command::Gate(args) => gate::run(&cli.global, &args, cancel).await,
         Command::Sweep(args) => azure::sweep(&args).await,
         Command::AzureCheck(args) => azure::check(&cli.global, &args).await,
         Command::Deploy(args) => phase::run("deploy", &cli.global, &args, cancel).await,

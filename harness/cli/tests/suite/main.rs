@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod doctor;
 mod exit_codes;
+mod gate;
 mod in_cluster_load;
 mod kube_target;
 mod kubectl_walk;

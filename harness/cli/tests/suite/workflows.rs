@@ -726,6 +726,46 @@ fn release_gate_calls_the_nightly_suite() {
     // nightly.yml is the file that is called: it must accept the call.
     let nightly = workflow("nightly.yml");
     assert!(triggers("nightly.yml", &nightly).contains_key("workflow_call"));
+    // Issue 23: the release needs edw gate's verdict "pass" (the nightly job's output, from
+    // its gate step), not only the job's success.
+    let gate_step = step_running("nightly.yml", &nightly, "edw gate --target aks");
+    assert_eq!(
+        text(gate_step, "id"),
+        "gate",
+        "nightly.yml: the gate step's id"
+    );
+    assert!(
+        text(gate_step, "run").contains("GITHUB_OUTPUT"),
+        "nightly.yml: the gate step does not publish its outcome"
+    );
+    let published = nightly["jobs"]
+        .as_object()
+        .into_iter()
+        .flat_map(|j| j.values())
+        .any(|j| {
+            j.get("outputs")
+                .is_some_and(|o| text(o, "verdict").contains("steps.gate.outputs.outcome"))
+        });
+    assert!(
+        published,
+        "nightly.yml: no job output `verdict` from the gate step"
+    );
+    let decides = jobs
+        .iter()
+        .filter(|(other, _)| *other != id)
+        .any(|(other, job)| {
+            job.to_string()
+                .contains(&format!("needs.{id}.outputs.verdict"))
+                && steps(file, &wf).iter().any(|(j, s)| {
+                    j == other
+                        && text(s, "run").contains("\"pass\"")
+                        && text(s, "run").contains("exit 1")
+                })
+        });
+    assert!(
+        decides,
+        "{file}: no job fails the release unless needs.{id}.outputs.verdict is \"pass\""
+    );
 }
 
 #[test]
