@@ -69,6 +69,11 @@ pub enum Command {
     /// The release gate: run a conformance profile's scenarios and write one verdict
     /// (verdict.json, verdict.md); exit 0 only when every required check passed on a real target.
     Gate(GateArgs),
+    /// Run history: append runs' outcomes and latencies, report trends and regressions.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// Benchmarks: producer and consumer against Azurite's ceiling, observation latency, the
     /// full local flow, the twin; writes reports/bench.md.
     Bench(BenchArgs),
@@ -217,6 +222,43 @@ pub struct AzureArgs {
         default_value = "https://management.azure.com"
     )]
     pub arm_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Append each run's scenario, target, outcome, phase times and latency quantiles (from its
+    /// report folder's timeline.json and lifecycle.json) as one line each; never rewrites a line.
+    Add(HistoryAddArgs),
+    /// Write history.md and history.svg: each metric's nights against the rolling median of the
+    /// nights before, regressions flagged (exit 1 on one in the latest night when the profile's
+    /// `regressions` is fail).
+    Report(HistoryReportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryAddArgs {
+    /// Run report folders (e.g. reports/flow-burst-aks).
+    #[arg(value_name = "RUN_DIR", required = true)]
+    pub run_dirs: Vec<PathBuf>,
+    /// The history file (JSON lines; a workflow caches or commits it).
+    #[arg(long, default_value = "reports/history/runs.jsonl")]
+    pub store: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryReportArgs {
+    /// The history file.
+    #[arg(long, default_value = "reports/history/runs.jsonl")]
+    pub store: PathBuf,
+    /// Where history.md and history.svg go.
+    #[arg(long, default_value = "reports/history")]
+    pub out: PathBuf,
+    /// Nights before each night that make its baseline.
+    #[arg(long, default_value_t = 7, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..=365))]
+    pub window: usize,
+    /// The profile whose `regressions` (warn or fail) applies (default: the shipped edw-v1).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

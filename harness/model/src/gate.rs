@@ -20,6 +20,9 @@ pub struct Profile {
     pub required: Vec<ProfileScenario>,
     #[serde(default)]
     pub optional: Vec<ProfileScenario>,
+    /// What a regression in the run history (`edw history report`) does to the latest night.
+    #[serde(default)]
+    pub regressions: PredictionPolicy,
 }
 
 fn one() -> u16 {
@@ -39,7 +42,8 @@ pub struct ProfileScenario {
     pub prediction: PredictionPolicy,
 }
 
-/// What a phase slower than predicted (beyond the tolerance) does to a check.
+/// What a phase slower than predicted (beyond the tolerance), or a regression in the history,
+/// does: warn or fail.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PredictionPolicy {

@@ -12,6 +12,7 @@
 //!   next to observed;
 //! - [`finding`]: a configuration finding;
 //! - [`gate`]: a conformance profile and the release gate's verdict;
+//! - [`history`]: run history lines and the regression rule;
 //! - [`lifecycle`]: when each pod, NodeClaim and node passed each stage, and the latency
 //!   distributions computed from it;
 //! - [`phases`], [`prediction`]: a flow's phases by one set of rules, and each phase's model
@@ -24,6 +25,7 @@ pub mod cost;
 pub mod expect;
 pub mod finding;
 pub mod gate;
+pub mod history;
 pub mod keys;
 pub mod lifecycle;
 pub mod naming;

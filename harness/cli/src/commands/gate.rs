@@ -102,6 +102,13 @@ pub fn read_profile(file: &str, text: &str) -> Result<(Profile, Vec<PlannedCheck
     Ok((profile, planned))
 }
 
+/// The shipped profile (it is part of the build: the unit tests read it).
+pub fn shipped_profile() -> Profile {
+    read_profile(DEFAULT_PROFILE.0, DEFAULT_PROFILE.1)
+        .map(|(profile, _)| profile)
+        .unwrap_or_else(|e| unreachable!("the shipped profile reads: {e}"))
+}
+
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()

@@ -9,6 +9,7 @@ mod config;
 mod consume;
 mod doctor;
 mod gate;
+mod history;
 mod phase;
 mod produce;
 mod queue;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli, cancel: &CancellationToken) -> Result<u8, Failure> {
         Command::Run(args) => run::run(&cli.global, &args, cancel).await,
         Command::Bench(args) => bench::run(&cli.global, &args, cancel).await,
         Command::Gate(args) => gate::run(&cli.global, &args, cancel).await,
+        Command::History { command } => history::run(&command),
         Command::Sweep(args) => azure::sweep(&args).await,
         Command::AzureCheck(args) => azure::check(&cli.global, &args).await,
         Command::Deploy(args) => phase::run("deploy", &cli.global, &args, cancel).await,

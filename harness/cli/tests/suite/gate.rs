@@ -2,7 +2,8 @@
 //! against fixtures/schemas/gate-verdict.schema.json with the Python `jsonschema` package,
 //! verdict.md) marked SIMULATED, with the cluster's versions, the configuration's digests and
 //! each check's reports; a required check that fails is named, and the exit code is the
-//! checks' own; a bad profile is refused naming its file and culprit.
+//! checks' own; its runs go into `edw history`; a bad profile is refused naming its file and
+//! culprit.
 
 use crate::support::served::{edw_on_served_twin, serve_twin};
 use crate::support::Env;
@@ -114,6 +115,38 @@ async fn a_gate_on_a_served_twin_writes_a_complete_simulated_verdict() {
         let dir = std::path::PathBuf::from(c["report_dir"].as_str().unwrap());
         assert!(dir.join("junit.xml").exists(), "{}", dir.display());
     }
+    // The runs go into the history and its report (the kube target, end to end).
+    let store = dir.path().join("history/runs.jsonl");
+    let mut add = crate::support::cli::edw();
+    add.args(["history", "add", "--store"]).arg(&store);
+    for c in checks {
+        add.arg(c["report_dir"].as_str().unwrap());
+    }
+    let added = add.output().unwrap();
+    let added_out = String::from_utf8_lossy(&added.stdout);
+    assert!(
+        added.status.success(),
+        "{added_out}{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert_eq!(
+        added_out.matches(" on kube [SIMULATED] (").count(),
+        3,
+        "{added_out}"
+    );
+    let report = crate::support::cli::edw()
+        .args(["history", "report", "--store"])
+        .arg(&store)
+        .arg("--out")
+        .arg(dir.path().join("history"))
+        .output()
+        .unwrap();
+    assert!(report.status.success());
+    let history = std::fs::read_to_string(dir.path().join("history/history.md")).unwrap();
+    assert!(
+        history.contains("## flow::activation on kube [SIMULATED] — phase.first_scale_out"),
+        "{history}"
+    );
     let markdown = std::fs::read_to_string(reports.join("verdict.md")).unwrap();
     for expected in [
         "# edw gate: SIMULATED — not a verdict",

@@ -67,6 +67,18 @@ async fn a_local_burst_sent_by_four_job_pods_is_processed_once() {
         xml.contains("none lost or duplicated"),
         "the verify step: {xml}"
     );
+    // The run goes into the history (the local target, end to end).
+    let added = crate::support::cli::edw()
+        .args(["history", "add", "--store"])
+        .arg(dir.path().join("runs.jsonl"))
+        .arg(dir.path().join("flow-burst-local"))
+        .output()
+        .unwrap();
+    let added = String::from_utf8_lossy(&added.stdout);
+    assert!(
+        added.contains("added flow::burst on local [SIMULATED] (passed, "),
+        "{added}"
+    );
 }
 
 /// The phases on the kube target of a served twin: `edw load --in-cluster` sends from a Job,

@@ -16,6 +16,7 @@ mod config;
 mod doctor;
 mod exit_codes;
 mod gate;
+mod history;
 mod in_cluster_load;
 mod kube_target;
 mod kubectl_walk;

@@ -506,6 +506,23 @@ fn nightly_is_one_at_a_time_with_oidc_and_always_cleans_up() {
         "{file}: the side-by-side step does not load from the cluster: {command}"
     );
 
+    // Issue 23: each night's runs go into the history, kept between nights, and the trend is
+    // published (regressions as the profile says).
+    let history = step_running(file, &wf, "edw history add");
+    let script = text(history, "run");
+    assert!(
+        has_all(script, &["edw history report", "--profile"]),
+        "{file}: the history step does not report with the profile: {script}"
+    );
+    assert_always(file, history);
+    let cache = step_using(file, &wf, "actions/cache")
+        .unwrap_or_else(|| panic!("{file}: the history is not kept between nights"));
+    let kept = cache.get("with").map(|w| text(w, "path")).unwrap_or("");
+    assert!(
+        kept.contains("reports/history/runs.jsonl"),
+        "{file}: the cache keeps {kept:?}, not the history"
+    );
+
     let cleanup = steps(file, &wf)
         .into_iter()
         .map(|(_, s)| s)

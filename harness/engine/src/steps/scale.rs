@@ -252,6 +252,51 @@ pub fn agreement(ctx: &Context) -> crate::observe::Agreement {
 }
 
 /// The run's NodePool gets the nodes the model says the peak needs (skipped without Karpenter).
+/// Why the pool's growth cannot be told from the consumers': with `--use-deployed` the run has
+/// no load pool of its own, so an in-cluster load's producers ran on the team's pool too.
+pub fn growth_not_the_consumers(
+    settings: &edw_model::run::FlowSettings,
+    footprint: edw_model::run::Footprint,
+    pool: &str,
+) -> Option<String> {
+    (settings.in_cluster_load.is_some() && footprint == edw_model::run::Footprint::UseDeployed)
+        .then(|| {
+            format!(
+                "the in-cluster load's producer pods ran on NodePool {pool} next to the consumers (--use-deployed: the run has no pool of its own), so its growth cannot be told from theirs"
+            )
+        })
+}
+
+#[cfg(test)]
+mod growth_tests {
+    use super::growth_not_the_consumers;
+    use edw_model::run::{FlowSettings, Footprint, InClusterLoad};
+
+    #[test]
+    fn growth_is_skipped_only_when_the_producers_shared_the_teams_pool() {
+        let in_cluster = FlowSettings {
+            in_cluster_load: Some(InClusterLoad {
+                parallelism: 3,
+                rate: None,
+            }),
+            ..FlowSettings::default()
+        };
+        let why = growth_not_the_consumers(&in_cluster, Footprint::UseDeployed, "default").unwrap();
+        assert!(
+            why.contains("ran on NodePool default next to the consumers"),
+            "{why}"
+        );
+        // The run's own pool: the producers had a load pool of their own.
+        assert!(growth_not_the_consumers(&in_cluster, Footprint::OwnNamespace, "edw-x").is_none());
+        assert!(growth_not_the_consumers(
+            &FlowSettings::default(),
+            Footprint::UseDeployed,
+            "default"
+        )
+        .is_none());
+    }
+}
+
 pub fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
         return Box::pin(async {
@@ -260,17 +305,8 @@ pub fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
             )
         });
     }
-    // With --use-deployed the run has no load pool: the producers ran on the team's pool,
-    // whose growth then cannot be told from the consumers'.
-    if ctx.settings.in_cluster_load.is_some()
-        && ctx.footprint == edw_model::run::Footprint::UseDeployed
-    {
-        let pool = ctx.names.nodepool.clone();
-        return Box::pin(async move {
-            StepResult::skipped(format!(
-                "the in-cluster load's producer pods ran on NodePool {pool} next to the consumers (--use-deployed: the run has no pool of its own), so its growth cannot be told from theirs"
-            ))
-        });
+    if let Some(why) = growth_not_the_consumers(&ctx.settings, ctx.footprint, &ctx.names.nodepool) {
+        return Box::pin(async move { StepResult::skipped(why) });
     }
     let model = ctx.model();
     let n = messages(ctx);
