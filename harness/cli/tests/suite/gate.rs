@@ -183,3 +183,46 @@ fn a_bad_profile_is_refused_naming_the_file() {
         "{stderr}"
     );
 }
+
+/// The local target (the twin in this process): a simulated verdict, exit 0 when every
+/// required check passed (the checks' own code, never a release verdict).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_on_the_local_target_is_simulated_with_its_checks_code() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.yaml");
+    std::fs::write(
+        &profile,
+        "profile: local-gate\nversion: 1\nrequired:\n  - {scenario: flow::activation, timeout: 30m}\n",
+    )
+    .unwrap();
+    let reports = dir.path().join("gate");
+    let mut command = crate::support::cli::edw_binary();
+    command
+        .args(["gate", "--target", "local", "--profile"])
+        .arg(&profile)
+        .arg("--report-dir")
+        .arg(&reports);
+    crate::support::served::use_azurite(&mut command, &env);
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("verdict.json")).unwrap())
+            .unwrap();
+    if let Some(errors) = schema_errors(&reports.join("verdict.json")) {
+        assert!(errors.is_empty(), "schema: {errors}\n{verdict:#}");
+    }
+    assert_eq!(verdict["outcome"], "simulated");
+    assert_eq!(verdict["target"], "local");
+    assert_eq!(verdict["checks"][0]["status"], "passed");
+    assert!(
+        stdout.starts_with("# edw gate: SIMULATED — not a verdict"),
+        "{stdout}"
+    );
+}
