@@ -112,6 +112,7 @@ fn median(values: &mut [f64]) -> f64 {
 pub struct Point {
     pub line: usize,
     pub started_at: String,
+    pub passed: bool,
     pub value: f64,
     /// The rolling median and MAD of the nights before (none for the first nights).
     pub baseline: Option<(f64, f64)>,
@@ -156,12 +157,18 @@ pub fn series(entries: &[(usize, HistoryEntry)], rule: &Rule) -> Vec<Series> {
         .into_iter()
         .map(|((scenario, target, metric), mut nights)| {
             nights.sort_by(|a, b| a.1.started_at.cmp(&b.1.started_at).then(a.0.cmp(&b.0)));
-            let values: Vec<f64> = nights.iter().map(|n| n.2).collect();
             let points = nights
                 .iter()
                 .enumerate()
                 .map(|(i, (line, entry, value))| {
-                    let before = &values[i.saturating_sub(rule.window)..i];
+                    // The baseline: the passed runs among the nights before (a failed run's
+                    // times say nothing about the usual).
+                    let mut before: Vec<f64> = nights[..i]
+                        .iter()
+                        .filter(|n| n.1.passed)
+                        .map(|n| n.2)
+                        .collect();
+                    let before = &before.split_off(before.len().saturating_sub(rule.window))[..];
                     let baseline = (before.len() >= rule.min_nights.max(1)).then(|| {
                         let m = median(&mut before.to_vec());
                         let mut deviations: Vec<f64> =
@@ -174,6 +181,7 @@ pub fn series(entries: &[(usize, HistoryEntry)], rule: &Rule) -> Vec<Series> {
                     Point {
                         line: *line,
                         started_at: entry.started_at.clone(),
+                        passed: entry.passed,
                         value: *value,
                         baseline,
                         regression,
@@ -188,6 +196,23 @@ pub fn series(entries: &[(usize, HistoryEntry)], rule: &Rule) -> Vec<Series> {
             }
         })
         .collect()
+}
+
+/// The start of the latest run of each (scenario, target as in [`series`]).
+pub fn latest_runs(entries: &[(usize, HistoryEntry)]) -> BTreeMap<(String, String), String> {
+    let mut latest: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (_, entry) in entries {
+        let target = if entry.simulated {
+            format!("{} [SIMULATED]", entry.target)
+        } else {
+            entry.target.clone()
+        };
+        let slot = latest.entry((entry.scenario.clone(), target)).or_default();
+        if entry.started_at > *slot {
+            *slot = entry.started_at.clone();
+        }
+    }
+    latest
 }
 
 #[cfg(test)]
@@ -253,6 +278,31 @@ mod tests {
         let (read, bad) = parse(&text);
         assert_eq!(read.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![1, 5]);
         assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![2, 4]);
+    }
+
+    #[test]
+    fn failed_runs_are_not_part_of_a_baseline() {
+        let mut entries: Vec<(usize, HistoryEntry)> =
+            (0..4).map(|n| (n + 1, entry(n, 200.0, 90.0))).collect();
+        // Three failed nights, very slow: the next passed night at 200 s is not "fast", and
+        // a later 300 s is still judged against the passed nights (200 s).
+        for n in 4..7 {
+            let mut failed = entry(n, 900.0, 90.0);
+            failed.passed = false;
+            entries.push((n + 1, failed));
+        }
+        entries.push((8, entry(7, 300.0, 90.0)));
+        let drained = series(&entries, &Rule::default())
+            .into_iter()
+            .find(|s| s.metric == "phase.drained")
+            .unwrap();
+        let last = drained.points.last().unwrap();
+        assert_eq!(last.baseline.map(|b| b.0), Some(200.0));
+        assert!(last.regression);
+        assert_eq!(
+            latest_runs(&entries)[&("flow::burst".to_owned(), "aks".to_owned())],
+            "2026-11-08T02:23:00Z"
+        );
     }
 
     #[test]

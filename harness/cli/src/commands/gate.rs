@@ -244,19 +244,30 @@ fn check_of(planned: &PlannedCheck, run: Result<&edw_engine::runner::Executed, S
         .filter(|f| f.severity == edw_model::finding::Severity::Warning)
         .map(|f| f.id.clone())
         .collect();
-    let ran = report
+    // A step this target could not run (no Karpenter API, …) is an assertion that did not
+    // happen: the check is skipped, never passed (cleanup steps do not count).
+    let skipped: Vec<String> = report
         .steps
         .iter()
-        .any(|s| !matches!(s.outcome, edw_model::report::StepStatus::Skipped { .. }));
+        .filter_map(|s| match &s.outcome {
+            edw_model::report::StepStatus::Skipped { reason } => {
+                Some(format!("{} ({reason})", s.name))
+            }
+            _ => None,
+        })
+        .collect();
     (check.status, check.reason) = if !failed.is_empty() {
         (
             CheckStatus::Failed,
             format!("failed steps: {}", failed.join("; ")),
         )
-    } else if !ran {
+    } else if !skipped.is_empty() {
         (
             CheckStatus::Skipped,
-            "every step was skipped on this target".to_owned(),
+            format!(
+                "not every assertion ran on this target; skipped: {}",
+                skipped.join("; ")
+            ),
         )
     } else if !slower.is_empty() && planned.prediction == PredictionPolicy::Fail {
         (

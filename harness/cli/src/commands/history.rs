@@ -179,10 +179,19 @@ fn report(args: &HistoryReportArgs) -> Result<u8, Failure> {
         ..Rule::default()
     };
     let all = history::series(&entries, &rule);
-    // Simulated and real runs are never one series.
+    // Only the latest run of each scenario on each target decides the exit (a metric that is
+    // missing from it, e.g. a phase it never reached, is not a night of that metric; its run
+    // failed and says so in its own reports).
+    let latest = history::latest_runs(&entries);
     let latest_regressions: Vec<(&Series, &history::Point)> = all
         .iter()
-        .filter_map(|s| s.points.last().filter(|p| p.regression).map(|p| (s, p)))
+        .filter_map(|s| {
+            let night = latest.get(&(s.scenario.clone(), s.target.clone()))?;
+            s.points
+                .iter()
+                .find(|p| &p.started_at == night && p.regression)
+                .map(|p| (s, p))
+        })
         .collect();
     std::fs::create_dir_all(&args.out).map_err(Failure::environment)?;
     let markdown = history_markdown(&args.store, &entries, &bad, &all, &rule);

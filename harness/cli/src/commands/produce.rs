@@ -105,9 +105,7 @@ async fn send_slice(
             .unwrap_or_default()
     );
     println!("{}", report.line());
-    Ok(if report.stopped.is_none() && report.failed.is_empty() {
-        exit::OK
-    } else {
-        exit::CHECK_FAILED
-    })
+    // 0 once the report is printed, whatever it says: the harness judges the load from every
+    // pod's report; a failing pod would fail the Job and stop its siblings mid-slice.
+    Ok(exit::OK)
 }

@@ -515,13 +515,19 @@ fn nightly_is_one_at_a_time_with_oidc_and_always_cleans_up() {
         "{file}: the history step does not report with the profile: {script}"
     );
     assert_always(file, history);
-    let cache = step_using(file, &wf, "actions/cache")
-        .unwrap_or_else(|| panic!("{file}: the history is not kept between nights"));
-    let kept = cache.get("with").map(|w| text(w, "path")).unwrap_or("");
-    assert!(
-        kept.contains("reports/history/runs.jsonl"),
-        "{file}: the cache keeps {kept:?}, not the history"
-    );
+    for action in ["actions/cache/restore", "actions/cache/save"] {
+        let cache = step_using(file, &wf, action)
+            .unwrap_or_else(|| panic!("{file}: the history is not kept between nights ({action})"));
+        let kept = cache.get("with").map(|w| text(w, "path")).unwrap_or("");
+        assert!(
+            kept.contains("reports/history/runs.jsonl"),
+            "{file}: {action} keeps {kept:?}, not the history"
+        );
+        if action.ends_with("save") {
+            // A failed night's runs are history too.
+            assert_always(file, cache);
+        }
+    }
 
     let cleanup = steps(file, &wf)
         .into_iter()
@@ -754,6 +760,16 @@ fn release_gate_calls_the_nightly_suite() {
     assert!(
         text(gate_step, "run").contains("GITHUB_OUTPUT"),
         "nightly.yml: the gate step does not publish its outcome"
+    );
+    // A called workflow's job outputs reach its caller only through on.workflow_call.outputs.
+    let nightly_triggers = triggers("nightly.yml", &nightly);
+    let declared = text(
+        &nightly_triggers["workflow_call"]["outputs"]["verdict"],
+        "value",
+    );
+    assert!(
+        declared.contains("jobs.live.outputs.verdict"),
+        "nightly.yml: on.workflow_call.outputs.verdict does not carry the job's verdict ({declared:?})"
     );
     let published = nightly["jobs"]
         .as_object()

@@ -105,8 +105,9 @@ fn sent_result(
     }
     ctx.produced = Some(report);
     ctx.write_ledger();
+    let all_sent = sent == ctx.settings.messages;
     match problem {
-        None if not_sent == 0 => {
+        None if not_sent == 0 && all_sent => {
             details.insert(0, line);
             StepResult::passed(details)
         }
@@ -136,8 +137,8 @@ async fn load_from_cluster(ctx: &mut Context, load: &edw_model::run::InClusterLo
         .map_or(count as f64 / (20.0 * load.parallelism as f64), |rate| {
             count as f64 / rate
         });
-    // Within the step's own 600 s.
-    let within = std::time::Duration::from_secs_f64((480.0 + 2.0 * sending).min(570.0));
+    // Within the step's own 600 s, leaving time to read the pods' logs and delete the Job.
+    let within = std::time::Duration::from_secs_f64((360.0 + 2.0 * sending).min(420.0));
     match super::load_job::send_from_cluster(ctx, load, count, first, within).await {
         Ok((outcome, command)) => {
             let report = outcome.as_produce_report(&command);

@@ -74,7 +74,13 @@ pub fn job_manifest(
             }
         }]
     });
-    for field in ["imagePullPolicy", "env", "envFrom"] {
+    for field in [
+        "imagePullPolicy",
+        "env",
+        "envFrom",
+        "securityContext",
+        "volumeMounts",
+    ] {
         if let Some(value) = container.get(field) {
             pod_spec["containers"][0][field] = value.clone();
         }
@@ -84,6 +90,8 @@ pub fn job_manifest(
         "nodeSelector",
         "tolerations",
         "imagePullSecrets",
+        "securityContext",
+        "volumes",
     ] {
         if let Some(value) = template.pointer(&format!("/spec/{field}")) {
             pod_spec[field] = value.clone();
@@ -128,6 +136,10 @@ pub fn job_manifest(
             "completions": command.slices,
             "parallelism": command.slices,
             "backoffLimit": 0,
+            // A backstop should the run die before it deletes the Job: Kubernetes removes it
+            // ten minutes after it ends. (`activeDeadlineSeconds` would stop a runaway Job too,
+            // but the twin's Job controller then never completes the Job: see the notes.)
+            "ttlSecondsAfterFinished": 600,
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": pod_annotations},
                 "spec": pod_spec,
@@ -222,11 +234,16 @@ async fn ensure_load_pool(ctx: &mut Context) -> Result<Option<LoadPool>, String>
     let manifest = pool
         .manifest(&live)
         .ok_or_else(|| format!("the run's NodePool {run_pool} has no spec to copy"))?;
-    let created = crate::manifests::create(&ctx.target.client(), &[manifest])
-        .await
-        .map_err(|e| crate::error_chain::text(&e))?;
-    ctx.applied.extend(created);
+    // In the ledger before it is created: a run stopped while the create is in flight still
+    // deletes it (a pool that never appeared is "already gone").
+    let planned = crate::manifests::planned(std::slice::from_ref(&manifest));
+    ctx.applied.extend(planned.iter().cloned());
     ctx.write_ledger();
+    if let Err(e) = crate::manifests::create(&ctx.target.client(), &[manifest]).await {
+        ctx.applied.retain(|a| !planned.contains(a));
+        ctx.write_ledger();
+        return Err(crate::error_chain::text(&e));
+    }
     ctx.progress(&format!(
         "created NodePool {} for the load's producer pods (the run's NodePool {run_pool}'s spec, its own taint)",
         pool.name
@@ -365,14 +382,8 @@ pub async fn send_from_cluster(
     })?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
     let job: Job = serde_json::from_value(manifest).map_err(|e| e.to_string())?;
-    jobs.create(&PostParams::default(), &job)
-        .await
-        .map_err(|source| {
-            crate::error_chain::text(&LoadJobError::Create {
-                name: name.clone(),
-                source,
-            })
-        })?;
+    // In the ledger before it is created: a run stopped while the create is in flight still
+    // deletes it.
     let applied = Applied {
         api_version: "batch/v1".to_owned(),
         kind: "Job".to_owned(),
@@ -381,6 +392,14 @@ pub async fn send_from_cluster(
     };
     ctx.applied.push(applied.clone());
     ctx.write_ledger();
+    if let Err(source) = jobs.create(&PostParams::default(), &job).await {
+        ctx.applied.retain(|a| a != &applied);
+        ctx.write_ledger();
+        return Err(crate::error_chain::text(&LoadJobError::Create {
+            name: name.clone(),
+            source,
+        }));
+    }
     ctx.progress(&format!(
         "load Job {namespace}/{name}: {} pods, {count} messages from {first}{}",
         load.parallelism,
@@ -452,7 +471,12 @@ fn job_name(run_id: &str, loads_before: usize) -> String {
         .map(|c| c.to_ascii_lowercase())
         .take(24)
         .collect();
-    format!("edw-load-{id}-{}", loads_before + 1)
+    // A suffix of its own: `edw load --in-cluster` run again in a new process (whose count of
+    // earlier loads starts at 0) never meets a Job of an earlier load still being deleted.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("edw-load-{id}-{}-{:04x}", loads_before + 1, nanos & 0xffff)
 }
 
 /// Waits until the Job is Complete or Failed, or every pod has stayed unschedulable for
@@ -552,7 +576,7 @@ async fn wait_for_job(
     }
 }
 
-/// When every not-finished pod of the Job is unschedulable: the scheduler's reason.
+/// When every Pending pod of the Job is unschedulable: the scheduler's reason.
 async fn unschedulable_pods(pods: &Api<Pod>, job: &str) -> Option<String> {
     let list = pods
         .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}")))
@@ -679,6 +703,7 @@ mod tests {
         assert_eq!(job["spec"]["completions"], 4);
         assert_eq!(job["spec"]["parallelism"], 4);
         assert_eq!(job["spec"]["backoffLimit"], 0);
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
         let pod = &job["spec"]["template"];
         assert_eq!(
             pod["metadata"]["labels"]["azure.workload.identity/use"],
@@ -797,7 +822,13 @@ mod tests {
     #[test]
     fn job_names_are_dns_labels() {
         let name = job_name("EDW_Run.2026-12-06T22", 0);
-        assert_eq!(name, "edw-load-edwrun20261206t22-1");
-        assert!(name.len() <= 63);
+        assert!(name.starts_with("edw-load-edwrun20261206t22-1-"), "{name}");
+        assert!(
+            name.len() <= 63 - 9,
+            "room for -<index>-<5> pod names: {name}"
+        );
+        assert!(name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
     }
 }

@@ -251,7 +251,6 @@ pub fn agreement(ctx: &Context) -> crate::observe::Agreement {
     }
 }
 
-/// The run's NodePool gets the nodes the model says the peak needs (skipped without Karpenter).
 /// Why the pool's growth cannot be told from the consumers': with `--use-deployed` the run has
 /// no load pool of its own, so an in-cluster load's producers ran on the team's pool too.
 pub fn growth_not_the_consumers(
@@ -267,36 +266,8 @@ pub fn growth_not_the_consumers(
         })
 }
 
-#[cfg(test)]
-mod growth_tests {
-    use super::growth_not_the_consumers;
-    use edw_model::run::{FlowSettings, Footprint, InClusterLoad};
-
-    #[test]
-    fn growth_is_skipped_only_when_the_producers_shared_the_teams_pool() {
-        let in_cluster = FlowSettings {
-            in_cluster_load: Some(InClusterLoad {
-                parallelism: 3,
-                rate: None,
-            }),
-            ..FlowSettings::default()
-        };
-        let why = growth_not_the_consumers(&in_cluster, Footprint::UseDeployed, "default").unwrap();
-        assert!(
-            why.contains("ran on NodePool default next to the consumers"),
-            "{why}"
-        );
-        // The run's own pool: the producers had a load pool of their own.
-        assert!(growth_not_the_consumers(&in_cluster, Footprint::OwnNamespace, "edw-x").is_none());
-        assert!(growth_not_the_consumers(
-            &FlowSettings::default(),
-            Footprint::UseDeployed,
-            "default"
-        )
-        .is_none());
-    }
-}
-
+/// The run's NodePool gets the nodes the model says the peak needs (skipped without Karpenter,
+/// or when the producers of an in-cluster load shared the pool).
 pub fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
     if !ctx.target.capabilities().karpenter {
         return Box::pin(async {
@@ -506,5 +477,35 @@ mod drained_tests {
         assert!(!sample.holds(&seen(Some(5), 0, 1)));
         // An unread queue says nothing.
         assert!(!sample.holds(&seen(None, 0, 0)));
+    }
+}
+
+#[cfg(test)]
+mod growth_tests {
+    use super::growth_not_the_consumers;
+    use edw_model::run::{FlowSettings, Footprint, InClusterLoad};
+
+    #[test]
+    fn growth_is_skipped_only_when_the_producers_shared_the_teams_pool() {
+        let in_cluster = FlowSettings {
+            in_cluster_load: Some(InClusterLoad {
+                parallelism: 3,
+                rate: None,
+            }),
+            ..FlowSettings::default()
+        };
+        let why = growth_not_the_consumers(&in_cluster, Footprint::UseDeployed, "default").unwrap();
+        assert!(
+            why.contains("ran on NodePool default next to the consumers"),
+            "{why}"
+        );
+        // The run's own pool: the producers had a load pool of their own.
+        assert!(growth_not_the_consumers(&in_cluster, Footprint::OwnNamespace, "edw-x").is_none());
+        assert!(growth_not_the_consumers(
+            &FlowSettings::default(),
+            Footprint::UseDeployed,
+            "default"
+        )
+        .is_none());
     }
 }
