@@ -85,7 +85,8 @@ pub struct ClusterVersions {
     pub karpenter: String,
 }
 
-/// SHA-256 digests of the configuration the runs rendered (before run-specific names).
+/// SHA-256 digests of the ScaledObject, NodePool and Deployment templates built into this `edw`
+/// (placeholders included: two runs with different settings get the same digests).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigDigest {
     pub scaled_object: String,
