@@ -603,3 +603,59 @@ async fn invalid_jobs_are_refused_with_the_api_servers_words() {
         "{message}"
     );
 }
+
+/// `activeDeadlineSeconds` far off: the Job completes as one without it (a deadline once kept
+/// finished pods counted as active and the Job never completed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_a_distant_deadline_completes() {
+    let twin = start(ExitingRuntime::new(Duration::from_millis(300), None));
+    let mut spec = producer_job("deadline", 2, 2, 0);
+    spec["spec"]["activeDeadlineSeconds"] = json!(3600);
+    create_job(&twin.store, twin.registry.clone(), spec).await;
+    eventually("the Job with a deadline completes", || {
+        let j = job(&twin.store, "deadline");
+        match condition(&j, "Complete") {
+            Some((status, _, _)) if status == "True" => Ok(()),
+            _ => Err(format!("{}", j["status"])),
+        }
+    })
+    .await;
+    let status = job(&twin.store, "deadline")["status"].clone();
+    assert_eq!(status["succeeded"], 2, "{status}");
+    assert!(status.get("active").is_none(), "{status}");
+    twin.stop().await;
+}
+
+/// A deadline that passes while the pods still run: the Job fails with DeadlineExceeded and its
+/// pods are stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_deadline_fails_and_its_pods_stop() {
+    // Programs that would run 20 real s (1,000 simulated s at x50); the deadline is 120 s.
+    let twin = start(ExitingRuntime::new(Duration::from_secs(20), None));
+    let mut spec = producer_job("late", 2, 2, 0);
+    spec["spec"]["activeDeadlineSeconds"] = json!(120);
+    create_job(&twin.store, twin.registry.clone(), spec).await;
+    eventually("the Job fails at its deadline", || {
+        let j = job(&twin.store, "late");
+        match condition(&j, "Failed") {
+            Some((status, reason, _)) if status == "True" && reason == "DeadlineExceeded" => Ok(()),
+            _ => Err(format!("{}", j["status"])),
+        }
+    })
+    .await;
+    eventually("its pods are gone or ending", || {
+        let running: Vec<String> = pods_of(&twin.store, "late")
+            .iter()
+            .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
+            .filter(|p| p["status"]["phase"] == "Running")
+            .map(|p| p["metadata"]["name"].to_string())
+            .collect();
+        if running.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still running: {running:?}"))
+        }
+    })
+    .await;
+    twin.stop().await;
+}

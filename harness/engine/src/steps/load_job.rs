@@ -59,6 +59,7 @@ pub fn job_manifest(
     consumer: &Value,
     command: &SliceCommand,
     load_pool: Option<&LoadPool>,
+    active_deadline: Duration,
 ) -> Option<Value> {
     let template = consumer.pointer("/spec/template")?;
     let container = template.pointer("/spec/containers/0")?;
@@ -136,9 +137,9 @@ pub fn job_manifest(
             "completions": command.slices,
             "parallelism": command.slices,
             "backoffLimit": 0,
-            // A backstop should the run die before it deletes the Job: Kubernetes removes it
-            // ten minutes after it ends. (`activeDeadlineSeconds` would stop a runaway Job too,
-            // but the twin's Job controller then never completes the Job: see the notes.)
+            // Backstops should the run die before it deletes the Job: Kubernetes stops its pods
+            // once the load step would have given up, and removes the Job ten minutes after.
+            "activeDeadlineSeconds": active_deadline.as_secs().max(1),
             "ttlSecondsAfterFinished": 600,
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": pod_annotations},
@@ -372,6 +373,7 @@ pub async fn send_from_cluster(
         &consumer,
         &command,
         load_pool.as_ref(),
+        within + Duration::from_secs(60),
     )
     .ok_or_else(|| {
         LoadJobError::NoContainer {
@@ -697,6 +699,7 @@ mod tests {
             &consumer(),
             &command,
             None,
+            Duration::from_secs(480),
         )
         .unwrap();
         assert_eq!(job["spec"]["completionMode"], "Indexed");
@@ -704,6 +707,7 @@ mod tests {
         assert_eq!(job["spec"]["parallelism"], 4);
         assert_eq!(job["spec"]["backoffLimit"], 0);
         assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
+        assert_eq!(job["spec"]["activeDeadlineSeconds"], 480);
         let pod = &job["spec"]["template"];
         assert_eq!(
             pod["metadata"]["labels"]["azure.workload.identity/use"],
@@ -728,10 +732,28 @@ mod tests {
             "s"
         );
         assert_eq!(container["command"][1], "produce");
-        assert!(job_manifest("x", "ns", "r1", &json!({}), &command, None).is_none());
+        assert!(job_manifest(
+            "x",
+            "ns",
+            "r1",
+            &json!({}),
+            &command,
+            None,
+            Duration::from_secs(1)
+        )
+        .is_none());
         // On the run's load pool: its selector and taint, not the consumers' pool.
         let pool = LoadPool::for_run("edw-pool", "r1");
-        let job = job_manifest("x", "ns", "r1", &consumer(), &command, Some(&pool)).unwrap();
+        let job = job_manifest(
+            "x",
+            "ns",
+            "r1",
+            &consumer(),
+            &command,
+            Some(&pool),
+            Duration::from_secs(1),
+        )
+        .unwrap();
         let spec = &job["spec"]["template"]["spec"];
         assert_eq!(
             spec["nodeSelector"],

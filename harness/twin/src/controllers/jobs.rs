@@ -468,7 +468,7 @@ fn schedule_deadline(engine: &mut Engine, key: &ObjectKey, job: &Value, spec: &J
         return;
     }
     if let Some(started) = str_at(job, "/status/startTime").and_then(|t| simulated_at(engine, t)) {
-        engine.schedule_at(started + deadline, Task::JobSync { job: key.clone() });
+        engine.schedule_at(started + deadline, Task::JobDeadline { job: key.clone() });
     }
 }
 
@@ -496,7 +496,7 @@ fn create_pods(
         if let Some(at) = engine.state.jobs.last_failure.get(&key).copied() {
             let ready_at = at + failure_backoff(failed);
             if engine.now() < ready_at {
-                engine.schedule_at(ready_at, Task::JobSync { job: key });
+                engine.schedule_at(ready_at, Task::JobBackoff { job: key });
                 return;
             }
         }
