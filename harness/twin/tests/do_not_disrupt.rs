@@ -8,12 +8,12 @@
 //! there and gets node 2. Once `z` is scaled to 0 each node holds one 300m pod that would fit
 //! on the other, so one node can go.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use edw_twin::engine::Engine;
-use edw_twin::params::TwinParams;
-use edw_twin::queue::LoadProfile;
 use edw_twin::store::{LabelSelector, ObjectKey};
 use serde_json::{json, Value};
 
@@ -23,15 +23,7 @@ const SKU: &str = "Standard_D2als_v6";
 const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 
 fn engine() -> Engine {
-    let engine = Engine::new_virtual(TwinParams::default(), &LoadProfile::default()).expect("twin");
-    engine
-        .store
-        .create(
-            "namespaces",
-            "",
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
-        )
-        .expect("namespace");
+    let engine = support::engine_with_namespace(NS);
     engine
         .store
         .create(

@@ -6,6 +6,8 @@
 //! clock: a Job of an image the twin does not run (`kubectl create job --image=busybox`)
 //! completes at once.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -212,14 +214,7 @@ fn events_about(store: &Store, name: &str) -> Vec<(String, String)> {
 
 /// Polls `check` until it holds, failing with `what` and the last state after 60 s.
 async fn eventually(what: &str, check: impl Fn() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(state) if Instant::now() > deadline => panic!("{what}: still {state}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
+    support::eventually_within(what, Duration::from_secs(60), check).await
 }
 
 struct Running {

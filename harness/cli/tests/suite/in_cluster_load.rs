@@ -11,6 +11,33 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use crate::support::served::{kube_client, kube_phase, serve_twin, use_azurite};
 use crate::support::Env;
 
+/// How many objects `api` lists with `params`.
+pub async fn listed<K>(api: &Api<K>, params: &ListParams) -> usize
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(params).await.expect("list").items.len()
+}
+
+/// Waits up to `within_secs` until `api` lists nothing with `params`.
+async fn none_left<K>(what: &str, within_secs: u64, api: &Api<K>, params: &ListParams)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    crate::support::eventually(
+        what,
+        std::time::Duration::from_secs(within_secs),
+        || async {
+            let left = api.list(params).await.map_err(|e| e.to_string())?;
+            match left.items.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} left")),
+            }
+        },
+    )
+    .await;
+}
+
 fn junit(run_dir: &std::path::Path) -> String {
     std::fs::read_to_string(run_dir.join("junit.xml")).expect("junit.xml")
 }
@@ -154,24 +181,12 @@ async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
     let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let job_pods = ListParams::default().labels("batch.kubernetes.io/job-name");
-    assert!(jobs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    crate::support::eventually(
-        "the load Job's pods are gone with it",
-        std::time::Duration::from_secs(30),
-        || async {
-            let left = pods.list(&job_pods).await.map_err(|e| e.to_string())?;
-            match left.items.len() {
-                0 => Ok(()),
-                n => Err(format!("{n} Job pods left")),
-            }
-        },
-    )
-    .await;
+    assert_eq!(
+        listed(&jobs, &ListParams::default()).await,
+        0,
+        "a load Job is left"
+    );
+    none_left("the load Job's pods are gone with it", 30, &pods, &job_pods).await;
     let (code, text) = phase(&["scale", "--messages", "300"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("none lost or duplicated"), "{text}");
@@ -192,16 +207,11 @@ async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
     );
     let nodes: Api<Node> = Api::all(client.clone());
     let pool_nodes = ListParams::default().labels(&format!("karpenter.sh/nodepool={pool}"));
-    crate::support::eventually(
+    none_left(
         "the load pool has no node once its producers are done",
-        std::time::Duration::from_secs(60),
-        || async {
-            let left = nodes.list(&pool_nodes).await.map_err(|e| e.to_string())?;
-            match left.items.len() {
-                0 => Ok(()),
-                n => Err(format!("{n} nodes of {pool}")),
-            }
-        },
+        60,
+        &nodes,
+        &pool_nodes,
     )
     .await;
     let limit = |cpu: &str| serde_json::json!({"spec": {"limits": {"cpu": cpu}}});
@@ -213,12 +223,11 @@ async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("could not be scheduled for 300 s"), "{text}");
     assert!(text.contains("only 0 of 40 messages were sent"), "{text}");
-    assert!(jobs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert_eq!(
+        listed(&jobs, &ListParams::default()).await,
+        0,
+        "a load Job is left"
+    );
 
     // Producers that cannot send: the queue is gone, every producer stops at its first
     // message and reports why (it exits 0 once its report is out: a failing pod would stop
@@ -242,12 +251,11 @@ async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
     );
     assert!(text.contains(", stopped: "), "{text}");
     assert!(text.contains("deleted the load Job"), "{text}");
-    assert!(jobs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert_eq!(
+        listed(&jobs, &ListParams::default()).await,
+        0,
+        "a load Job is left"
+    );
 
     let (code, text) = phase(&["cleanup"]);
     assert_eq!(code, Some(0), "{text}");

@@ -593,12 +593,11 @@ async fn use_deployed_with_an_in_cluster_load_leaves_only_what_it_found() {
         "the run left or removed a Kubernetes object"
     );
     let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::all(client.clone());
-    assert!(jobs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert_eq!(
+        crate::in_cluster_load::listed(&jobs, &ListParams::default()).await,
+        0,
+        "a load Job is left"
+    );
 }
 
 /// `edw run --target kube --use-deployed --plain <extra>` on the served sample, reports in
