@@ -281,12 +281,16 @@ fn check_of(planned: &PlannedCheck, run: Result<&edw_engine::runner::Executed, S
         (
             CheckStatus::Passed,
             format!(
-                "every step passed; slower than predicted (warn): {}",
+                "all {} steps passed; slower than predicted (warn): {}",
+                report.steps.len(),
                 slower.join(", ")
             ),
         )
     } else {
-        (CheckStatus::Passed, "every step passed".to_owned())
+        (
+            CheckStatus::Passed,
+            format!("all {} steps passed", report.steps.len()),
+        )
     };
     check
 }
