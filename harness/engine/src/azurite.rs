@@ -496,7 +496,24 @@ fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Polls until the service answers HTTP on `port`, failing early if the process exits.
+/// True when `output` has the line an Azurite service prints once it holds `port` (3.37, with
+/// `--silent`: the queue service "… successfully listens on http://127.0.0.1:PORT", the table
+/// service "… successfully started on 127.0.0.1:PORT").
+fn says_it_listens(output: &str, port: u16) -> bool {
+    let address = format!("127.0.0.1:{port}");
+    output.lines().any(|line| {
+        line.contains("successfully")
+            && line.match_indices(&address).any(|(at, _)| {
+                !line[at + address.len()..].starts_with(|c: char| c.is_ascii_digit())
+            })
+    })
+}
+
+/// Polls until the service says it listens on `port` and answers HTTP there, failing early
+/// if the process exits. An answer alone is not enough: the port is chosen free, then handed
+/// to Azurite, and another process can take it in between; Azurite then exits with EADDRINUSE,
+/// but until it does the other process answers, and a run would talk to it and fail when it
+/// goes (a suite run saw a round trip's queue refuse connections mid-send).
 async fn wait_ready(
     child: &mut Child,
     service: &'static str,
@@ -516,7 +533,7 @@ async fn wait_ready(
                 output: tail_text(tail),
             });
         }
-        if answers_http(port).await {
+        if says_it_listens(&tail_text(tail), port) && answers_http(port).await {
             return Ok(());
         }
         if started.elapsed() > READY_WITHIN {
@@ -634,5 +651,81 @@ mod runtime_tests {
         };
         let error = Azurite::start_with(&options).await.unwrap_err();
         assert!(error.to_string().contains("docker-azurite"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod readiness_tests {
+    use super::*;
+
+    /// Something else answering HTTP on the chosen port: accepts and answers every connection.
+    async fn other_server() -> (u16, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        (port, task)
+    }
+
+    /// A child running `script` (sh), its output collected as a service's is.
+    fn child(script: &str) -> (Child, OutputTail) {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let tail: OutputTail = Arc::default();
+        collect_output(child.stdout.take().unwrap(), tail.clone());
+        collect_output(child.stderr.take().unwrap(), tail.clone());
+        (child, tail)
+    }
+
+    #[tokio::test]
+    async fn a_port_another_process_answers_on_is_not_ready_and_eaddrinuse_is_reported() {
+        let (port, _server) = other_server().await;
+        let (mut child, tail) = child(&format!(
+            "echo 'Azurite Queue service is starting on 127.0.0.1:{port}'; sleep 0.5; \
+             echo 'Exiting due to an unhandled error: listen EADDRINUSE: address already in use' >&2; exit 1"
+        ));
+        let result = wait_ready(&mut child, "queue", port, "endpoint", &tail).await;
+        match result {
+            Err(AzuriteError::Exited { output, .. }) => {
+                assert!(output.contains("EADDRINUSE"), "{output}")
+            }
+            other => panic!("ready on another process's port: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn both_services_lines_say_they_listen_on_their_port_only() {
+        let queue = "Azurite Queue service successfully listens on http://127.0.0.1:41999";
+        let table = "Azurite Table service is starting on 127.0.0.1:40081\nAzurite Table service successfully started on 127.0.0.1:40081";
+        assert!(says_it_listens(queue, 41999));
+        assert!(says_it_listens(table, 40081));
+        assert!(!says_it_listens(queue, 4199));
+        assert!(!says_it_listens(
+            "Azurite Table service is starting on 127.0.0.1:40081",
+            40081
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_service_that_says_it_listens_and_answers_is_ready() {
+        let (port, _server) = other_server().await;
+        let (mut child, tail) = child(&format!(
+            "echo 'Azurite Queue service successfully listens on http://127.0.0.1:{port}'; sleep 30"
+        ));
+        wait_ready(&mut child, "queue", port, "endpoint", &tail)
+            .await
+            .unwrap();
     }
 }
