@@ -5,7 +5,7 @@
 # Why: about a hundred tests need an Azurite for something else than Azurite itself (a flow, a
 # producer, a served twin). Each starting its own costs two Node.js processes and ~4 s of CPU,
 # ~400 s of CPU per run on a 2-core machine (issue 19, README "Where the suite's time goes").
-# This starts EDW_SUITE_AZURITES (default 4, nextest's test-threads) with `edw azurite` (the real
+# This starts EDW_SUITE_AZURITES (default 6, .config/nextest.toml's test-threads) with `edw azurite` (the real
 # command: it installs Azurite from npm if needed) and exports them as EDW_SUITE_AZURITE_POOL
 # ("queue table;queue table;..."). The wrapper sets EDW_AZURITE_QUEUE_ENDPOINT /
 # EDW_AZURITE_TABLE_ENDPOINT, which the suite already honours, to the Azurite of the test's slot:
@@ -34,7 +34,7 @@ fi
 
 root=$(pwd)
 nextest_pid=$PPID
-count=${EDW_SUITE_AZURITES:-4}
+count=${EDW_SUITE_AZURITES:-6}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/edw-suite-azurite.XXXXXX")
 
 # `edw`: EDW_BIN, else the one cargo built for the tests (CARGO_BIN_EXE_edw is
