@@ -2,14 +2,39 @@
 //! on the kube target of a served twin: an Indexed Job whose pods run the real producer, each
 //! its slice, the run verifying every message processed once; the Job deleted afterwards; and
 //! bad input (no pods, fewer messages than pods, pods that cannot schedule, pods that fail)
-//! refused or reported with the count actually sent.
+//! refused or reported with the count actually sent and, for pods that fail or cannot start,
+//! why.
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
 use crate::support::served::{kube_client, kube_phase, serve_twin, use_azurite};
 use crate::support::Env;
+
+/// Sets the image of Deployment `name`'s first container; returns the one it had.
+async fn set_image(deployments: &Api<Deployment>, name: &str, image: &str) -> String {
+    let mut deployment = deployments.get(name).await.unwrap();
+    let container = &mut deployment
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0];
+    let before = container
+        .image
+        .replace(image.to_owned())
+        .unwrap_or_default();
+    deployments
+        .replace(name, &PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    before
+}
 
 /// How many objects `api` lists with `params`.
 pub async fn listed<K>(api: &Api<K>, params: &ListParams) -> usize
@@ -229,13 +254,42 @@ async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
         "a load Job is left"
     );
 
-    // Producers that cannot send: the queue is gone, every producer stops at its first
-    // message and reports why (it exits 0 once its report is out: a failing pod would stop
-    // its siblings mid-slice); the step counts what was sent from the reports.
+    // Producers that cannot start: the consumer's image, which the Job copies, does not
+    // parse; the kubelet leaves them waiting (InvalidImageName) and the step gives up after
+    // its patience naming the pod, the reason and what the kubelet said.
     pools
         .patch(&pool, &PatchParams::default(), &Patch::Merge(limit("1000")))
         .await
         .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let consumer = deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(consumer.len(), 1, "the run's consumer Deployment");
+    let consumer = consumer[0].metadata.name.clone().unwrap();
+    let original = set_image(&deployments, &consumer, "acr.azurecr.io/Team/Consumer").await;
+    let (code, text) = small_load();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("producers could not start for 180 s")
+            && text.contains(
+                "InvalidImageName: Failed to apply default image tag \"acr.azurecr.io/Team/Consumer\""
+            ),
+        "{text}"
+    );
+    assert!(text.contains("only 0 of 40 messages were sent"), "{text}");
+    assert_eq!(
+        listed(&jobs, &ListParams::default()).await,
+        0,
+        "a load Job is left"
+    );
+    set_image(&deployments, &consumer, &original).await;
+
+    // Producers that cannot send: the queue is gone, every producer stops at its first
+    // message and reports why (it exits 0 once its report is out: a failing pod would stop
+    // its siblings mid-slice); the step counts what was sent from the reports.
     env.storage
         .queue(&value("EDW_RUN_QUEUE"))
         .delete()

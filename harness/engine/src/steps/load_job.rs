@@ -25,6 +25,22 @@ const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 /// within a minute or two) before the load is given up.
 const UNSCHEDULABLE_PATIENCE: Duration = Duration::from_secs(300);
 
+/// How long a producer container may wait for a reason that seldom clears by itself (an image
+/// pull that fails, a config error) before the load is given up, naming it: a registry
+/// attachment or a role assignment can take a minute or two to apply.
+const STUCK_PATIENCE: Duration = Duration::from_secs(180);
+
+/// Container waiting reasons that do not clear without a change (kubelet's image and
+/// container-creation errors).
+const STUCK_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
 /// Why an in-cluster load did not send everything.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadJobError {
@@ -499,6 +515,7 @@ async fn wait_for_job(
     let deadline = clock.now() + within;
     let mut last_progress = String::new();
     let mut unschedulable_since: Option<Duration> = None;
+    let mut stuck_since: Option<Duration> = None;
     loop {
         let job = jobs.get(name).await.map_err(|e| {
             format!(
@@ -543,31 +560,41 @@ async fn wait_for_job(
         }
         if let Some(failure) = condition("Failed") {
             return Err(format!(
-                "the load Job {name} failed ({}: {}); {succeeded} of {parallelism} pods completed, {failed} failed",
+                "the load Job {name} failed ({}: {}); {succeeded} of {parallelism} pods completed, {failed} failed{}",
                 failure.reason.unwrap_or_default(),
-                failure.message.unwrap_or_default()
+                failure.message.unwrap_or_default(),
+                why_pods_did_not_send(ctx, pods, name).await
             ));
         }
         let unschedulable = unschedulable_pods(pods, name).await;
         let now = clock.now();
-        match (&unschedulable, active) {
-            (Some(why), active) if active > 0 => {
-                let since = *unschedulable_since.get_or_insert(now);
-                if now.saturating_sub(since) >= UNSCHEDULABLE_PATIENCE {
-                    return Err(format!(
-                        "the load Job {name}'s pods could not be scheduled for {:.0} s ({}): {why}",
-                        UNSCHEDULABLE_PATIENCE.as_secs_f64(),
-                        clock.name()
-                    ));
-                }
-            }
-            _ => unschedulable_since = None,
+        let stuck = stuck_pod(pods, name).await;
+        if let Some(trouble) = outlasted(&mut stuck_since, now, stuck, STUCK_PATIENCE) {
+            return Err(format!(
+                "the load Job {name}'s producers could not start for {:.0} s ({}): {trouble}",
+                STUCK_PATIENCE.as_secs_f64(),
+                clock.name()
+            ));
+        }
+        let unschedulable = unschedulable.filter(|_| active > 0);
+        if let Some(why) = outlasted(
+            &mut unschedulable_since,
+            now,
+            unschedulable,
+            UNSCHEDULABLE_PATIENCE,
+        ) {
+            return Err(format!(
+                "the load Job {name}'s pods could not be scheduled for {:.0} s ({}): {why}",
+                UNSCHEDULABLE_PATIENCE.as_secs_f64(),
+                clock.name()
+            ));
         }
         if now >= deadline {
             return Err(format!(
-                "the load Job {name} did not finish within {:.0} s ({}): {succeeded} of {parallelism} pods completed, {active} running, {failed} failed",
+                "the load Job {name} did not finish within {:.0} s ({}): {succeeded} of {parallelism} pods completed, {active} running, {failed} failed{}",
                 within.as_secs_f64(),
-                clock.name()
+                clock.name(),
+                why_pods_did_not_send(ctx, pods, name).await
             ));
         }
         // Every 2 s of target time (100 ms real on a x20 twin), at most every 500 ms real.
@@ -575,6 +602,129 @@ async fn wait_for_job(
             .nap_before(deadline)
             .min(clock.real(Duration::from_secs(2)));
         tokio::time::sleep(nap.clamp(Duration::from_millis(20), Duration::from_millis(500))).await;
+    }
+}
+
+/// `seen` once it has been seen for `patience` without a break (`since` holds when the
+/// current stretch began; a check without it ends the stretch).
+fn outlasted<T>(
+    since: &mut Option<Duration>,
+    now: Duration,
+    seen: Option<T>,
+    patience: Duration,
+) -> Option<T> {
+    let Some(seen) = seen else {
+        *since = None;
+        return None;
+    };
+    let began = *since.get_or_insert(now);
+    (now.saturating_sub(began) >= patience).then_some(seen)
+}
+
+/// The Job's pods, by its job-name label (empty when they cannot be listed).
+async fn job_pods(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
+    pods.list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// A pod of the Job whose container waits for a reason in [`STUCK_REASONS`], described.
+async fn stuck_pod(pods: &Api<Pod>, job: &str) -> Option<String> {
+    job_pods(pods, job).await.iter().find_map(|pod| {
+        let waiting = containers(pod).find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            STUCK_REASONS
+                .contains(&waiting.reason.as_deref()?)
+                .then_some(())
+        });
+        waiting.and_then(|()| pod_trouble(pod))
+    })
+}
+
+fn containers(pod: &Pod) -> impl Iterator<Item = &k8s_openapi::api::core::v1::ContainerStatus> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+}
+
+/// What kept a pod of the load Job from sending, from its container statuses: a container
+/// ended with a non-zero exit code or waiting for a reason (image pull, config), with what the
+/// kubelet said, and a hint when the image has no `edw` to run. `None` for a pod that is fine.
+pub fn pod_trouble(pod: &Pod) -> Option<String> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    containers(pod).find_map(|c| {
+        let state = c.state.as_ref()?;
+        let (what, message) = if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
+            (
+                format!(
+                    "{} (exit code {})",
+                    t.reason.clone().unwrap_or_else(|| "terminated".to_owned()),
+                    t.exit_code
+                ),
+                t.message.clone().unwrap_or_default(),
+            )
+        } else {
+            let w = state.waiting.as_ref()?;
+            let reason = w.reason.clone()?;
+            if reason == "ContainerCreating" || reason == "PodInitializing" {
+                return None;
+            }
+            (reason, w.message.clone().unwrap_or_default())
+        };
+        let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut line = format!("pod {name}: container {} {what}", c.name);
+        if !message.is_empty() {
+            line.push_str(&format!(": {message}"));
+        }
+        if message.contains("\"edw\"")
+            && (message.contains("executable file not found") || message.contains("no such file"))
+        {
+            line.push_str(&format!(
+                " (the image {} has no `edw`: the in-cluster load runs `edw produce` from the consumer Deployment's image; build that image from fixtures/images/consumer, which carries it, or send from this machine without --in-cluster-load)",
+                c.image
+            ));
+        }
+        Some(line)
+    })
+}
+
+/// "; " and why the pods did not send (each troubled pod, and the Job's warning events such
+/// as FailedCreate when no pod could be created), or "" when nothing says.
+async fn why_pods_did_not_send(ctx: &Context, pods: &Api<Pod>, job: &str) -> String {
+    let mut why: Vec<String> = job_pods(pods, job)
+        .await
+        .iter()
+        .filter_map(pod_trouble)
+        .take(3)
+        .collect();
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(ctx.target.client(), &ctx.names.namespace);
+    if let Ok(list) = events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={job}")))
+        .await
+    {
+        why.extend(
+            list.items
+                .iter()
+                .filter(|e| e.type_.as_deref() == Some("Warning"))
+                .filter(|e| e.involved_object.name.as_deref() == Some(job))
+                .take(3)
+                .map(|e| {
+                    format!(
+                        "Job event {}: {}",
+                        e.reason.clone().unwrap_or_default(),
+                        e.message.clone().unwrap_or_default()
+                    )
+                }),
+        );
+    }
+    if why.is_empty() {
+        String::new()
+    } else {
+        crate::secrets::redact(&format!("; {}", why.join("; ")))
     }
 }
 
@@ -662,6 +812,100 @@ async fn read_reports(pods: &Api<Pod>, job: &str, outcome: &mut LoadJobOutcome) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pod of the load Job with one container in `state` (a ContainerState as the API
+    /// serves it).
+    fn pod_in(state: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "edw-load-abc123-1-00af-0-x7k2p"},
+            "status": {"phase": "Pending", "containerStatuses": [{
+                "name": "producer",
+                "image": "acr.azurecr.io/team/consumer:1.4",
+                "imageID": "",
+                "ready": false,
+                "restartCount": 0,
+                "state": state
+            }]}
+        }))
+        .unwrap()
+    }
+
+    /// The shape containerd reports when the command is not in the image (runc's message, as
+    /// `kubectl get pod -o yaml` shows it: reason StartError, exit code 128).
+    #[test]
+    fn an_image_without_edw_is_named_with_what_to_do() {
+        let pod = pod_in(json!({"terminated": {
+            "exitCode": 128,
+            "reason": "StartError",
+            "message": "failed to create containerd task: failed to create shim task: OCI\n runtime create failed: runc create failed: unable to start container process:\n exec: \"edw\": executable file not found in $PATH: unknown",
+            "startedAt": "1970-01-01T00:00:00Z",
+            "finishedAt": "2026-12-07T01:00:00Z"
+        }}));
+        let trouble = pod_trouble(&pod).expect("a trouble");
+        assert!(
+            trouble.starts_with("pod edw-load-abc123-1-00af-0-x7k2p: container producer StartError (exit code 128): failed to create containerd task"),
+            "{trouble}"
+        );
+        assert!(
+            trouble.contains("OCI runtime create failed"),
+            "one line: {trouble}"
+        );
+        assert!(
+            trouble.contains("the image acr.azurecr.io/team/consumer:1.4 has no `edw`")
+                && trouble.contains("fixtures/images/consumer"),
+            "{trouble}"
+        );
+    }
+
+    #[test]
+    fn an_image_pull_that_fails_is_named_and_counts_as_stuck() {
+        let pod = pod_in(json!({"waiting": {
+            "reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"acr.azurecr.io/team/consumer:1.4\""
+        }}));
+        let trouble = pod_trouble(&pod).expect("a trouble");
+        assert_eq!(
+            trouble,
+            "pod edw-load-abc123-1-00af-0-x7k2p: container producer ImagePullBackOff: Back-off pulling image \"acr.azurecr.io/team/consumer:1.4\""
+        );
+        assert!(STUCK_REASONS.contains(&"ImagePullBackOff"));
+        assert!(!trouble.contains("has no `edw`"), "{trouble}");
+    }
+
+    #[test]
+    fn a_trouble_counts_only_once_it_lasted_without_a_break() {
+        let secs = Duration::from_secs;
+        let mut since = None;
+        assert_eq!(outlasted(&mut since, secs(10), Some("x"), secs(60)), None);
+        assert_eq!(outlasted(&mut since, secs(69), Some("x"), secs(60)), None);
+        assert_eq!(
+            outlasted(&mut since, secs(70), Some("x"), secs(60)),
+            Some("x")
+        );
+        // A check without it starts the count again.
+        assert_eq!(
+            outlasted::<&str>(&mut since, secs(71), None, secs(60)),
+            None
+        );
+        assert_eq!(outlasted(&mut since, secs(100), Some("y"), secs(60)), None);
+        assert_eq!(
+            outlasted(&mut since, secs(160), Some("y"), secs(60)),
+            Some("y")
+        );
+    }
+
+    #[test]
+    fn a_starting_running_or_finished_producer_is_no_trouble() {
+        for state in [
+            json!({"waiting": {"reason": "ContainerCreating"}}),
+            json!({"running": {"startedAt": "2026-12-07T01:00:00Z"}}),
+            json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+        ] {
+            assert_eq!(pod_trouble(&pod_in(state.clone())), None, "{state}");
+        }
+        let no_status: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        assert_eq!(pod_trouble(&no_status), None);
+    }
 
     fn consumer() -> Value {
         json!({
