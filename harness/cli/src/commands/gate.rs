@@ -54,6 +54,16 @@ pub fn read_profile(file: &str, text: &str) -> Result<(Profile, Vec<PlannedCheck
         reason,
     };
     let profile: Profile = serde_saphyr::from_str(text).map_err(|e| fail(e.to_string()))?;
+    if profile.profile.trim().is_empty() {
+        return Err(fail(
+            "profile: the name is empty; a verdict names its profile (e.g. edw-v1)".into(),
+        ));
+    }
+    if profile.version == 0 {
+        return Err(fail(
+            "version: 0; versions start at 1 (raise it whenever the checks change)".into(),
+        ));
+    }
     if profile.parallel == 0 {
         return Err(fail("parallel: 0 runs nothing; use 1 or more".into()));
     }
@@ -91,7 +101,17 @@ pub fn read_profile(file: &str, text: &str) -> Result<(Profile, Vec<PlannedCheck
             return Err(fail(format!("scenario {} is listed twice", found.name)));
         }
         let timeout = edw_twin::params::parse_duration(timeout)
-            .map_err(|e| fail(format!("{}: timeout {timeout:?}: {e}", found.name)))?;
+            .map_err(|e| fail(format!("{}: timeout {timeout:?}: {e}", found.name)))
+            .and_then(|t| {
+                if t.is_zero() {
+                    Err(fail(format!(
+                        "{}: timeout {timeout:?} gives the run no time; e.g. 45m",
+                        found.name
+                    )))
+                } else {
+                    Ok(t)
+                }
+            })?;
         planned.push(PlannedCheck {
             scenario: found,
             required,
@@ -149,11 +169,27 @@ async fn deployment_version(
                 .and_then(|s| s.template.spec)
                 .and_then(|s| s.containers.into_iter().next())
                 .and_then(|c| c.image)?;
-            let tag = image.rsplit_once(':').map_or("latest", |(_, tag)| tag);
-            return Some(format!("{tag} (image {image}, {namespace}/{name})"));
+            return Some(format!(
+                "{} (image {image}, {namespace}/{name})",
+                image_version(&image)
+            ));
         }
     }
     None
+}
+
+/// An image reference's tag (`latest` when it has none), or its digest when it pins one
+/// without a tag: `mcr.microsoft.com/aks/keda/keda:2.14.1` is 2.14.1, `registry:5000/keda` is
+/// latest (the `:` before the last `/` is a port), `keda@sha256:…` is that digest.
+fn image_version(image: &str) -> String {
+    let (named, digest) = match image.split_once('@') {
+        Some((named, digest)) => (named, Some(digest)),
+        None => (image, None),
+    };
+    match named.rsplit_once(':') {
+        Some((_, tag)) if !tag.contains('/') => tag.to_owned(),
+        _ => digest.map_or_else(|| "latest".to_owned(), str::to_owned),
+    }
 }
 
 /// Kubernetes from `/version`; KEDA and Karpenter from their operators' images, or why not.
@@ -558,6 +594,19 @@ mod tests {
     }
 
     #[test]
+    fn an_images_version_is_its_tag_never_a_port_or_a_digest_fragment() {
+        assert_eq!(
+            image_version("mcr.microsoft.com/aks/keda/keda:2.14.1"),
+            "2.14.1"
+        );
+        assert_eq!(image_version("registry:5000/keda"), "latest");
+        assert_eq!(image_version("registry:5000/keda:2.16"), "2.16");
+        assert_eq!(image_version("keda@sha256:abc123"), "sha256:abc123");
+        assert_eq!(image_version("keda:2.16@sha256:abc123"), "2.16");
+        assert_eq!(image_version("keda"), "latest");
+    }
+
+    #[test]
     fn a_bad_profile_names_the_file_and_the_culprit() {
         let bad = |text: &str| read_profile("p.yaml", text).err().unwrap().to_string();
         let unknown =
@@ -583,5 +632,20 @@ mod tests {
             "profile: x\nversion: 1\nparallel: 0\nrequired:\n  - {scenario: burst, timeout: 1m}\n",
         );
         assert!(parallel.contains("parallel: 0"), "{parallel}");
+        let nameless =
+            bad("profile: ' '\nversion: 1\nrequired:\n  - {scenario: burst, timeout: 1m}\n");
+        assert!(
+            nameless.contains("profile: the name is empty"),
+            "{nameless}"
+        );
+        let version =
+            bad("profile: x\nversion: 0\nrequired:\n  - {scenario: burst, timeout: 1m}\n");
+        assert!(version.contains("version: 0"), "{version}");
+        let no_time =
+            bad("profile: x\nversion: 1\nrequired:\n  - {scenario: burst, timeout: 0s}\n");
+        assert!(
+            no_time.contains("flow::burst: timeout \"0s\" gives the run no time"),
+            "{no_time}"
+        );
     }
 }

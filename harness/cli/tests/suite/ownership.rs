@@ -587,6 +587,12 @@ async fn use_deployed_with_an_in_cluster_load_leaves_only_what_it_found() {
         junit.contains("deleted the load Job") && junit.contains("processed once 300"),
         "{junit}"
     );
+    // The cleanup says the Job was the run's and is gone, not that it created nothing.
+    assert!(
+        junit.contains("--use-deployed: nothing left to delete: the run")
+            && junit.contains("only Kubernetes objects (Job edw-load-"),
+        "{junit}"
+    );
     assert_eq!(
         cluster_names(&client).await,
         before,

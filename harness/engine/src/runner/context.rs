@@ -72,6 +72,9 @@ pub struct Context {
     pub azure_preflight: Vec<String>,
     /// Each load the run sent, on the timeline's clock: the twin's prediction replays them.
     pub sent_loads: Vec<crate::predict::SentLoad>,
+    /// Objects the run created and already deleted itself (an in-cluster load's Job, once its
+    /// load ended): the cleanup names them rather than claim the run created nothing.
+    pub deleted_during_run: Vec<Applied>,
     /// When the run applied its ScaledObject, on the timeline's clock (KEDA polls from then).
     pub scaled_object_applied_at: Option<f64>,
     /// Why this run is expected to differ from the twin's prediction (the faults it injects):
@@ -110,6 +113,7 @@ impl Context {
             storage_firewall_opening: None,
             azure_preflight: Vec::new(),
             sent_loads: Vec::new(),
+            deleted_during_run: Vec::new(),
             scaled_object_applied_at: None,
             prediction_caveat: None,
             progress: None,

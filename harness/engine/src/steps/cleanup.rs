@@ -12,10 +12,24 @@ use crate::runner::{Context, Footprint, Step, StepFuture, StepResult};
 pub fn cleanup_objects(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         if ctx.applied.is_empty() {
-            return StepResult::skipped(match ctx.footprint {
-                Footprint::UseDeployed => "--use-deployed: the run created no Kubernetes object",
-                _ => "the run created no Kubernetes object",
-            });
+            let prefix = match ctx.footprint {
+                Footprint::UseDeployed => "--use-deployed: ",
+                _ => "",
+            };
+            if ctx.deleted_during_run.is_empty() {
+                return StepResult::skipped(format!(
+                    "{prefix}the run created no Kubernetes object"
+                ));
+            }
+            let deleted: Vec<String> = ctx
+                .deleted_during_run
+                .iter()
+                .map(|o| format!("{} {}", o.kind, o.name))
+                .collect();
+            return StepResult::skipped(format!(
+                "{prefix}nothing left to delete: the run's only Kubernetes objects ({}) were deleted when their step ended",
+                deleted.join(", ")
+            ));
         }
         let client = ctx.target.client();
         let run_id = ctx.names.run_id.clone();

@@ -463,6 +463,7 @@ pub async fn send_from_cluster(
             match gone {
                 Ok(()) => {
                     ctx.applied.retain(|a| a != &applied);
+                    ctx.deleted_during_run.push(applied.clone());
                     ctx.write_ledger();
                     outcome
                         .details
