@@ -46,8 +46,9 @@ pub struct PlannedCheck {
     pub prediction: PredictionPolicy,
 }
 
-/// Reads and checks a profile: known scenarios (each once), timeouts that parse, a parallelism
-/// of at least 1, at least one required scenario.
+/// Reads and checks a profile: a name, a version of at least 1, known scenarios (each once),
+/// timeouts that parse and are not zero, a parallelism of at least 1, at least one required
+/// scenario.
 pub fn read_profile(file: &str, text: &str) -> Result<(Profile, Vec<PlannedCheck>), ProfileError> {
     let fail = |reason: String| ProfileError {
         file: file.to_owned(),

@@ -8,29 +8,24 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use crate::support::served::{kube_client, kube_phase, serve_twin, use_azurite};
 use crate::support::Env;
 
-/// Sets the image of Deployment `name`'s first container; returns the one it had.
+/// Sets the image of Deployment `name`'s first container (a merge patch without a
+/// resourceVersion: a controller's update in between cannot turn it into a conflict, as it
+/// could a replace); returns the one it had.
 async fn set_image(deployments: &Api<Deployment>, name: &str, image: &str) -> String {
-    let mut deployment = deployments.get(name).await.unwrap();
-    let container = &mut deployment
-        .spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
-    let before = container
+    let deployment = deployments.get(name).await.unwrap();
+    let mut containers = deployment.spec.unwrap().template.spec.unwrap().containers;
+    let before = containers[0]
         .image
         .replace(image.to_owned())
         .unwrap_or_default();
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": containers}}}});
     deployments
-        .replace(name, &PostParams::default(), &deployment)
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
         .unwrap();
     before
@@ -200,6 +195,11 @@ async fn edw_load_in_cluster_on_a_served_twin_and_its_bad_input() {
     assert!(
         !value("EDW_RUN_APPLIED").contains("|Job|"),
         "the deleted Job left the ledger: {ledger}"
+    );
+    // … and is recorded as deleted, so a later `edw cleanup` names it.
+    assert!(
+        value("EDW_RUN_DELETED").starts_with("batch/v1|Job|"),
+        "{ledger}"
     );
     let client = kube_client(&kubeconfig).await;
     let namespace = value("EDW_RUN_NAMESPACE");

@@ -1244,3 +1244,25 @@ fn the_slot_wrapper_gives_each_test_its_slots_azurite() {
         "http://mine/a|http://mine/a"
     );
 }
+
+/// One suite Azurite per test slot: `ci/suite-azurite.sh` starts as many as nextest runs tests
+/// at a time (fewer would make two running tests share one, which slowed a producer behind a
+/// x20 twin's drain before; `ci/suite-azurite-slot.sh` wraps slots around the pool).
+#[test]
+fn the_suite_azurites_match_the_tests_run_at_a_time() {
+    let config = std::fs::read_to_string(repo_root().join(".config/nextest.toml")).unwrap();
+    let threads = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("test-threads = "))
+        .expect("test-threads in .config/nextest.toml");
+    let script = std::fs::read_to_string(ci_dir().join("suite-azurite.sh")).unwrap();
+    let default = script
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("count=${EDW_SUITE_AZURITES:-"))
+        .and_then(|rest| rest.strip_suffix('}'))
+        .expect("count=${EDW_SUITE_AZURITES:-N} in ci/suite-azurite.sh");
+    assert_eq!(
+        default, threads,
+        "ci/suite-azurite.sh starts {default} Azurites for {threads} tests at a time"
+    );
+}

@@ -26,19 +26,7 @@ pub enum RunStateError {
 /// Writes what later phases need.
 pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
     let n = &context.names;
-    let applied: Vec<String> = context
-        .applied
-        .iter()
-        .map(|a| {
-            format!(
-                "{}|{}|{}|{}",
-                a.api_version,
-                a.kind,
-                a.namespace.clone().unwrap_or_default(),
-                a.name
-            )
-        })
-        .collect();
+    let applied = objects_value(&context.applied);
     let sent = context
         .produced
         .as_ref()
@@ -55,8 +43,17 @@ pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
         })
         .unwrap_or_default();
     let opening = firewall_line(context.storage_firewall_opening.as_ref());
+    // What the run deleted itself (an in-cluster load's Job), so a later `edw cleanup` names it.
+    let deleted = if context.deleted_during_run.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "EDW_RUN_DELETED={}\n",
+            objects_value(&context.deleted_during_run)
+        )
+    };
     let text = format!(
-        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_ID={}\nEDW_RUN_FOOTPRINT={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_DEPLOYMENT={}\nEDW_RUN_SCALED_OBJECT={}\nEDW_RUN_NODEPOOL={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n{deployed}{opening}",
+        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_ID={}\nEDW_RUN_FOOTPRINT={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_DEPLOYMENT={}\nEDW_RUN_SCALED_OBJECT={}\nEDW_RUN_NODEPOOL={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n{deleted}{deployed}{opening}",
         context.target_info.name,
         n.run_id,
         footprint_word(context.footprint),
@@ -70,7 +67,7 @@ pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
         context.created_storage,
         sent,
         context.nodes_before_load,
-        applied.join(";")
+        applied
     );
     write(path, &text)
 }
@@ -250,30 +247,51 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
                     .parse()
                     .map_err(|_| invalid(format!("{value:?} is not a count")))?;
             }
-            "EDW_RUN_APPLIED" => {
-                context.applied = value
-                    .split(';')
-                    .filter(|a| !a.is_empty())
-                    .map(|a| {
-                        let parts: Vec<&str> = a.split('|').collect();
-                        match parts.as_slice() {
-                            [api_version, kind, namespace, name] => Ok(Applied {
-                                api_version: (*api_version).to_owned(),
-                                kind: (*kind).to_owned(),
-                                namespace: (!namespace.is_empty()).then(|| (*namespace).to_owned()),
-                                name: (*name).to_owned(),
-                            }),
-                            _ => Err(invalid(format!(
-                                "{a:?} is not apiVersion|kind|namespace|name"
-                            ))),
-                        }
-                    })
-                    .collect::<Result<_, _>>()?;
+            "EDW_RUN_APPLIED" => context.applied = parse_objects(value).map_err(invalid)?,
+            "EDW_RUN_DELETED" => {
+                context.deleted_during_run = parse_objects(value).map_err(invalid)?
             }
             other => return Err(invalid(format!("unknown key {other}"))),
         }
     }
     Ok(target)
+}
+
+/// Objects as the ledger lists them: `apiVersion|kind|namespace|name`, `;`-separated.
+fn objects_value(objects: &[Applied]) -> String {
+    objects
+        .iter()
+        .map(|a| {
+            format!(
+                "{}|{}|{}|{}",
+                a.api_version,
+                a.kind,
+                a.namespace.clone().unwrap_or_default(),
+                a.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The objects of a ledger value written by [`objects_value`], or what is wrong with it.
+fn parse_objects(value: &str) -> Result<Vec<Applied>, String> {
+    value
+        .split(';')
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            let parts: Vec<&str> = a.split('|').collect();
+            match parts.as_slice() {
+                [api_version, kind, namespace, name] => Ok(Applied {
+                    api_version: (*api_version).to_owned(),
+                    kind: (*kind).to_owned(),
+                    namespace: (!namespace.is_empty()).then(|| (*namespace).to_owned()),
+                    name: (*name).to_owned(),
+                }),
+                _ => Err(format!("{a:?} is not apiVersion|kind|namespace|name")),
+            }
+        })
+        .collect()
 }
 
 /// The resource group a run deployed, read from its run state alone (for a cleanup whose
@@ -330,6 +348,36 @@ mod tests {
     use super::*;
     use crate::runner::DeployedGroup;
     use edw_model::run::FirewallOpening;
+
+    #[test]
+    fn objects_read_back_as_written_and_a_bad_one_is_named() {
+        let objects = vec![
+            Applied {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                namespace: Some("aqs-demo".into()),
+                name: "edw-load-abc-1-00af".into(),
+            },
+            Applied {
+                api_version: "karpenter.sh/v1".into(),
+                kind: "NodePool".into(),
+                namespace: None,
+                name: "edw-abc-load".into(),
+            },
+        ];
+        let value = objects_value(&objects);
+        assert_eq!(
+            value,
+            "batch/v1|Job|aqs-demo|edw-load-abc-1-00af;karpenter.sh/v1|NodePool||edw-abc-load"
+        );
+        assert_eq!(parse_objects(&value).unwrap(), objects);
+        assert_eq!(parse_objects("").unwrap(), Vec::new());
+        let bad = parse_objects("batch/v1|Job|x").unwrap_err();
+        assert!(
+            bad.contains("\"batch/v1|Job|x\" is not apiVersion|kind|namespace|name"),
+            "{bad}"
+        );
+    }
 
     #[test]
     fn the_firewall_rule_is_recorded_read_back_and_forgotten_alone() {

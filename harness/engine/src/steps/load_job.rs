@@ -35,6 +35,8 @@ const STUCK_PATIENCE: Duration = Duration::from_secs(180);
 const STUCK_REASONS: &[&str] = &[
     "ErrImagePull",
     "ImagePullBackOff",
+    "ImageInspectError",
+    "RegistryUnavailable",
     "InvalidImageName",
     "ErrImageNeverPull",
     "CreateContainerConfigError",
@@ -567,9 +569,10 @@ async fn wait_for_job(
                 why_pods_did_not_send(ctx, pods, name).await
             ));
         }
-        let unschedulable = unschedulable_pods(pods, name).await;
+        let listed = job_pods(pods, name).await;
+        let unschedulable = unschedulable_pods(&listed);
         let now = clock.now();
-        let stuck = stuck_pod(pods, name).await;
+        let stuck = all_stuck(&listed);
         if let Some(trouble) = outlasted(&mut stuck_since, now, stuck, STUCK_PATIENCE) {
             return Err(format!(
                 "the load Job {name}'s producers could not start for {:.0} s ({}): {trouble}",
@@ -630,25 +633,45 @@ async fn job_pods(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
         .unwrap_or_default()
 }
 
-/// A pod of the Job whose container waits for a reason in [`STUCK_REASONS`], described.
-async fn stuck_pod(pods: &Api<Pod>, job: &str) -> Option<String> {
-    job_pods(pods, job).await.iter().find_map(|pod| {
-        let waiting = containers(pod).find_map(|c| {
-            let waiting = c.state.as_ref()?.waiting.as_ref()?;
-            STUCK_REASONS
-                .contains(&waiting.reason.as_deref()?)
-                .then_some(())
-        });
-        waiting.and_then(|()| pod_trouble(pod))
+/// When every pod of the Job that has not finished (nor is being deleted) has a container
+/// waiting for a reason in [`STUCK_REASONS`]: the first one, described. One pod stuck while its
+/// siblings still send is not yet a reason to stop them all.
+fn all_stuck(listed: &[Pod]) -> Option<String> {
+    let unfinished: Vec<&Pod> = listed
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        })
+        .collect();
+    let is_stuck = |pod: &Pod| {
+        containers(pod).any(|c| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                .is_some_and(|r| STUCK_REASONS.contains(&r))
+        })
+    };
+    if unfinished.is_empty() || !unfinished.iter().all(|p| is_stuck(p)) {
+        return None;
+    }
+    let stuck = unfinished.len();
+    pod_trouble(unfinished[0]).map(|first| match stuck {
+        1 => first,
+        n => format!("{first} (and {} more pods waiting)", n - 1),
     })
 }
 
+/// A pod's init containers, then its containers.
 fn containers(pod: &Pod) -> impl Iterator<Item = &k8s_openapi::api::core::v1::ContainerStatus> {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
+    let status = pod.status.as_ref();
+    let init = status.and_then(|s| s.init_container_statuses.as_ref());
+    let main = status.and_then(|s| s.container_statuses.as_ref());
+    init.into_iter().flatten().chain(main.into_iter().flatten())
 }
 
 /// What kept a pod of the load Job from sending, from its container statuses: a container
@@ -656,6 +679,20 @@ fn containers(pod: &Pod) -> impl Iterator<Item = &k8s_openapi::api::core::v1::Co
 /// kubelet said, and a hint when the image has no `edw` to run. `None` for a pod that is fine.
 pub fn pod_trouble(pod: &Pod) -> Option<String> {
     let name = pod.metadata.name.clone().unwrap_or_default();
+    container_trouble(&name, pod).or_else(|| {
+        // The pod's own reason (Evicted, DeadlineExceeded, OutOfcpu…) when no container says.
+        let status = pod.status.as_ref()?;
+        let reason = status.reason.clone()?;
+        let message = status.message.clone().unwrap_or_default();
+        Some(
+            format!("pod {name}: {reason}: {message}")
+                .trim_end_matches([':', ' '])
+                .to_owned(),
+        )
+    })
+}
+
+fn container_trouble(name: &str, pod: &Pod) -> Option<String> {
     containers(pod).find_map(|c| {
         let state = c.state.as_ref()?;
         let (what, message) = if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
@@ -695,12 +732,23 @@ pub fn pod_trouble(pod: &Pod) -> Option<String> {
 /// "; " and why the pods did not send (each troubled pod, and the Job's warning events such
 /// as FailedCreate when no pod could be created), or "" when nothing says.
 async fn why_pods_did_not_send(ctx: &Context, pods: &Api<Pod>, job: &str) -> String {
-    let mut why: Vec<String> = job_pods(pods, job)
-        .await
-        .iter()
-        .filter_map(pod_trouble)
-        .take(3)
-        .collect();
+    let mut listed = job_pods(pods, job).await;
+    // The pod that failed first, before the siblings the Job controller then deleted (those
+    // end with 137/143 and would hide it).
+    listed.sort_by_key(|p| {
+        (
+            p.metadata.deletion_timestamp.is_some(),
+            containers(p)
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.clone())
+                .map(|t| t.0)
+                .min(),
+        )
+    });
+    let troubles: Vec<String> = listed.iter().filter_map(pod_trouble).collect();
+    let mut why: Vec<String> = troubles.iter().take(3).cloned().collect();
+    if troubles.len() > 3 {
+        why.push(format!("and {} more pods", troubles.len() - 3));
+    }
     let events: Api<k8s_openapi::api::core::v1::Event> =
         Api::namespaced(ctx.target.client(), &ctx.names.namespace);
     if let Ok(list) = events
@@ -730,13 +778,8 @@ async fn why_pods_did_not_send(ctx: &Context, pods: &Api<Pod>, job: &str) -> Str
 }
 
 /// When every Pending pod of the Job is unschedulable: the scheduler's reason.
-async fn unschedulable_pods(pods: &Api<Pod>, job: &str) -> Option<String> {
-    let list = pods
-        .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}")))
-        .await
-        .ok()?;
-    let pending: Vec<&Pod> = list
-        .items
+fn unschedulable_pods(listed: &[Pod]) -> Option<String> {
+    let pending: Vec<&Pod> = listed
         .iter()
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
         .collect();
@@ -871,6 +914,48 @@ mod tests {
         );
         assert!(STUCK_REASONS.contains(&"ImagePullBackOff"));
         assert!(!trouble.contains("has no `edw`"), "{trouble}");
+    }
+
+    #[test]
+    fn the_load_is_stuck_only_when_every_unfinished_producer_is() {
+        let pull = || json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}});
+        let running = json!({"running": {"startedAt": "2026-12-07T01:00:00Z"}});
+        let done = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+        let mut finished = pod_in(done);
+        finished.status.as_mut().unwrap().phase = Some("Succeeded".into());
+        // One stuck while another still sends: not yet.
+        assert_eq!(all_stuck(&[pod_in(pull()), pod_in(running)]), None);
+        // Every unfinished one stuck (a finished one does not count): the first, and how many more.
+        let stuck = all_stuck(&[pod_in(pull()), finished, pod_in(pull())]).expect("stuck");
+        assert!(
+            stuck.contains("ImagePullBackOff: Back-off pulling image (and 1 more pods waiting)"),
+            "{stuck}"
+        );
+        assert_eq!(all_stuck(&[]), None);
+        // An init container (e.g. an injected sidecar) whose image cannot be pulled.
+        let mut init = pod_in(json!({"waiting": {"reason": "PodInitializing"}}));
+        let status = init.status.as_mut().unwrap();
+        status.init_container_statuses = status.container_statuses.clone();
+        status.init_container_statuses.as_mut().unwrap()[0].state =
+            serde_json::from_value(pull()).unwrap();
+        let stuck = all_stuck(&[init]).expect("an init container stuck");
+        assert!(stuck.contains("ImagePullBackOff"), "{stuck}");
+    }
+
+    #[test]
+    fn a_pod_that_says_why_itself_is_named_with_its_reason() {
+        let mut evicted: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "status": {"phase": "Failed", "reason": "Evicted",
+                       "message": "The node was low on resource: memory."}
+        }))
+        .unwrap();
+        assert_eq!(
+            pod_trouble(&evicted).as_deref(),
+            Some("pod p: Evicted: The node was low on resource: memory.")
+        );
+        evicted.status.as_mut().unwrap().message = None;
+        assert_eq!(pod_trouble(&evicted).as_deref(), Some("pod p: Evicted"));
     }
 
     #[test]

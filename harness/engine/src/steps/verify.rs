@@ -92,6 +92,10 @@ pub fn record_counts(ctx: &mut Context, result: &Reconciliation) {
     }
 }
 
+/// How long (target clock) [`stranded_on_queue`] waits for messages a stopped consumer had
+/// taken to become visible again: the sample's visibility timeout (60 s) and a poll.
+const INVISIBLE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// What [`stranded_on_queue`] found about the sent messages without a row that are still on
 /// the queue.
 pub enum StrandedTail {
@@ -113,20 +117,50 @@ pub async fn stranded_on_queue(ctx: &Context, result: &mut Reconciliation) -> St
     if result.lost.is_empty() {
         return StrandedTail::None;
     }
-    let Ok(peeked) = ctx
-        .target
-        .storage()
-        .queue(&ctx.names.queue)
-        .peek(crate::storage::MAX_BATCH)
-        .await
-    else {
-        return StrandedTail::None;
+    let queue = ctx.target.storage().queue(&ctx.names.queue);
+    let labels_on = |peeked: &[crate::storage::PeekedMessage]| {
+        peeked
+            .iter()
+            .filter_map(|m| crate::workload::parse_message(&m.text).ok())
+            .map(|m| m.msg)
+            .collect::<std::collections::BTreeSet<String>>()
     };
-    let on_queue: std::collections::BTreeSet<String> = peeked
+    let lost: Vec<String> = result
+        .lost
         .iter()
-        .filter_map(|m| crate::workload::parse_message(&m.text).ok())
-        .map(|m| m.msg)
+        .map(|i| crate::workload::label(*i))
         .collect();
+    // A message a consumer took and did not finish (its pod stopped at the scale-in) is on the
+    // queue but invisible until its visibility timeout ends: a peek does not see it, the
+    // approximate count does. Until the two agree (or every message without a row is seen), wait
+    // for such messages to come back rather than call them lost.
+    let settled = super::k8s::poll_until(&ctx.clock(), INVISIBLE_PATIENCE, || async {
+        let peeked = queue
+            .peek(crate::storage::MAX_BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let on_queue = labels_on(&peeked);
+        let count = queue.approximate_count().await.map_err(|e| e.to_string())?;
+        if count as usize <= peeked.len()
+            || peeked.len() >= usize::from(crate::storage::MAX_BATCH)
+            || lost.iter().all(|l| on_queue.contains(l))
+        {
+            Ok(on_queue)
+        } else {
+            Err(format!(
+                "{count} message(s) on the queue, {} visible",
+                peeked.len()
+            ))
+        }
+    })
+    .await;
+    let on_queue = match settled {
+        Ok(on_queue) => on_queue,
+        Err(_) => match queue.peek(crate::storage::MAX_BATCH).await {
+            Ok(peeked) => labels_on(&peeked),
+            Err(_) => return StrandedTail::None,
+        },
+    };
     result.strand(|i| on_queue.contains(&crate::workload::label(i)));
     let left = result.stranded.len() as u64;
     if left == 0 {

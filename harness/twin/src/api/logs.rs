@@ -151,18 +151,23 @@ pub(crate) fn serve(
             "previous terminated container \"{container}\" in pod \"{name}\" not found"
         )));
     }
-    let started = pod
+    let status = pod
         .pointer("/status/containerStatuses")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .find(|s| s.get("name").and_then(Value::as_str) == Some(container.as_str()))
-        .is_some_and(|s| {
-            s.pointer("/state/running").is_some() || s.pointer("/state/terminated").is_some()
-        });
+        .find(|s| s.get("name").and_then(Value::as_str) == Some(container.as_str()));
+    let started = status.is_some_and(|s| {
+        s.pointer("/state/running").is_some() || s.pointer("/state/terminated").is_some()
+    });
     if !started {
+        // The kubelet's waiting reason (e.g. InvalidImageName), as the API server says it.
+        let reason = status
+            .and_then(|s| s.pointer("/state/waiting/reason"))
+            .and_then(Value::as_str)
+            .unwrap_or("ContainerCreating");
         return Err(ApiError::bad_request(format!(
-            "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
         )));
     }
     let activity = api.store.activity().clone();
