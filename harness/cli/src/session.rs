@@ -3,7 +3,7 @@
 
 use edw_engine::azurite::{Azurite, AzuriteOptions};
 use edw_engine::config::{Config, ConfigInputs, StorageChoice};
-use edw_engine::storage::{Storage, StorageAuth};
+use edw_engine::storage::{Storage, StorageAuth, StorageTarget};
 use edw_engine::target::{Target, TargetKind};
 
 use super::args::GlobalArgs;
@@ -13,6 +13,8 @@ use super::Failure;
 pub struct Session {
     pub config: Config,
     pub storage: Storage,
+    /// What `storage` was connected from (a served twin connects its pods with its own retry).
+    pub storage_target: StorageTarget,
     pub azurite: Option<Azurite>,
 }
 
@@ -64,6 +66,7 @@ pub async fn open(global: &GlobalArgs) -> Result<Session, Failure> {
     Ok(Session {
         config,
         storage,
+        storage_target: target,
         azurite,
     })
 }

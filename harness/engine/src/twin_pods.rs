@@ -12,7 +12,7 @@ use edw_twin::driver::{BoxFuture, PodExit, PodProgram, PodRuntime, QueueProbe};
 use edw_twin::store::ObjectKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageTarget};
 use crate::twin_governor::ClockGovernor;
 use crate::workload::{
     consume, poison_queue_name, ConsumerOptions, ConsumerReport, Pacer, SliceCommand, StopWhen,
@@ -255,6 +255,19 @@ impl PodRuntime for ConsumerPods {
     }
 }
 
+/// The storage of what runs inside the simulated cluster (the consumer pods, and KEDA reading
+/// the queue): `target` with its retry backoff (and a service's `Retry-After`) in the twin's
+/// simulated time, as those programs wait in the real system's time. The harness's own reads
+/// keep real-time backoff. KEDA's reads with real-time backoff held the governed clock near
+/// real time whenever few pods ran: a retried read of a partition took 400-1,000 ms, and with
+/// few calls it set the pace.
+pub fn in_cluster_target(target: &StorageTarget, scale: f64) -> StorageTarget {
+    StorageTarget {
+        retry: target.retry.in_simulated_time(scale),
+        ..target.clone()
+    }
+}
+
 /// The real queues' approximate counts, for the twin's KEDA and HPA (the queue the
 /// ScaledObject names, on this storage). A slow read slows the governed clock like a slow pod.
 pub struct StorageQueueProbe {
@@ -279,5 +292,38 @@ impl QueueProbe for StorageQueueProbe {
             // error, as KEDA reports it: KEDAScalerFailed, Ready=False.
             count.map_err(|e| e.to_string())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_cluster_storage_backs_off_in_simulated_time_and_keeps_the_rest() {
+        let target = StorageTarget::development_partitioned(
+            &[
+                "http://127.0.0.1:1/a".to_owned(),
+                "http://127.0.0.1:2/a".to_owned(),
+            ],
+            "http://127.0.0.1:3/a",
+        );
+        let inside = in_cluster_target(&target, 20.0);
+        assert_eq!(inside.retry, target.retry.in_simulated_time(20.0));
+        assert_ne!(inside.retry, target.retry, "x20 shortens the backoff");
+        // Only the retry changes.
+        assert_eq!(
+            (
+                &inside.account,
+                &inside.queue_endpoint,
+                &inside.table_endpoint
+            ),
+            (
+                &target.account,
+                &target.queue_endpoint,
+                &target.table_endpoint
+            )
+        );
+        assert_eq!(inside.queue_partitions, target.queue_partitions);
     }
 }

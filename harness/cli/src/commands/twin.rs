@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{CalibrateArgs, GlobalArgs, ServeArgs, SimulateArgs};
 use crate::{exit, session, Failure};
+use edw_engine::storage::Storage;
 use edw_engine::twin_governor::ClockGovernor;
-use edw_engine::twin_pods::{ConsumerPods, StorageQueueProbe};
+use edw_engine::twin_pods::{in_cluster_target, ConsumerPods, StorageQueueProbe};
 use edw_engine::workload::poison_queue_name;
 
 pub async fn serve(
@@ -97,13 +98,16 @@ pub async fn serve(
     let activity = engine.store.activity().clone();
     let engine = Arc::new(Mutex::new(engine));
     let governor = ClockGovernor::start(clock.clone(), cancel.clone());
+    let in_cluster_storage =
+        Storage::connect(&in_cluster_target(&session.storage_target, args.scale))
+            .map_err(Failure::storage)?;
     let pods = Arc::new(
-        ConsumerPods::new(session.storage.clone(), governor.clone()).with_activity(activity),
+        ConsumerPods::new(in_cluster_storage.clone(), governor.clone()).with_activity(activity),
     );
     drive(
         engine,
         clock,
-        Arc::new(StorageQueueProbe::new(session.storage.clone(), governor)),
+        Arc::new(StorageQueueProbe::new(in_cluster_storage, governor)),
         pods,
         cancel.clone(),
     )

@@ -197,3 +197,52 @@ async fn a_cluster_target_refuses_partitions_its_pods_would_not_read() {
         );
     }
 }
+
+/// KEDA reads a queue's count in one call; a partitioned queue reads its partitions at once, so
+/// one slow partition does not add up with the others (read one after the other, a KEDA poll
+/// of eight partitions held the twin's governed clock near real time). Partition 0 holds its
+/// answer for 20 s: partition 1 is asked meanwhile.
+#[tokio::test]
+async fn the_count_reads_every_partition_at_once() {
+    use edw_testkit::faults::{Fault, FaultProxy};
+    let azurite = partitioned_azurite().await;
+    let mut proxies = Vec::new();
+    for endpoint in azurite.queue_endpoints() {
+        proxies.push(FaultProxy::start(endpoint).await.expect("fault proxy"));
+    }
+    let endpoints: Vec<String> = proxies.iter().map(FaultProxy::url).collect();
+    let storage = Storage::connect(&StorageTarget::development_partitioned(
+        &endpoints,
+        azurite.table_endpoint(),
+    ))
+    .unwrap();
+    let name = run_queue_name("count");
+    let queue = storage.queue(&name);
+    queue.create().await.unwrap();
+    let before: Vec<u64> = proxies.iter().map(FaultProxy::requests).collect();
+    proxies[0].fail_next(1, Fault::Delay(Duration::from_secs(20)));
+    let counting = tokio::spawn(async move { queue.approximate_count().await });
+    let others = super::support::eventually(
+        "every other partition asked while partition 0 holds its answer",
+        Duration::from_secs(15),
+        || {
+            let asked: Vec<bool> = proxies
+                .iter()
+                .zip(&before)
+                .skip(1)
+                .map(|(proxy, before)| proxy.requests() > *before)
+                .collect();
+            let finished = counting.is_finished();
+            async move {
+                if !finished && asked.iter().all(|a| *a) {
+                    Ok(asked.len())
+                } else {
+                    Err(format!("asked {asked:?}, count finished: {finished}"))
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(others, PARTITIONS - 1);
+    counting.abort();
+}

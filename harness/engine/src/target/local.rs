@@ -16,7 +16,7 @@ use crate::azurite::{Azurite, AzuriteOptions};
 use crate::config::{Config, StorageChoice};
 use crate::storage::Storage;
 use crate::twin_governor::{ClockGovernor, GovernorSummary};
-use crate::twin_pods::{ConsumerPods, StorageQueueProbe};
+use crate::twin_pods::{in_cluster_target, ConsumerPods, StorageQueueProbe};
 use edw_model::report::TargetInfo;
 
 /// The default clock scale of the local target: the sample's 30 s polling every 1.5 s.
@@ -81,14 +81,12 @@ impl LocalTarget {
         let engine = Arc::new(Mutex::new(engine));
         let stop = CancellationToken::new();
         let governor = ClockGovernor::start(clock.clone(), stop.clone());
-        // The pods back off between retries in simulated time, as their consumer does in the
-        // real system's time; the harness's own reads keep real-time backoff.
-        let mut pod_target = target.clone();
-        pod_target.retry = target.retry.in_simulated_time(scale);
-        let pod_storage = Storage::connect(&pod_target)?;
-        let pods =
-            Arc::new(ConsumerPods::new(pod_storage, governor.clone()).with_activity(activity));
-        let probe = Arc::new(StorageQueueProbe::new(storage.clone(), governor.clone()));
+        // The pods and KEDA back off in simulated time (`in_cluster_target` says why).
+        let in_cluster_storage = Storage::connect(&in_cluster_target(&target, scale))?;
+        let pods = Arc::new(
+            ConsumerPods::new(in_cluster_storage.clone(), governor.clone()).with_activity(activity),
+        );
+        let probe = Arc::new(StorageQueueProbe::new(in_cluster_storage, governor.clone()));
         let driver = tokio::spawn(drive(
             engine.clone(),
             clock.clone(),
