@@ -330,9 +330,10 @@ async fn npm_install(root: &Path) -> Result<(), AzuriteError> {
         "install",
         "--no-audit",
         "--no-fund",
-        // The package is pinned: what npm's cache already holds is used without asking the
-        // registry whether it changed (a warm cache: 18.6 → 10.7 s here); anything missing is
-        // still fetched.
+        // What npm's cache already holds is used without asking the registry whether it
+        // changed (a warm cache: 18.6 → 10.7 s here); anything missing is still fetched. Azurite
+        // itself is pinned; its dependencies resolve within their ranges from the cached
+        // package lists, so they may be older than the registry's newest.
         "--prefer-offline",
         "--loglevel=error",
         "--prefix",

@@ -1,6 +1,7 @@
 //! What the twin's consumer pods run: the real consumer from [`crate::workload`], one per
-//! Running pod, against the harness's storage (the real Azurite), and the real queue count the
-//! twin's KEDA reads. A pod processes one message per simulated second as the sample's pods do,
+//! Running pod, against the harness's storage account and endpoints (the real Azurite) with
+//! retries in simulated time ([`in_cluster_target`]), and the real queue count the twin's KEDA
+//! reads. A pod processes one message per simulated second as the sample's pods do,
 //! paced by the twin's clock, which the [`ClockGovernor`] slows when the pods' storage calls lag.
 
 use std::collections::HashMap;

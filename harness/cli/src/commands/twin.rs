@@ -32,6 +32,10 @@ pub async fn serve(
     }
     let params = twin_params(args.params.as_deref(), &args.set).map_err(Failure::usage)?;
     let session = session::open(global).await?;
+    // What runs inside the twin (its pods, its KEDA) backs off in simulated time.
+    let in_cluster_storage =
+        Storage::connect(&in_cluster_target(&session.storage_target, args.scale))
+            .map_err(Failure::storage)?;
     let (engine, clock) = scaled_engine(params, args.scale).map_err(Failure::environment)?;
     let queue = session.storage.queue(session.config.queue_name());
     if args.deploy_sample {
@@ -98,9 +102,6 @@ pub async fn serve(
     let activity = engine.store.activity().clone();
     let engine = Arc::new(Mutex::new(engine));
     let governor = ClockGovernor::start(clock.clone(), cancel.clone());
-    let in_cluster_storage =
-        Storage::connect(&in_cluster_target(&session.storage_target, args.scale))
-            .map_err(Failure::storage)?;
     let pods = Arc::new(
         ConsumerPods::new(in_cluster_storage.clone(), governor.clone()).with_activity(activity),
     );

@@ -50,9 +50,9 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
     for endpoint in azurite.queue_endpoints() {
         let proxy = FaultProxy::start(endpoint).await.expect("fault proxy");
         // About 4 % of queue calls fail: 503 (1 in 40), a dropped connection (1 in 100), 429
-        // with Retry-After 1 s (1 in 400); 1 in 10 is 20 ms slower. Every retried call is a pod
-        // stuck in real time, and the governed clock slows down with it, as it should: this
-        // mix takes about 300 s here (1 % took 126 s).
+        // with Retry-After 1 s (1 in 400); 1 in 10 is 20 ms slower. The pods and the twin's KEDA
+        // back off in simulated time (`twin_pods::in_cluster_target`); a call that stays slow
+        // in real time slows the governed clock, as it should: about 90 s here.
         proxy.inject(&FaultMix {
             throttled_one_in: 400,
             unavailable_one_in: 40,

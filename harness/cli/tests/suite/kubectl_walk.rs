@@ -351,7 +351,24 @@ async fn a_person_walks_the_imperative_path_with_kubectl() {
     );
 
     // Logs: messages scale the sample out; a consumer pod's log shows what it processed, the
-    // KEDA operator's shows its scale decision.
+    // KEDA operator's shows its scale decision. A person reading a consumer's log first gives
+    // the pods time to be read: with the sample's cooldown (10 s, half a second at x20) the
+    // burst's pods were once all gone before kubectl had listed them and read a log (a
+    // flake-check failure); 600 s keeps one Running for half a minute after the drain.
+    assert_printed(
+        &k.ok(&[
+            "-n",
+            "aqs-demo",
+            "patch",
+            "scaledobject",
+            "aws2az-queue-scaleobj",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"cooldownPeriod":600}}"#,
+        ]),
+        "scaledobject.keda.sh/aws2az-queue-scaleobj patched",
+    );
     let queue = env.storage.queue(&queue_name);
     let sent = produce(
         &queue,

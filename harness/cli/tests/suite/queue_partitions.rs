@@ -200,8 +200,8 @@ async fn a_cluster_target_refuses_partitions_its_pods_would_not_read() {
 
 /// KEDA reads a queue's count in one call; a partitioned queue reads its partitions at once, so
 /// one slow partition does not add up with the others (read one after the other, a KEDA poll
-/// of eight partitions held the twin's governed clock near real time). Partition 0 holds its
-/// answer for 20 s: partition 1 is asked meanwhile.
+/// of eight partitions held the twin's governed clock at x2-x3 when few pods ran). Partition 0
+/// holds its answer for 20 s: the others are asked meanwhile, before the count finishes.
 #[tokio::test]
 async fn the_count_reads_every_partition_at_once() {
     use edw_testkit::faults::{Fault, FaultProxy};
@@ -222,7 +222,7 @@ async fn the_count_reads_every_partition_at_once() {
     let before: Vec<u64> = proxies.iter().map(FaultProxy::requests).collect();
     proxies[0].fail_next(1, Fault::Delay(Duration::from_secs(20)));
     let counting = tokio::spawn(async move { queue.approximate_count().await });
-    let others = super::support::eventually(
+    super::support::eventually(
         "every other partition asked while partition 0 holds its answer",
         Duration::from_secs(15),
         || {
@@ -235,7 +235,7 @@ async fn the_count_reads_every_partition_at_once() {
             let finished = counting.is_finished();
             async move {
                 if !finished && asked.iter().all(|a| *a) {
-                    Ok(asked.len())
+                    Ok(())
                 } else {
                     Err(format!("asked {asked:?}, count finished: {finished}"))
                 }
@@ -243,6 +243,5 @@ async fn the_count_reads_every_partition_at_once() {
         },
     )
     .await;
-    assert_eq!(others, PARTITIONS - 1);
     counting.abort();
 }

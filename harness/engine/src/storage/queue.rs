@@ -264,7 +264,8 @@ impl Queue {
     ///
     /// The partitions are read at once: a partitioned queue stands for one queue, whose count
     /// is one call; read one after the other, a read took the sum of the partitions' times
-    /// (and a KEDA poll of eight partitions held the twin's governed clock near real time).
+    /// (and a KEDA poll of eight partitions held the twin's governed clock at x2-x3 when few
+    /// pods ran).
     pub async fn approximate_count(&self) -> Result<u64, StorageError> {
         let counts = futures::future::try_join_all(self.partitions.iter().map(|part| async move {
             part.client
