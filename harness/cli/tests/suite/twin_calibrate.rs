@@ -298,19 +298,41 @@ async fn a_kube_run_against_a_served_twin_calibrates_back_to_its_params() {
         "the run observed pods and nodes enough to fit them: {asserted:?}\n{out}"
     );
     // The consumer rate is the run's own drain measurement (its 200 messages over the
-    // running-pod-seconds until the queue first read 0), as lifecycle.json states it.
+    // running-pod-seconds until the queue first read 0), as lifecycle.json states it. The
+    // walkthrough's configuration (minReplicaCount 0, activationQueueLength 20) may leave a
+    // tail of up to 20 on the queue at 0 replicas (the `stranded-tail` warning; seen once in
+    // nine flake-check runs): then the queue never read 0, no drain was measured, and the rate
+    // keeps its default, saying why.
     let lifecycle: edw_model::lifecycle::Lifecycle =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join(LIFECYCLE_FILE)).unwrap())
             .unwrap();
-    let drain = lifecycle.drain.expect("the run measured its drain");
-    assert_eq!(drain.messages, 200, "{drain:?}");
-    assert!(
-        (fitted.messages_per_pod_second - drain.per_pod_second()).abs() < 1e-9,
-        "fitted {} msg/s, the run's drain {drain:?}\n{out}",
-        fitted.messages_per_pod_second
-    );
-    assert!(
-        out.contains("200 message(s) over"),
-        "the rate says what it rests on:\n{out}"
-    );
+    match lifecycle.drain {
+        Some(drain) => {
+            assert_eq!(drain.messages, 200, "{drain:?}");
+            assert!(
+                (fitted.messages_per_pod_second - drain.per_pod_second()).abs() < 1e-9,
+                "fitted {} msg/s, the run's drain {drain:?}\n{out}",
+                fitted.messages_per_pod_second
+            );
+            assert!(
+                out.contains("200 message(s) over"),
+                "the rate says what it rests on:\n{out}"
+            );
+        }
+        None => {
+            assert!(
+                stdout.contains("WARN verify") && stdout.contains("stranded tail"),
+                "no drain measured, and not the configuration's stranded tail:\n{stdout}"
+            );
+            assert_eq!(
+                fitted.messages_per_pod_second,
+                TwinParams::default().messages_per_pod_second,
+                "without a drain the rate keeps its default"
+            );
+            assert!(
+                out.contains("no run measured its drain"),
+                "the rate says why it kept its default:\n{out}"
+            );
+        }
+    }
 }
