@@ -159,9 +159,11 @@ async fn scale_after_the_drain_answers_from_the_autoscalers_events() {
     let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
         kube::Api::namespaced(kube_client(&kubeconfig).await, &value("EDW_RUN_NAMESPACE"));
     let deployment = value("EDW_RUN_DEPLOYMENT");
-    // Drained and scaled back in before `edw scale` starts: nothing is left to watch.
-    crate::support::eventually(
-        "the queue drained and the consumers scaled to 0",
+    // Drained and scaled back in before `edw scale` starts: nothing is left to watch. The
+    // walkthrough's configuration can leave a stranded tail (at most activationQueueLength 20
+    // messages at 0 replicas, seen once in CI: 1 left); KEDA never scales out for it either.
+    let left = crate::support::eventually(
+        "the queue drained (or left a stranded tail) and the consumers scaled to 0",
         std::time::Duration::from_secs(240),
         || async {
             let depth = queue.approximate_count().await.map_err(|e| e.to_string())?;
@@ -172,7 +174,7 @@ async fn scale_after_the_drain_answers_from_the_autoscalers_events() {
                 .spec
                 .and_then(|s| s.replicas);
             match (depth, replicas) {
-                (0, Some(0)) => Ok(()),
+                (depth @ 0..=20, Some(0)) => Ok(depth),
                 other => Err(format!("queue and replicas {other:?}")),
             }
         },
@@ -180,10 +182,12 @@ async fn scale_after_the_drain_answers_from_the_autoscalers_events() {
     .await;
     let (code, text) = phase("scale");
     let (cleanup, cleanup_text) = phase("cleanup");
+    // A tail can still shrink (a terminating pod finishing its last message), never grow.
+    let empty = text.contains("the queue was already empty (0) when this step began");
+    let tail = text.contains("only a stranded tail of") && text.contains("when this step began");
     assert!(
-        text.contains("the queue was already empty (0) when this step began")
-            && text.contains("SuccessfulRescale events"),
-        "{text}"
+        (empty || (left > 0 && tail)) && text.contains("SuccessfulRescale events"),
+        "queue {left} before the step:\n{text}"
     );
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(cleanup, Some(0), "{cleanup_text}");
