@@ -71,11 +71,8 @@ async fn a_run_passes_and_no_planted_secret_reaches_a_report() {
         "reports name the target as simulated"
     );
     assert!(reports.contains(edw_engine::steps::VERIFY_STEP));
-    assert!(
-        reports
-            .contains("sent 200, processed once 200, duplicated 0, lost 0, stranded 0, poisoned 0"),
-        "every count stated"
-    );
+    // Every count stated (a tail the walkthrough's configuration strands is on the queue).
+    crate::support::assert_every_message_accounted(&reports, 200, 20);
     for text in [&reports, &stdout, &stderr] {
         assert!(!text.contains(secret), "the planted secret leaked");
     }

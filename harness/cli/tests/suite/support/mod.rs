@@ -91,6 +91,48 @@ pub fn junit_case_text<'a>(
         .and_then(|n| n.text())
 }
 
+/// Asserts verify's counts line ("sent N, processed once N, duplicated N, lost N, stranded N,
+/// poisoned N", found in `text`) for a run of `sent` messages that lost, duplicated and poisoned
+/// none. A stranded tail is allowed (at most `max_stranded`, still on the queue at 0 replicas:
+/// the walkthrough's configuration leaves one whenever KEDA's poll lands in the last messages
+/// of a drain, the finding `stranded-tail`), so processed once + stranded = sent.
+pub fn assert_every_message_accounted(text: &str, sent: u64, max_stranded: u64) {
+    let line = text
+        .lines()
+        .find_map(|l| {
+            let counts = l.find(", processed once ")?;
+            Some(&l[l[..counts].rfind("sent ")?..])
+        })
+        .unwrap_or_else(|| panic!("no counts line (sent …, processed once …) in:\n{text}"));
+    let count = |label: &str| -> u64 {
+        line.split(", ")
+            .find_map(|part| {
+                part.strip_prefix(label)?
+                    .trim()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no \"{label}\" count in: {line}"))
+    };
+    let (once, stranded) = (count("processed once "), count("stranded "));
+    assert_eq!(
+        (
+            count("sent "),
+            count("duplicated "),
+            count("lost "),
+            count("poisoned ")
+        ),
+        (sent, 0, 0, 0),
+        "{line}"
+    );
+    assert!(
+        once + stranded == sent && stranded <= max_stranded,
+        "processed once + stranded (at most {max_stranded}) must be {sent}: {line}"
+    );
+}
+
 /// Asserts that summary.md `md` says its run passed with `n` warning(s) in its heading and in a
 /// callout above the steps table; returns the callout's warning lines (`> - **step**: text`).
 pub fn summary_warnings(md: &str, n: usize) -> Vec<&str> {
@@ -111,4 +153,22 @@ pub fn summary_warnings(md: &str, n: usize) -> Vec<&str> {
         .collect();
     assert_eq!(lines.len(), n, "{md}");
     lines
+}
+
+#[test]
+fn every_message_accounted_reads_the_counts_line_and_allows_only_a_stranded_tail() {
+    let line = |once: u64, lost: u64, stranded: u64| {
+        format!("ok   verify: sent 200 messages\n  WARN verify: sent 200, processed once {once}, duplicated 0, lost {lost}, stranded {stranded}, poisoned 0 (finding)\n")
+    };
+    assert_every_message_accounted(&line(200, 0, 0), 200, 20);
+    assert_every_message_accounted(&line(197, 0, 3), 200, 20);
+    for (text, why) in [
+        (line(199, 1, 0), "a lost message"),
+        (line(179, 0, 21), "a tail above the bound"),
+        (line(199, 0, 0), "a message unaccounted"),
+        ("sent 200 messages".to_owned(), "no counts line"),
+    ] {
+        let failed = std::panic::catch_unwind(|| assert_every_message_accounted(&text, 200, 20));
+        assert!(failed.is_err(), "passed with {why}: {text}");
+    }
 }
