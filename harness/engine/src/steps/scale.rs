@@ -130,14 +130,14 @@ pub fn backlog_gone(first: &edw_model::report::Observation, max_stranded: u64) -
     if !drained_expectation(max_stranded).holds(first) {
         return None;
     }
-    Some(match first.queue {
-        Some(0) => format!(
+    // `drained_expectation` holds only for a queue it could read.
+    Some(match first.queue.unwrap_or_default() {
+        0 => format!(
             "the queue was already empty (0) when this step began (desired {})",
             first.desired
         ),
         left => format!(
-            "only a stranded tail of {} message(s) was left on the queue at 0 replicas when this step began (at most activationQueueLength {max_stranded}: KEDA will not scale out for it; verify counts it)",
-            left.map_or("?".to_owned(), |l| l.to_string())
+            "only a stranded tail of {left} message(s) was left on the queue at 0 replicas when this step began (at most activationQueueLength {max_stranded}: KEDA will not scale out for it; verify counts it)"
         ),
     })
 }
@@ -160,7 +160,8 @@ pub async fn rescale_sizes(
         .collect())
 }
 
-/// The scale-out, seen in the HPA's events once the queue was empty before the step began.
+/// The scale-out, seen in the HPA's events once the backlog was gone before the step began
+/// (the queue empty, or only a stranded tail left at 0 replicas: [`backlog_gone`]).
 pub fn scale_out_after_the_drain(
     ctx: &Context,
     peak: u64,
