@@ -528,7 +528,7 @@ mod growth_tests {
 }
 
 #[cfg(test)]
-mod tests {
+mod backlog_tests {
     use super::*;
     use edw_model::report::Observation;
 
