@@ -155,14 +155,18 @@ impl Azurite {
             Some(other) => return Err(AzuriteError::UnknownRuntime(other.to_owned())),
         }
         let bin = locate_or_install(options.cache_dir.as_deref()).await?;
-        let mut services = Vec::new();
-        let mut queue_endpoints = Vec::new();
-        for _ in 0..options.queue_partitions.max(1) {
-            let (service, endpoint) = start_service(&bin, "queue").await?;
-            services.push(service);
-            queue_endpoints.push(endpoint);
-        }
-        let (table, table_endpoint) = start_service(&bin, "table").await?;
+        // Side by side: each Node.js process takes about a second of CPU to start, and eight
+        // queue partitions one after the other left a core idle for seconds. One that fails
+        // stops the others (they are killed when dropped).
+        let (queues, (table, table_endpoint)) = futures::future::try_join(
+            futures::future::try_join_all(
+                (0..options.queue_partitions.max(1)).map(|_| start_service(&bin, "queue")),
+            ),
+            start_service(&bin, "table"),
+        )
+        .await?;
+        let (mut services, queue_endpoints): (Vec<Service>, Vec<String>) =
+            queues.into_iter().unzip();
         services.push(table);
         Ok(Azurite {
             queue_endpoints,

@@ -1,6 +1,7 @@
 //! No message lost or duplicated under chaos: 10,000 messages across four real Azurite
 //! instances (Azurite's receive and delete scan every message of the account, so one process
-//! slows down with a deep backlog: the load is sharded), each behind the fault proxy injecting
+//! slows down with a deep backlog: the load is sharded; under nextest, four of the suite's
+//! Azurites, idle while this test holds every slot), each behind the fault proxy injecting
 //! 503s, 429s with Retry-After, connection resets and latency, while consumer workers are
 //! killed at random (30 % each round) and restarted, some of them dying between the table
 //! write and the delete. At the end, for every shard: produced = processed once + poisoned, and
@@ -32,10 +33,15 @@ struct Shard {
     table: String,
 }
 
-async fn shard() -> Shard {
-    let azurite = Azurite::start_with(&AzuriteOptions::default())
-        .await
-        .expect("Azurite");
+/// A shard on `suite` (one of the suite's Azurites, see `support::suite_azurite_pool`), else
+/// on an Azurite of its own.
+async fn shard(suite: Option<(String, String)>) -> Shard {
+    let azurite = Azurite::start_with(&AzuriteOptions {
+        existing: suite,
+        ..AzuriteOptions::default()
+    })
+    .await
+    .expect("Azurite");
     let proxy = FaultProxy::start(azurite.queue_endpoint())
         .await
         .expect("fault proxy");
@@ -97,8 +103,12 @@ fn spawn_worker(shard: &Shard, crash_after_write: u64, stop: CancellationToken) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_survive_faults_and_killed_consumers() {
     let started = Instant::now();
-    // The shards start, and take their load, side by side.
-    let shards: Vec<Shard> = futures::future::join_all((0..SHARDS).map(|_| shard())).await;
+    // The shards start, and take their load, side by side: on the suite's Azurites when this
+    // test runs under nextest (it holds every test slot, so they are idle), each on a queue
+    // service of its own either way.
+    let mut suite = crate::support::suite_azurite_pool().into_iter();
+    let shards: Vec<Shard> =
+        futures::future::join_all((0..SHARDS).map(|_| shard(suite.next()))).await;
     let produced: Vec<_> = futures::future::join_all(shards.iter().map(|shard| async {
         produce(
             &shard.storage.queue(&shard.queue),
@@ -221,6 +231,22 @@ async fn ten_thousand_messages_survive_faults_and_killed_consumers() {
         faults += shard.proxy.faults_injected();
     }
     assert_eq!(sent, SHARDS as u64 * PER_SHARD);
+    // What this test created goes (the suite's Azurites serve the tests after it).
+    for shard in &shards {
+        let storage = &shard.storage;
+        for queue in [shard.queue.clone(), poison_queue_name(&shard.queue)] {
+            storage
+                .queue(&queue)
+                .delete()
+                .await
+                .expect("delete a queue");
+        }
+        storage
+            .table(&shard.table)
+            .delete()
+            .await
+            .expect("delete the table");
+    }
     println!(
         "chaos: sent {sent}, processed once {once}, poisoned {poisoned}, duplicated 0; {faults} storage faults injected, {kills} consumer kills, {crashes} crashes between write and delete; {:.0} s (Azurites started and the load sent in {:.0} s, drained in {:.0} s)",
         started.elapsed().as_secs_f64(),

@@ -2,10 +2,12 @@
 //! random, every Karpenter NodeClaim deleted mid-drain) on the local target, with the real
 //! consumers' queue services behind fault proxies (503, 429 with Retry-After, dropped
 //! connections, latency). Every message is still processed once (or left in the
-//! configuration's stranded tail, a warning), nothing is lost or duplicated, and the cleanup runs. The queue is partitioned over eight Azurite queue
-//! services: Azurite's receive and delete scan the whole queue, so draining N messages from one
-//! process costs about N² (2,000: 14 s of its CPU, 4,000: 55 s, measured): eight partitions
-//! took this test 99-102 → 88 s against four, twelve 94 s (more processes to start).
+//! configuration's stranded tail, a warning), nothing is lost or duplicated, and the cleanup
+//! runs. The queue is partitioned over eight Azurite queue services (under nextest, the six
+//! suite Azurites' and two of its own): Azurite's receive and delete scan the whole queue, so
+//! draining N messages from one process costs about N² (2,000: 14 s of its CPU, 4,000: 55 s,
+//! measured): eight partitions took this test 99-102 → 88 s against four, twelve 94 s (more
+//! processes to start).
 
 use std::time::{Duration, Instant};
 
@@ -40,14 +42,30 @@ fn property(report: &ScenarioReport, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing() {
     let started = Instant::now();
-    let azurite = Azurite::start_with(&AzuriteOptions {
-        queue_partitions: PARTITIONS,
-        ..AzuriteOptions::default()
-    })
-    .await
-    .expect("Azurite");
+    // Under nextest the suite's Azurites are idle while this test holds every slot: their
+    // queue services carry partitions too, so fewer Node.js processes start for this test.
+    let suite = crate::support::suite_azurite_pool();
+    let from_suite = suite.len().min(PARTITIONS);
+    let own = if from_suite < PARTITIONS {
+        Some(
+            Azurite::start_with(&AzuriteOptions {
+                queue_partitions: PARTITIONS - from_suite,
+                ..AzuriteOptions::default()
+            })
+            .await
+            .expect("Azurite"),
+        )
+    } else {
+        None
+    };
+    let mut partitions: Vec<String> = suite[..from_suite].iter().map(|(q, _)| q.clone()).collect();
+    partitions.extend(own.iter().flat_map(|a| a.queue_endpoints().iter().cloned()));
+    assert_eq!(partitions.len(), PARTITIONS, "{partitions:?}");
+    let table_endpoint = own
+        .as_ref()
+        .map_or_else(|| suite[0].1.clone(), |a| a.table_endpoint().to_owned());
     let mut proxies = Vec::new();
-    for endpoint in azurite.queue_endpoints() {
+    for endpoint in &partitions {
         let proxy = FaultProxy::start(endpoint).await.expect("fault proxy");
         // About 4 % of queue calls fail: 503 (1 in 40), a dropped connection (1 in 100), 429
         // with Retry-After 1 s (1 in 400); 1 in 10 is 20 ms slower. The pods and the twin's KEDA
@@ -69,10 +87,7 @@ async fn pods_killed_nodes_removed_and_storage_faults_lose_and_duplicate_nothing
                 "EDW_AZURITE_QUEUE_ENDPOINT".to_owned(),
                 queue_endpoints.join(","),
             ),
-            (
-                "EDW_AZURITE_TABLE_ENDPOINT".to_owned(),
-                azurite.table_endpoint().to_owned(),
-            ),
+            ("EDW_AZURITE_TABLE_ENDPOINT".to_owned(), table_endpoint),
         ]
         .into_iter()
         .collect(),

@@ -1268,3 +1268,37 @@ fn the_suite_azurites_match_the_tests_run_at_a_time() {
         "ci/suite-azurite.sh starts {default} Azurites for {threads} tests at a time"
     );
 }
+
+/// The chaos pair spreads its queues over every suite Azurite (`support::suite_azurite_pool`):
+/// that is only right while nothing else runs, so `.config/nextest.toml` must give both every
+/// test slot (else another test's producer and the chaos drain would share a Node.js process).
+#[test]
+fn the_tests_that_spread_over_the_suite_azurites_hold_every_slot() {
+    let config = std::fs::read_to_string(repo_root().join(".config/nextest.toml")).unwrap();
+    let suite = repo_root().join("harness/cli/tests/suite");
+    let users: Vec<String> = std::fs::read_dir(&suite)
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let text = std::fs::read_to_string(&path).ok()?;
+            let module = path.file_stem()?.to_str()?.to_owned();
+            (text.contains("suite_azurite_pool()") && module != "workflows").then_some(module)
+        })
+        .collect();
+    assert!(
+        users.contains(&"chaos".to_owned()) && users.contains(&"chaos_twin".to_owned()),
+        "{users:?}"
+    );
+    // Each user's module is named in an override that requires every test thread.
+    let overrides: Vec<&str> = config.split("[[profile.").skip(1).collect();
+    for module in &users {
+        let needle = format!("test(/^{module}::/)");
+        let holds_every_slot = overrides.iter().any(|block| {
+            block.contains(&needle) && block.contains("threads-required = \"num-test-threads\"")
+        });
+        assert!(
+            holds_every_slot,
+            "{module} uses the suite Azurite pool but no override in .config/nextest.toml gives it every slot ({needle})"
+        );
+    }
+}

@@ -54,6 +54,48 @@ impl Env {
     }
 }
 
+/// The suite's Azurites (`ci/suite-azurite.sh` starts one per test slot and lists them in
+/// `EDW_SUITE_AZURITE_POOL` as "queue table;queue table;…"), as (queue, table) endpoints; empty
+/// outside nextest's setup. Only for a test that holds every slot (`.config/nextest.toml`
+/// gives the chaos pair `threads-required = "num-test-threads"`, checked by
+/// `workflows::the_tests_that_spread_over_the_suite_azurites_hold_every_slot`): nothing else
+/// runs beside it, so it may spread its load over all of them instead of starting Node.js
+/// processes of its own (about a second of CPU each on this machine).
+pub fn suite_azurite_pool() -> Vec<(String, String)> {
+    parse_suite_azurite_pool(&std::env::var("EDW_SUITE_AZURITE_POOL").unwrap_or_default())
+}
+
+fn parse_suite_azurite_pool(pool: &str) -> Vec<(String, String)> {
+    pool.split(';')
+        .filter_map(|entry| {
+            let (queue, table) = entry.trim().split_once(' ')?;
+            Some((queue.trim().to_owned(), table.trim().to_owned()))
+        })
+        .filter(|(queue, table)| !queue.is_empty() && !table.is_empty())
+        .collect()
+}
+
+#[test]
+fn the_suite_azurite_pool_lists_each_slots_queue_and_table_endpoints() {
+    assert_eq!(
+        parse_suite_azurite_pool(
+            "http://127.0.0.1:1/devstoreaccount1 http://127.0.0.1:2/devstoreaccount1;http://127.0.0.1:3/devstoreaccount1 http://127.0.0.1:4/devstoreaccount1"
+        ),
+        vec![
+            (
+                "http://127.0.0.1:1/devstoreaccount1".to_owned(),
+                "http://127.0.0.1:2/devstoreaccount1".to_owned()
+            ),
+            (
+                "http://127.0.0.1:3/devstoreaccount1".to_owned(),
+                "http://127.0.0.1:4/devstoreaccount1".to_owned()
+            ),
+        ]
+    );
+    assert!(parse_suite_azurite_pool("").is_empty());
+    assert!(parse_suite_azurite_pool("only-a-queue-endpoint; ").is_empty());
+}
+
 /// Polls `probe` until it returns `Some`, failing with `what` and the last observation after
 /// `within`.
 pub async fn eventually<T, O, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
