@@ -137,12 +137,37 @@ pub struct Observation {
     pub nodeclaims: u64,
     /// The HPA's desired replicas, if there is one.
     pub hpa_desired: Option<u64>,
+    /// What this sample could not read ([`Read`]): the fields it fills stay at their defaults,
+    /// which are not observations (a failed Deployment read is not "0 replicas"). Empty, and
+    /// left out of the timeline, when every read succeeded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<Read>,
+}
+
+/// One of the reads a sample makes, for [`Observation::unread`]. (The queue's depth is an
+/// `Option` of its own.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Read {
+    /// The consumer Deployment: `desired`, `ready`.
+    Deployment,
+    /// The consumer pods: `running`, `pending`.
+    Pods,
+    /// The Karpenter nodes: `nodes`.
+    Nodes,
+    /// The NodeClaims: `nodeclaims`.
+    NodeClaims,
 }
 
 impl Observation {
     /// Nodes of every NodePool.
     pub fn total_nodes(&self) -> u64 {
         self.nodes.values().sum()
+    }
+
+    /// True when this sample read `what` (its fields are observations, not defaults).
+    pub fn read(&self, what: Read) -> bool {
+        !self.unread.contains(&what)
     }
 }
 

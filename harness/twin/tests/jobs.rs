@@ -461,36 +461,42 @@ async fn pods_that_fit_no_node_stay_pending_and_unschedulable() {
     let mut stuck = producer_job("stuck", 3, 2, 6);
     stuck["spec"]["template"]["spec"]["nodeSelector"] = json!({"example.com/no-such-pool": "true"});
     create_job(&twin.store, twin.registry.clone(), stuck).await;
-    eventually("both pods are marked Unschedulable", || {
-        let pods = pods_of(&twin.store, "stuck");
-        let unschedulable = pods
-            .iter()
-            .filter(|p| {
-                condition(p, "PodScheduled")
-                    .is_some_and(|(s, r, _)| s == "False" && r == "Unschedulable")
-            })
-            .count();
-        if pods.len() == 2 && unschedulable == 2 {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} pods, {unschedulable} unschedulable",
-                pods.len()
-            ))
-        }
-    })
+    // The condition and the FailedScheduling event are two writes (on a cluster too, the
+    // scheduler's events are recorded on their own): wait for both.
+    eventually(
+        "both pods are marked Unschedulable, each with a FailedScheduling event",
+        || {
+            let pods = pods_of(&twin.store, "stuck");
+            let unschedulable = pods
+                .iter()
+                .filter(|p| {
+                    condition(p, "PodScheduled")
+                        .is_some_and(|(s, r, _)| s == "False" && r == "Unschedulable")
+                })
+                .count();
+            let with_event = pods
+                .iter()
+                .filter(|p| {
+                    let name = p["metadata"]["name"].as_str().unwrap_or_default();
+                    events_about(&twin.store, name)
+                        .iter()
+                        .any(|(reason, _)| reason == "FailedScheduling")
+                })
+                .count();
+            if pods.len() == 2 && unschedulable == 2 && with_event == 2 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} pods, {unschedulable} unschedulable, {with_event} with a FailedScheduling event",
+                    pods.len()
+                ))
+            }
+        },
+    )
     .await;
     let pods = pods_of(&twin.store, "stuck");
     for pod in &pods {
         assert_eq!(pod["status"]["phase"], "Pending");
-        let name = pod["metadata"]["name"].as_str().unwrap();
-        let events = events_about(&twin.store, name);
-        assert!(
-            events
-                .iter()
-                .any(|(reason, _)| reason == "FailedScheduling"),
-            "{name}: {events:?}"
-        );
     }
     let stuck = job(&twin.store, "stuck");
     assert_eq!(stuck["status"]["active"], 2, "{}", stuck["status"]);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edw_engine::observe::{eventually, Expect, Recorder, Subject};
+use edw_model::report::Read;
 use edw_twin::api::{ApiBody, ApiServer};
 use edw_twin::clock::VirtualClock;
 use edw_twin::resources::Registry;
@@ -23,22 +24,7 @@ fn faulty_client(api: ApiServer, counter: Arc<AtomicU64>) -> kube::Client {
         async move {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
             let watch = request.uri().query().is_some_and(|q| q.contains("watch="));
-            let status = |code: u16, reason: &str| {
-                let body = format!(
-                    r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"{reason}","code":{code},"message":"injected"}}"#
-                );
-                let mut response = Response::new(ApiBody::full(body));
-                *response.status_mut() = http::StatusCode::from_u16(code).unwrap();
-                response
-                    .headers_mut()
-                    .insert("content-type", "application/json".parse().unwrap());
-                if code == 429 {
-                    response
-                        .headers_mut()
-                        .insert("retry-after", "1".parse().unwrap());
-                }
-                Ok::<_, kube::Error>(response)
-            };
+            let status = |code: u16, reason: &str| Ok::<_, kube::Error>(status(code, reason));
             if watch {
                 return status(500, "InternalError");
             }
@@ -51,16 +37,43 @@ fn faulty_client(api: ApiServer, counter: Arc<AtomicU64>) -> kube::Client {
             if n % 4 == 0 {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
-            let (parts, body) = request.into_parts();
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| kube::Error::Service(Box::new(e)))?
-                .to_bytes();
-            Ok(api.handle(Request::from_parts(parts, bytes)).await)
+            forward(&api, request).await
         }
     });
     kube::Client::new(service, "default")
+}
+
+/// A Kubernetes `Status` answer with `code` (a 429 with Retry-After 1 s), as an API server
+/// sends it.
+fn status(code: u16, reason: &str) -> Response<ApiBody> {
+    let body = format!(
+        r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"{reason}","code":{code},"message":"injected"}}"#
+    );
+    let mut response = Response::new(ApiBody::full(body));
+    *response.status_mut() = http::StatusCode::from_u16(code).unwrap();
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    if code == 429 {
+        response
+            .headers_mut()
+            .insert("retry-after", "1".parse().unwrap());
+    }
+    response
+}
+
+/// `request`, answered by the twin's API.
+async fn forward(
+    api: &ApiServer,
+    request: Request<kube::client::Body>,
+) -> Result<Response<ApiBody>, kube::Error> {
+    let (parts, body) = request.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| kube::Error::Service(Box::new(e)))?
+        .to_bytes();
+    Ok(api.handle(Request::from_parts(parts, bytes)).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,4 +145,90 @@ async fn the_recorder_and_waits_survive_errors_slowness_and_refused_watches() {
         requests.load(Ordering::SeqCst) > 10,
         "the faulty API was exercised"
     );
+}
+
+/// A client over the twin's API on which every read of the consumer Deployment and of its pods
+/// fails (500), and watches are refused: what a cluster API that keeps failing those reads
+/// looks like to the recorder.
+fn blind_to_the_workload(api: ApiServer) -> kube::Client {
+    let service = tower::service_fn(move |request: Request<kube::client::Body>| {
+        let api = api.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            let watch = request.uri().query().is_some_and(|q| q.contains("watch="));
+            if watch || path.contains("/deployments") || path.ends_with("/pods") {
+                return Ok(status(500, "InternalError"));
+            }
+            forward(&api, request).await
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+/// A Deployment and pods the recorder could not read are not "0 replicas": a few messages on
+/// the queue with the workload unread are not a stranded tail at 0 replicas, a scale-in to 0
+/// is not seen, and a window with no sample that read the Deployment proves no ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_fail_are_not_observations_of_zero_replicas() {
+    let clock = Arc::new(VirtualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    let store = Store::new(clock, 1);
+    let api = ApiServer::new(store, Arc::new(Registry::standard().unwrap()));
+    api.ensure_system_namespaces();
+    let env = crate::support::Env::start().await;
+    let (queue, poison, table) = env.fresh().await;
+    for i in 1..=3 {
+        queue.send(&format!("message {i}")).await.unwrap();
+    }
+    let subject = Subject {
+        namespace: "default".into(),
+        deployment: "aqs-app".into(),
+        pod_selector: "app=aqs-reader".into(),
+        hpa: "none".into(),
+        queue: Some(queue.clone()),
+        karpenter: false,
+    };
+    let recorder = Recorder::start(
+        blind_to_the_workload(api),
+        subject,
+        Duration::from_millis(50),
+        edw_engine::target::TargetClock::Real,
+    );
+    let blind = Expect::new("a sample with the queue read", |o| o.queue == Some(3));
+    let seen = eventually(&recorder, &blind, Duration::from_secs(20))
+        .await
+        .expect("the queue is read");
+    assert_eq!(seen.unread, [Read::Deployment, Read::Pods], "{seen:?}");
+    // Its zeros are defaults: without the reads, "0 replicas, no pod" would pass.
+    assert_eq!((seen.desired, seen.running, seen.pending), (0, 0, 0));
+    let drained = edw_engine::steps::scale::drained_expectation(20);
+    assert!(
+        !drained.holds(&seen),
+        "a tail of 3 taken as stranded at 0 replicas"
+    );
+    assert_eq!(edw_engine::steps::scale::backlog_gone(&seen, 20), None);
+
+    let scaled_to_zero =
+        Expect::new("desired replicas = 0", |o| o.desired == 0).reading(&[Read::Deployment]);
+    let failure = eventually(&recorder, &scaled_to_zero, Duration::from_millis(500))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        failure.contains("could not read: [Deployment, Pods]"),
+        "{failure}"
+    );
+    let ceiling =
+        Expect::new("desired replicas <= 15", |o| o.desired <= 15).reading(&[Read::Deployment]);
+    let nothing =
+        edw_engine::observe::consistently(&recorder, &ceiling, Duration::from_millis(300))
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(
+        nothing.contains("no sample in it could read what it rests on ([Deployment])"),
+        "{nothing}"
+    );
+    queue.delete().await.unwrap();
+    poison.delete().await.unwrap();
+    table.delete().await.unwrap();
 }

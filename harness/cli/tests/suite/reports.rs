@@ -15,7 +15,7 @@ use edw_engine::report::{
 use edw_engine::secrets::Secret;
 use edw_model::lifecycle::{Lifecycle, NodeClaimLife, PodLife, ScaleEvent, LIFECYCLE_FORMAT};
 use edw_model::report::{
-    MeasuredClock, Observation, Phase, ScenarioReport, StepReport, StepStatus, TargetInfo,
+    MeasuredClock, Observation, Phase, Read, ScenarioReport, StepReport, StepStatus, TargetInfo,
 };
 use edw_twin::cost::{estimate, NodeSpan};
 use proptest::prelude::*;
@@ -134,6 +134,7 @@ fn passing_simulated() -> ScenarioReport {
             nodes: nodes(pool),
             nodeclaims: pool,
             hpa_desired: Some(desired),
+            unread: Vec::new(),
         })
         .collect();
     let phase = |name: &str, after: Option<f64>| Phase {
@@ -217,6 +218,7 @@ fn failing_cluster() -> ScenarioReport {
             nodes: BTreeMap::from([("system".to_owned(), 2)]),
             nodeclaims: 0,
             hpa_desired: None,
+            unread: Vec::new(),
         })
         .collect();
     ScenarioReport {
@@ -588,6 +590,59 @@ fn svg_plots_every_series_and_phase_and_says_simulated() {
         assert!(svg.contains(text), "legend lacks {text}");
     }
     assert!(!svg.contains("href"), "the SVG must not reference anything");
+}
+
+/// A sample whose Deployment, pod or node read failed is left out of that series (its zeros are
+/// defaults, not a scale-in), and timeline.json says what it could not read.
+#[test]
+fn a_sample_that_could_not_read_the_workload_is_no_dip_to_zero() {
+    let mut report = passing_simulated();
+    let blind = 5;
+    assert!(report.timeline[blind].desired > 0 && report.timeline[blind].running > 0);
+    report.timeline[blind] = Observation {
+        t: report.timeline[blind].t,
+        queue: report.timeline[blind].queue,
+        unread: vec![Read::Deployment, Read::Pods, Read::Nodes],
+        ..Observation::default()
+    };
+    let svg = svg_chart(&report);
+    let doc = parse_svg(&svg);
+    let points = |id: &str| -> usize {
+        doc.descendants()
+            .find(|n| n.attribute("id") == Some(id))
+            .and_then(|n| n.attribute("points"))
+            .unwrap_or_default()
+            .split(' ')
+            .count()
+    };
+    let full = svg_chart(&passing_simulated());
+    let full_doc = parse_svg(&full);
+    let full_points = |id: &str| -> usize {
+        full_doc
+            .descendants()
+            .find(|n| n.attribute("id") == Some(id))
+            .and_then(|n| n.attribute("points"))
+            .unwrap_or_default()
+            .split(' ')
+            .count()
+    };
+    for id in ["series-desired", "series-running", "series-nodes"] {
+        assert!(
+            points(id) < full_points(id),
+            "{id} still plots the unread sample"
+        );
+    }
+    assert_eq!(points("series-queue"), full_points("series-queue"));
+    let json: serde_json::Value = serde_json::from_str(&timeline_json(&report)).unwrap();
+    assert_eq!(
+        json["timeline"][blind]["unread"],
+        serde_json::json!(["deployment", "pods", "nodes"])
+    );
+    assert_eq!(
+        json["timeline"][0].get("unread"),
+        None,
+        "absent when all was read"
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ use super::lifecycle::{label, node_is_ready, LifecycleLedger, SampledClaim, Samp
 use crate::storage::Queue;
 use crate::target::TargetClock;
 use edw_model::lifecycle::Lifecycle;
-use edw_model::report::Observation;
+use edw_model::report::{Observation, Read};
 
 /// What to observe.
 #[derive(Debug, Clone)]
@@ -399,21 +399,31 @@ async fn sample_in_full(client: &kube::Client, subject: &Subject) -> Sample {
             .ok()
             .and_then(Result::ok);
     }
+    // A read that fails leaves its fields at their defaults and says so (`unread`): a
+    // Deployment that could not be read is not one scaled to 0. (No Deployment at all is.)
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &subject.namespace);
-    if let Ok(Some(deployment)) = deployments.get_opt(&subject.deployment).await {
-        observation.desired = deployment.spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as u64;
-        sampled.replicas = Some(observation.desired);
-        observation.ready = deployment
-            .status
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0)
-            .max(0) as u64;
+    match deployments.get_opt(&subject.deployment).await {
+        Ok(Some(deployment)) => {
+            observation.desired =
+                deployment.spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as u64;
+            sampled.replicas = Some(observation.desired);
+            observation.ready = deployment
+                .status
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+                .max(0) as u64;
+        }
+        Ok(None) => {}
+        Err(_) => observation.unread.push(Read::Deployment),
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &subject.namespace);
-    if let Ok(list) = pods
+    let listed_pods = pods
         .list(&ListParams::default().labels(&subject.pod_selector))
-        .await
-    {
+        .await;
+    if listed_pods.is_err() {
+        observation.unread.push(Read::Pods);
+    }
+    if let Ok(list) = listed_pods {
         sampled.pods = Some(list.items.iter().map(SampledPod::of).collect());
         for pod in list.items {
             if pod.metadata.deletion_timestamp.is_some() {
@@ -427,10 +437,13 @@ async fn sample_in_full(client: &kube::Client, subject: &Subject) -> Sample {
         }
     }
     let nodes: Api<Node> = Api::all(client.clone());
-    if let Ok(list) = nodes
+    let listed_nodes = nodes
         .list(&ListParams::default().labels("karpenter.sh/nodepool"))
-        .await
-    {
+        .await;
+    if listed_nodes.is_err() {
+        observation.unread.push(Read::Nodes);
+    }
+    if let Ok(list) = listed_nodes {
         let mut per_pool: BTreeMap<String, u64> = BTreeMap::new();
         sampled.ready_nodes = Some(
             list.items
@@ -452,7 +465,11 @@ async fn sample_in_full(client: &kube::Client, subject: &Subject) -> Sample {
         observation.nodes = per_pool;
     }
     if subject.karpenter {
-        if let Ok(list) = nodeclaims(client).list(&ListParams::default()).await {
+        let listed_claims = nodeclaims(client).list(&ListParams::default()).await;
+        if listed_claims.is_err() {
+            observation.unread.push(Read::NodeClaims);
+        }
+        if let Ok(list) = listed_claims {
             observation.nodeclaims = list.items.len() as u64;
             sampled.claims = Some(list.items.iter().map(SampledClaim::of).collect());
             claims = Some(

@@ -7,15 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Recorder;
-use edw_model::report::Observation;
+use edw_model::report::{Observation, Read};
 
 type Predicate = Arc<dyn Fn(&Observation) -> bool + Send + Sync>;
 
-/// An expected condition, with a description for people.
+/// An expected condition, with a description for people and the reads it rests on
+/// ([`Expect::reading`]): a sample that could not make one of them neither satisfies it nor
+/// breaks it (its fields there are defaults, not observations).
 #[derive(Clone)]
 pub struct Expect {
     pub description: String,
     predicate: Predicate,
+    needs: Vec<Read>,
 }
 
 impl fmt::Debug for Expect {
@@ -32,28 +35,57 @@ impl Expect {
         Expect {
             description: description.into(),
             predicate: Arc::new(predicate),
+            needs: Vec::new(),
         }
     }
 
-    /// True for `observation`.
+    /// The same condition, judged only on samples that read `reads` (the fields it looks at).
+    pub fn reading(mut self, reads: &[Read]) -> Self {
+        self.needs.extend_from_slice(reads);
+        self.needs.sort();
+        self.needs.dedup();
+        self
+    }
+
+    /// The reads this condition rests on.
+    pub fn needs(&self) -> &[Read] {
+        &self.needs
+    }
+
+    /// True when `observation` made every read this condition rests on.
+    pub fn can_judge(&self, observation: &Observation) -> bool {
+        self.needs.iter().all(|&read| observation.read(read))
+    }
+
+    /// True for `observation` (never for one that could not make the reads it rests on).
     pub fn holds(&self, observation: &Observation) -> bool {
-        (self.predicate)(observation)
+        self.can_judge(observation) && (self.predicate)(observation)
+    }
+
+    fn combined(self, other: Expect, description: String, both: bool) -> Expect {
+        let (a, b) = (self.predicate, other.predicate);
+        let mut needs = self.needs;
+        needs.extend(other.needs);
+        Expect {
+            description,
+            predicate: if both {
+                Arc::new(move |o| a(o) && b(o))
+            } else {
+                Arc::new(move |o| a(o) || b(o))
+            },
+            needs: Vec::new(),
+        }
+        .reading(&needs)
     }
 
     pub fn and(self, other: Expect) -> Expect {
-        let (a, b) = (self.predicate, other.predicate);
-        Expect {
-            description: format!("({}) and ({})", self.description, other.description),
-            predicate: Arc::new(move |o| a(o) && b(o)),
-        }
+        let description = format!("({}) and ({})", self.description, other.description);
+        self.combined(other, description, true)
     }
 
     pub fn or(self, other: Expect) -> Expect {
-        let (a, b) = (self.predicate, other.predicate);
-        Expect {
-            description: format!("({}) or ({})", self.description, other.description),
-            predicate: Arc::new(move |o| a(o) || b(o)),
-        }
+        let description = format!("({}) or ({})", self.description, other.description);
+        self.combined(other, description, false)
     }
 
     #[allow(clippy::should_implement_trait)]
@@ -62,6 +94,7 @@ impl Expect {
         Expect {
             description: format!("not ({})", self.description),
             predicate: Arc::new(move |o| !a(o)),
+            needs: self.needs,
         }
     }
 }
@@ -91,7 +124,11 @@ fn line(o: &Observation) -> String {
         o.nodes,
         o.nodeclaims,
         o.hpa_desired.map_or("-".to_owned(), |h| h.to_string())
-    )
+    ) + &if o.unread.is_empty() {
+        String::new()
+    } else {
+        format!(" (could not read: {:?})", o.unread)
+    }
 }
 
 impl fmt::Display for WaitFailure {
@@ -148,26 +185,55 @@ pub async fn eventually(
         if current.t > 0.0 && expect.holds(&current) {
             return Ok(current);
         }
-        let nap = clock.nap_before(deadline);
-        let ended = nap.is_zero()
-            || matches!(
-                tokio::time::timeout(nap, updates.changed()).await,
-                Ok(Err(_))
-            );
-        if ended {
+        if window_ended(clock, deadline, &mut updates).await {
             let last = updates.borrow().clone();
-            return Err(WaitFailure {
-                expected: expect.description.clone(),
-                window: format!("within {within:?}"),
-                last: (last.t > 0.0).then_some(last),
-                history: recent(recorder),
-                broken_by: None,
-            });
+            return Err(WaitFailure::of(
+                recorder,
+                expect,
+                format!("within {within:?}"),
+                (last.t > 0.0).then_some(last),
+                None,
+            ));
         }
     }
 }
 
-/// Checks that `expect` holds for every observation during `window` of target time.
+/// Waits for the next sample; true when the window ended first (its deadline passed, or the
+/// recorder stopped: nothing more will be seen).
+async fn window_ended(
+    clock: &crate::target::TargetClock,
+    deadline: Duration,
+    updates: &mut tokio::sync::watch::Receiver<Observation>,
+) -> bool {
+    let nap = clock.nap_before(deadline);
+    nap.is_zero()
+        || matches!(
+            tokio::time::timeout(nap, updates.changed()).await,
+            Ok(Err(_))
+        )
+}
+
+impl WaitFailure {
+    fn of(
+        recorder: &Recorder,
+        expect: &Expect,
+        window: String,
+        last: Option<Observation>,
+        broken_by: Option<Observation>,
+    ) -> Self {
+        WaitFailure {
+            expected: expect.description.clone(),
+            window,
+            last,
+            history: recent(recorder),
+            broken_by,
+        }
+    }
+}
+
+/// Checks that `expect` holds for every observation during `window` of target time. A sample
+/// that could not make the reads `expect` rests on is no evidence either way; a window without
+/// a single sample that could is a failure (nothing was seen to hold).
 pub async fn consistently(
     recorder: &Recorder,
     expect: &Expect,
@@ -176,24 +242,39 @@ pub async fn consistently(
     let mut updates = recorder.subscribe();
     let clock = recorder.clock();
     let deadline = clock.now() + window;
+    let mut judged = false;
+    let mut last = None;
     loop {
         let current = updates.borrow_and_update().clone();
-        if current.t > 0.0 && !expect.holds(&current) {
-            return Err(WaitFailure {
-                expected: expect.description.clone(),
-                window: format!("for {window:?}"),
-                last: Some(current.clone()),
-                history: recent(recorder),
-                broken_by: Some(current),
-            });
+        if current.t > 0.0 && expect.can_judge(&current) {
+            judged = true;
+            if !expect.holds(&current) {
+                return Err(WaitFailure::of(
+                    recorder,
+                    expect,
+                    format!("for {window:?}"),
+                    Some(current.clone()),
+                    Some(current),
+                ));
+            }
         }
-        let nap = clock.nap_before(deadline);
-        if nap.is_zero() {
-            return Ok(());
+        if current.t > 0.0 {
+            last = Some(current);
         }
-        if let Ok(Err(_)) = tokio::time::timeout(nap, updates.changed()).await {
-            // The recorder stopped: nothing more will be seen.
-            return Ok(());
+        if window_ended(clock, deadline, &mut updates).await {
+            if judged {
+                return Ok(());
+            }
+            return Err(WaitFailure::of(
+                recorder,
+                expect,
+                format!(
+                    "for {window:?}, but no sample in it could read what it rests on ({:?})",
+                    expect.needs
+                ),
+                last,
+                None,
+            ));
         }
     }
 }
@@ -215,5 +296,39 @@ mod tests {
         };
         assert!(!both.holds(&o) && either.holds(&o) && drained.clone().not().holds(&o));
         assert_eq!(both.description, "(desired replicas = 15) and (queue = 0)");
+    }
+
+    #[test]
+    fn a_sample_that_could_not_make_a_read_neither_satisfies_nor_breaks_what_rests_on_it() {
+        let scaled_to_zero =
+            Expect::new("desired replicas = 0", |o| o.desired == 0).reading(&[Read::Deployment]);
+        let unread = Observation {
+            unread: vec![Read::Deployment],
+            ..Observation::default()
+        };
+        // Its desired 0 is a default, not an observation: it passes neither way.
+        assert!(!scaled_to_zero.can_judge(&unread));
+        assert!(!scaled_to_zero.holds(&unread));
+        assert!(!scaled_to_zero.clone().not().holds(&unread));
+        assert!(scaled_to_zero.holds(&Observation::default()));
+        // A condition that does not rest on that read still judges the sample.
+        let drained = Expect::new("queue = 0", |o| o.queue == Some(0));
+        let drained_sample = Observation {
+            queue: Some(0),
+            ..unread.clone()
+        };
+        assert!(drained.holds(&drained_sample));
+        // Combined, the reads add up.
+        let both = drained.clone().and(scaled_to_zero.clone());
+        let either = drained.or(scaled_to_zero.reading(&[Read::Pods]));
+        assert_eq!(both.needs(), [Read::Deployment]);
+        assert_eq!(either.needs(), [Read::Deployment, Read::Pods]);
+        assert!(!both.holds(&drained_sample) && !either.holds(&drained_sample));
+        // The diagnostics say what could not be read.
+        assert!(
+            line(&unread).ends_with("(could not read: [Deployment])"),
+            "{}",
+            line(&unread)
+        );
     }
 }

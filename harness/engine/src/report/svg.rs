@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{clean_line, human_duration, load_start_offset, phase_times};
-use edw_model::report::{Observation, ScenarioReport};
+use edw_model::report::{Observation, Read, ScenarioReport};
 
 const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 600.0;
@@ -53,7 +53,7 @@ const SERIES: [Series; 4] = [
         width: 2.5,
         right_axis: true,
         steps: true,
-        value: |o| Some(o.desired),
+        value: |o| o.read(Read::Deployment).then_some(o.desired),
     },
     Series {
         id: "series-running",
@@ -63,7 +63,7 @@ const SERIES: [Series; 4] = [
         width: 1.75,
         right_axis: true,
         steps: true,
-        value: |o| Some(o.running),
+        value: |o| o.read(Read::Pods).then_some(o.running),
     },
     Series {
         id: "series-nodes",
@@ -73,7 +73,7 @@ const SERIES: [Series; 4] = [
         width: 2.0,
         right_axis: true,
         steps: true,
-        value: |o| Some(o.total_nodes()),
+        value: |o| o.read(Read::Nodes).then_some(o.total_nodes()),
     },
 ];
 

@@ -355,8 +355,10 @@ impl Context {
     /// The observed timeline reduced to what the phases read (nodes: the run's NodePool's).
     pub fn phase_points(&self) -> Vec<edw_model::phases::PhasePoint> {
         let pool = &self.names.nodepool;
+        // Only samples that read everything: a failed read's zeros are not a scale-in.
         self.timeline()
             .iter()
+            .filter(|o| o.unread.is_empty())
             .map(|o| edw_model::phases::PhasePoint {
                 t: o.t,
                 desired: o.desired,

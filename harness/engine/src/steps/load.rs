@@ -62,7 +62,18 @@ pub fn load(ctx: &mut Context) -> StepFuture<'_> {
             }
             None => crate::observe::sample_once(&ctx.target.client(), &ctx.subject()).await,
         };
-        ctx.nodes_before_load = before.nodes.get(&pool).copied().unwrap_or(0);
+        // From the latest sample that read the nodes (a failed read shows none).
+        let read_nodes = if before.read(edw_model::report::Read::Nodes) {
+            Some(before)
+        } else {
+            ctx.timeline()
+                .into_iter()
+                .rev()
+                .find(|o| o.read(edw_model::report::Read::Nodes))
+        };
+        ctx.nodes_before_load = read_nodes
+            .and_then(|o| o.nodes.get(&pool).copied())
+            .unwrap_or(0);
         ctx.load_started_stamp = Some(crate::workload::format_stamp(
             time::OffsetDateTime::now_utc(),
         ));

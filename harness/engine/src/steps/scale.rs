@@ -7,6 +7,7 @@ use kube::api::{Api, ListParams};
 use super::load::*;
 use crate::observe::{eventually, Expect};
 use crate::runner::{Context, StepFuture, StepResult};
+use edw_model::report::Read;
 
 /// A wait whose expectation and time limit come from the model; the report shows both next to
 /// what was observed.
@@ -29,7 +30,8 @@ pub fn wait_modelled(
         let inner = expect.clone();
         let fresh = Expect::new(expect.description.clone(), move |o| {
             o.t >= started && inner.holds(o)
-        });
+        })
+        .reading(expect.needs());
         match eventually(recorder, &fresh, within).await {
             Ok(seen) => StepResult::passed([
                 format!(
@@ -78,7 +80,8 @@ pub fn scale_out(ctx: &mut Context) -> StepFuture<'_> {
     );
     let expect = Expect::new(format!("desired replicas = {peak}"), move |o| {
         o.desired == peak
-    });
+    })
+    .reading(&[Read::Deployment]);
     let guard = crate::observe::disagreement(agreement(ctx));
     let late = scale_out_after_the_drain(ctx, peak);
     let wait = wait_modelled(ctx, expect, timeouts.scale_out, line);
@@ -315,7 +318,7 @@ pub fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
     let fewest = ctx
         .timeline()
         .iter()
-        .filter(|o| o.t >= load_at)
+        .filter(|o| o.t >= load_at && o.read(Read::Nodes))
         .map(&count)
         .min()
         .map_or(before, |seen| seen.min(before));
@@ -331,7 +334,8 @@ pub fn nodes_grow(ctx: &mut Context) -> StepFuture<'_> {
                 .min(nodes);
             nodes > fewest
         },
-    );
+    )
+    .reading(&[Read::Nodes]);
     let late = nodes_grow_after_the_drain(ctx);
     let wait = wait_modelled(ctx, expect, model.timeouts(n).nodes_grow, line);
     Box::pin(async move {
@@ -402,8 +406,14 @@ pub fn drained_expectation(max_stranded: u64) -> Expect {
         format!("queue depth = 0, or a stranded tail of 1 to {max_stranded} messages at 0 replicas (finding stranded-tail)"),
         move |o| match o.queue {
             Some(0) => true,
+            // Only a sample that read the Deployment and its pods shows them gone.
             Some(left) => {
-                left <= max_stranded && o.desired == 0 && o.running == 0 && o.pending == 0
+                left <= max_stranded
+                    && o.read(Read::Deployment)
+                    && o.read(Read::Pods)
+                    && o.desired == 0
+                    && o.running == 0
+                    && o.pending == 0
             }
             None => false,
         },
@@ -426,7 +436,8 @@ pub fn scaled_in(ctx: &mut Context) -> StepFuture<'_> {
     let expect = Expect::new(
         format!("desired replicas = {min} and no more than {min} consumer pods running"),
         move |o| o.desired == min && o.running <= min,
-    );
+    )
+    .reading(&[Read::Deployment, Read::Pods]);
     wait_modelled(ctx, expect, model.timeouts(n).scale_in, line)
 }
 
@@ -454,14 +465,15 @@ pub fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
     let expect = Expect::new(
         format!("nodes of NodePool {pool} <= {before} (before the load)"),
         move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= before,
-    );
+    )
+    .reading(&[Read::Nodes]);
     wait_modelled(ctx, expect, model.timeouts(n).nodes_removed, line)
 }
 
 #[cfg(test)]
 mod drained_tests {
     use super::drained_expectation;
-    use edw_model::report::Observation;
+    use edw_model::report::{Observation, Read};
 
     fn seen(queue: Option<u64>, desired: u64, running: u64) -> Observation {
         Observation {
@@ -494,6 +506,20 @@ mod drained_tests {
         assert!(!sample.holds(&seen(Some(5), 0, 1)));
         // An unread queue says nothing.
         assert!(!sample.holds(&seen(None, 0, 0)));
+        // Nor does a Deployment or pod list that could not be read: its zeros are defaults.
+        for unread in [Read::Deployment, Read::Pods] {
+            let blind = Observation {
+                unread: vec![unread],
+                ..seen(Some(3), 0, 0)
+            };
+            assert!(!sample.holds(&blind), "{unread:?}");
+            assert_eq!(super::backlog_gone(&blind, 20), None, "{unread:?}");
+            // An empty queue needs no workload read.
+            assert!(sample.holds(&Observation {
+                queue: Some(0),
+                ..blind
+            }));
+        }
     }
 }
 

@@ -54,7 +54,8 @@ pub fn verify(ctx: &mut Context) -> StepFuture<'_> {
             // The ceiling holds now too (consistently, over a short window of target time).
             let ceiling = Expect::new(format!("desired replicas <= {max}"), move |o| {
                 o.desired <= max
-            });
+            })
+            .reading(&[edw_model::report::Read::Deployment]);
             if let Err(failure) = consistently(recorder, &ceiling, secs(5)).await {
                 details.extend(failure.lines());
                 return StepResult::failed(
@@ -167,7 +168,15 @@ pub async fn stranded_on_queue(ctx: &Context, result: &mut Reconciliation) -> St
         return StrandedTail::None;
     }
     let allowed = ctx.model().burst(messages(ctx)).max_stranded;
-    let replicas = ctx.recorder.as_ref().map(|r| r.latest().desired);
+    // The latest sample that read the Deployment: one whose read failed shows 0 replicas
+    // without having seen them.
+    let replicas = ctx.recorder.as_ref().and_then(|r| {
+        r.history()
+            .into_iter()
+            .rev()
+            .find(|o| o.t > 0.0 && o.read(edw_model::report::Read::Deployment))
+            .map(|o| o.desired)
+    });
     let activation = ctx.settings.activation_queue_length;
     if replicas != Some(0) {
         let replicas = replicas.map_or("unknown".to_owned(), |r| r.to_string());
