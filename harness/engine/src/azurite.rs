@@ -438,7 +438,8 @@ async fn start_service(
             program: program.clone(),
             reason: format!("no temporary directory for its data: {e}"),
         })?;
-        let mut child = Command::new(&program)
+        let mut command = Command::new(&program);
+        command
             .args(&persistence)
             .args([
                 "--skipApiVersionCheck",
@@ -453,12 +454,12 @@ async fn start_service(
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| AzuriteError::Spawn {
-                program: program.clone(),
-                reason: e.to_string(),
-            })?;
+            .kill_on_drop(true);
+        stop_with_parent(&mut command);
+        let mut child = command.spawn().map_err(|e| AzuriteError::Spawn {
+            program: program.clone(),
+            reason: e.to_string(),
+        })?;
         let tail: OutputTail = Arc::default();
         if let Some(out) = child.stdout.take() {
             collect_output(out, tail.clone());
@@ -484,6 +485,33 @@ async fn start_service(
         output: last_error.unwrap_or_default(),
     })
 }
+
+/// A service stops (SIGTERM) when the thread that started it ends: in practice when the
+/// process that started it dies, even by SIGKILL, which runs no `Drop` (`kill_on_drop` covers
+/// every other end). Without it a killed `edw` left its Node.js processes serving. The threads
+/// of a tokio runtime live as long as the runtime, and a service lives no longer than its
+/// `Azurite`, so the thread is always there while the service is needed.
+#[cfg(target_os = "linux")]
+fn stop_with_parent(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
+    // (prctl, getppid, kill, getpid) and touches no memory shared with the parent.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then no signal would come.
+            if libc::getppid() as u32 != parent {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_with_parent(_command: &mut Command) {}
 
 /// Where a service keeps its data: the queue service on disk in a fresh temporary directory
 /// (its in-memory store stalls on every sweep of deleted messages), the table service in memory.

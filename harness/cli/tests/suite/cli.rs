@@ -211,23 +211,56 @@ fn azurite_runs_in_the_foreground_until_interrupted() {
         Some(130),
         "Ctrl-C is how `edw azurite` ends, and an interruption exits 130"
     );
-    let port: u16 = endpoints[0]
+    runtime.block_on(stops_serving(
+        port_of(&endpoints[0]),
+        "Azurite stopped with edw",
+    ));
+}
+
+/// The loopback port of an Azurite endpoint (`http://127.0.0.1:PORT/account`).
+fn port_of(endpoint: &str) -> u16 {
+    endpoint
         .trim_start_matches("http://127.0.0.1:")
         .split('/')
         .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    runtime.block_on(eventually(
-        "Azurite stopped with edw",
-        Duration::from_secs(10),
-        || async move {
-            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                Err(_) => Ok(()),
-                Ok(_) => Err("port still accepts connections"),
-            }
-        },
-    ));
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no loopback port in {endpoint}"))
+}
+
+/// Waits until nothing accepts connections on `port` any more.
+async fn stops_serving(port: u16, what: &str) {
+    eventually(what, Duration::from_secs(10), || async move {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Err(_) => Ok(()),
+            Ok(_) => Err(format!("port {port} still accepts connections")),
+        }
+    })
+    .await;
+}
+
+/// An `edw` killed with SIGKILL runs no cleanup of its own: its Azurite's Node.js processes
+/// still stop (they get SIGTERM when their parent dies), instead of serving on forever.
+#[test]
+fn a_killed_edw_leaves_no_azurite_running() {
+    let (mut child, queue_endpoints, table_endpoint) =
+        foreground_azurite(&[("EDW_AZURITE_QUEUE_PARTITIONS", "2")]);
+    let ports: Vec<u16> = queue_endpoints
+        .split(',')
+        .chain([table_endpoint.as_str()])
+        .map(port_of)
+        .collect();
+    assert_eq!(ports.len(), 3, "{queue_endpoints} {table_endpoint}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for &port in &ports {
+        runtime
+            .block_on(tokio::net::TcpStream::connect(("127.0.0.1", port)))
+            .unwrap_or_else(|e| panic!("port {port} serves before the kill: {e}"));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for port in ports {
+        runtime.block_on(stops_serving(port, "the killed edw's Azurite stopped"));
+    }
 }
 
 #[test]
