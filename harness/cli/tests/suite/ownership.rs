@@ -530,6 +530,14 @@ async fn use_deployed_creates_and_deletes_nothing_and_counts_only_its_messages()
     // Only this run's rows are counted: the earlier rows would show as duplicates. The served
     // sample runs with activationQueueLength 0 (`served_sample`): nothing can be stranded.
     crate::support::assert_every_message_accounted(&junit, 200, 0);
+    // The run's expectations follow the team's ScaledObject, not the walkthrough's 20.
+    let junit = junit.replace("&apos;", "'").replace("&gt;", ">");
+    assert!(
+        junit.contains("the team's ScaledObject")
+            && junit.contains("activationQueueLength 0, minReplicaCount 0, maxReplicaCount 15")
+            && junit.contains("instead of the run's settings: activationQueueLength 20 -> 0"),
+        "{junit}"
+    );
     assert_eq!(
         cluster_names(&client).await,
         before,

@@ -266,8 +266,24 @@ pub fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
             );
         }
         if ctx.footprint == Footprint::UseDeployed {
-            // The team's ScaledObject: checked, never created or changed.
-            return check_scaled_object(ctx).await;
+            // The team's ScaledObject: read, checked, never created or changed. Its scaling
+            // settings are the run's: the expectations (peak, stranded tail, timeouts) follow
+            // what is deployed, not the walkthrough's defaults.
+            let adopted = match adopt_deployed_scaling(ctx).await {
+                Ok(line) => line,
+                Err(message) => return StepResult::failed(message, []),
+            };
+            return match check_scaled_object(ctx).await {
+                StepResult::Passed { details, warnings } => StepResult::Passed {
+                    details: std::iter::once(adopted).chain(details).collect(),
+                    warnings,
+                },
+                StepResult::Failed { message, details } => StepResult::Failed {
+                    message,
+                    details: std::iter::once(adopted).chain(details).collect(),
+                },
+                skipped => skipped,
+            };
         }
         let template = if ctx.target.connection_for_pods().is_some() {
             "scaledobject-connection.yaml"
@@ -291,6 +307,125 @@ pub fn install_scaled_object(ctx: &mut Context) -> StepFuture<'_> {
             mismatch = guard => StepResult::failed(mismatch.message, mismatch.details),
         }
     })
+}
+
+/// Reads the team's ScaledObject and makes its scaling settings the run's; says what they are
+/// and which differ from the settings the run was given.
+async fn adopt_deployed_scaling(ctx: &mut Context) -> Result<String, String> {
+    let scaled: Api<DynamicObject> = Api::namespaced_with(
+        ctx.target.client(),
+        &ctx.names.namespace,
+        &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"),
+    );
+    let name = ctx.names.scaled_object.clone();
+    let so = match scaled.get_opt(&name).await {
+        Ok(Some(so)) => serde_json::to_value(&so).unwrap_or_default(),
+        Ok(None) => {
+            return Err(format!(
+                "--use-deployed: ScaledObject {}/{name} does not exist (the deployed consumer must be scaled by KEDA)",
+                ctx.names.namespace
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "reading ScaledObject {}/{name}: {e}",
+                ctx.names.namespace
+            ))
+        }
+    };
+    let deployed = deployed_scaling(&so, &ctx.settings)
+        .map_err(|e| format!("--use-deployed: ScaledObject {name}: {e}"))?;
+    let line = adopted_line(&name, &ctx.settings, &deployed);
+    ctx.settings = deployed;
+    Ok(line)
+}
+
+/// `settings` with the scaling of deployed ScaledObject `so` (its `azure-queue` trigger's
+/// queueLength and activationQueueLength, minReplicaCount, maxReplicaCount, pollingInterval,
+/// cooldownPeriod), KEDA's defaults where a field is left out (0, 100, 30 s, 300 s; the
+/// trigger's 5 and 0).
+pub fn deployed_scaling(
+    so: &serde_json::Value,
+    settings: &FlowSettings,
+) -> Result<FlowSettings, String> {
+    let spec = &so["spec"];
+    let trigger = spec["triggers"]
+        .as_array()
+        .and_then(|triggers| triggers.iter().find(|t| t["type"] == "azure-queue"))
+        .ok_or("it has no azure-queue trigger")?;
+    // Trigger metadata values are strings ("5"); the spec's counts are numbers.
+    let metadata = |key: &str, default: u64| -> Result<u64, String> {
+        match &trigger["metadata"][key] {
+            serde_json::Value::Null => Ok(default),
+            value => value
+                .as_str()
+                .map(str::trim)
+                .and_then(|v| v.parse().ok())
+                .or_else(|| value.as_u64())
+                .ok_or_else(|| format!("its trigger's {key} is not a count: {value}")),
+        }
+    };
+    let count = |key: &str, default: i64| -> Result<i64, String> {
+        match &spec[key] {
+            serde_json::Value::Null => Ok(default),
+            value => value
+                .as_i64()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| format!("its {key} is not a count: {value}")),
+        }
+    };
+    Ok(FlowSettings {
+        queue_length: metadata("queueLength", 5)?,
+        activation_queue_length: metadata("activationQueueLength", 0)?,
+        min_replicas: count("minReplicaCount", 0)?,
+        max_replicas: count("maxReplicaCount", 100)?,
+        polling_interval: count("pollingInterval", 30)? as u64,
+        cooldown_period: count("cooldownPeriod", 300)? as u64,
+        ..settings.clone()
+    })
+}
+
+/// What the team's ScaledObject says, and what differs from the run's settings.
+fn adopted_line(name: &str, given: &FlowSettings, deployed: &FlowSettings) -> String {
+    let pairs = [
+        (
+            "queueLength",
+            given.queue_length as i64,
+            deployed.queue_length as i64,
+        ),
+        (
+            "activationQueueLength",
+            given.activation_queue_length as i64,
+            deployed.activation_queue_length as i64,
+        ),
+        ("minReplicaCount", given.min_replicas, deployed.min_replicas),
+        ("maxReplicaCount", given.max_replicas, deployed.max_replicas),
+        (
+            "pollingInterval",
+            given.polling_interval as i64,
+            deployed.polling_interval as i64,
+        ),
+        (
+            "cooldownPeriod",
+            given.cooldown_period as i64,
+            deployed.cooldown_period as i64,
+        ),
+    ];
+    let deployed_text: Vec<String> = pairs.iter().map(|(k, _, d)| format!("{k} {d}")).collect();
+    let changed: Vec<String> = pairs
+        .iter()
+        .filter(|(_, g, d)| g != d)
+        .map(|(k, g, d)| format!("{k} {g} -> {d}"))
+        .collect();
+    let differences = if changed.is_empty() {
+        "the same as the run's settings".to_owned()
+    } else {
+        format!("instead of the run's settings: {}", changed.join(", "))
+    };
+    format!(
+        "the team's ScaledObject {name}: {}; the run's expectations follow it ({differences})",
+        deployed_text.join(", ")
+    )
 }
 
 /// The configuration's findings (stranded tail, cooldown, NodePool limits, …) for the report.
@@ -382,4 +517,91 @@ pub fn scaled_object_json(settings: &FlowSettings) -> serde_json::Value {
             }}],
         },
     })
+}
+
+#[cfg(test)]
+mod deployed_scaling_tests {
+    use super::{adopted_line, deployed_scaling};
+    use crate::runner::FlowSettings;
+    use serde_json::json;
+
+    /// queueLength, activationQueueLength, min, max, polling, cooldown.
+    fn scaling(s: &FlowSettings) -> (u64, u64, i64, i64, u64, u64) {
+        (
+            s.queue_length,
+            s.activation_queue_length,
+            s.min_replicas,
+            s.max_replicas,
+            s.polling_interval,
+            s.cooldown_period,
+        )
+    }
+
+    fn team_scaled_object(
+        metadata: serde_json::Value,
+        spec: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut so = json!({
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "spec": {
+                "scaleTargetRef": {"name": "aqs-app"},
+                "triggers": [
+                    {"type": "cpu", "metadata": {"value": "50"}},
+                    {"type": "azure-queue", "metadata": metadata},
+                ],
+            },
+        });
+        for (key, value) in spec.as_object().unwrap() {
+            so["spec"][key] = value.clone();
+        }
+        so
+    }
+
+    #[test]
+    fn the_team_scaled_objects_settings_become_the_runs() {
+        let given = FlowSettings::default();
+        let so = team_scaled_object(
+            json!({"queueName": "q", "queueLength": "10", "activationQueueLength": "0"}),
+            json!({"minReplicaCount": 1, "maxReplicaCount": 30, "pollingInterval": 15, "cooldownPeriod": 120}),
+        );
+        let deployed = deployed_scaling(&so, &given).unwrap();
+        assert_eq!(scaling(&deployed), (10, 0, 1, 30, 15, 120));
+        // What is not scaling stays the run's.
+        assert_eq!(deployed.messages, given.messages);
+        let line = adopted_line("team-so", &given, &deployed);
+        assert!(line.starts_with("the team's ScaledObject team-so: queueLength 10, activationQueueLength 0, minReplicaCount 1, maxReplicaCount 30"), "{line}");
+        assert!(line.contains("instead of the run's settings: queueLength 5 -> 10, activationQueueLength 20 -> 0, minReplicaCount 0 -> 1, maxReplicaCount 15 -> 30"), "{line}");
+        // The walkthrough's own ScaledObject changes nothing.
+        let walkthrough = team_scaled_object(
+            json!({"queueLength": "5", "activationQueueLength": "20"}),
+            json!({"minReplicaCount": 0, "maxReplicaCount": 15, "pollingInterval": 30, "cooldownPeriod": 10}),
+        );
+        let same = deployed_scaling(&walkthrough, &given).unwrap();
+        assert_eq!(same, given);
+        assert!(adopted_line("so", &given, &same).ends_with("(the same as the run's settings)"));
+    }
+
+    #[test]
+    fn fields_left_out_take_kedas_defaults_and_bad_ones_are_named() {
+        let given = FlowSettings::default();
+        let bare = team_scaled_object(json!({"queueName": "q"}), json!({}));
+        let deployed = deployed_scaling(&bare, &given).unwrap();
+        assert_eq!(scaling(&deployed), (5, 0, 0, 100, 30, 300));
+        let bad = team_scaled_object(json!({"queueLength": "five"}), json!({}));
+        let error = deployed_scaling(&bad, &given).unwrap_err();
+        assert!(
+            error.contains("queueLength is not a count") && error.contains("five"),
+            "{error}"
+        );
+        let negative = team_scaled_object(json!({}), json!({"maxReplicaCount": -1}));
+        assert!(deployed_scaling(&negative, &given)
+            .unwrap_err()
+            .contains("maxReplicaCount"));
+        let cpu_only = json!({"spec": {"triggers": [{"type": "cpu", "metadata": {}}]}});
+        assert_eq!(
+            deployed_scaling(&cpu_only, &given).unwrap_err(),
+            "it has no azure-queue trigger"
+        );
+    }
 }
