@@ -48,6 +48,12 @@ pub struct Context {
     pub load_started_stamp: Option<String>,
     /// Karpenter nodes of the run's NodePool when the load started.
     pub nodes_before_load: u64,
+    /// The autoscalers' events that existed when the load started (uid -> count): the HPA's
+    /// `SuccessfulRescale` and the NodeClaims' `Registered`. A look-back after the drain
+    /// counts only events new since (or repeated since): with `--use-deployed` the HPA and the
+    /// NodePool are the team's, and their earlier events are not this run's. `None` when they
+    /// could not be read.
+    pub events_before_load: Option<std::collections::BTreeMap<String, i32>>,
     /// Kubernetes objects the run applied, in order (cleanup deletes them in reverse).
     pub applied: Vec<Applied>,
     /// The run created its queue, poison queue and table.
@@ -103,6 +109,7 @@ impl Context {
             load_started_at: None,
             load_started_stamp: None,
             nodes_before_load: 0,
+            events_before_load: None,
             applied: Vec::new(),
             created_storage: false,
             annotated_client_id: None,

@@ -52,8 +52,14 @@ pub fn save(context: &Context, path: &Path) -> Result<(), RunStateError> {
             objects_value(&context.deleted_during_run)
         )
     };
+    // The autoscalers' events at the load (`uid=count,…`), when they were read.
+    let events = context
+        .events_before_load
+        .as_ref()
+        .map(|events| format!("EDW_RUN_EVENTS_BEFORE_LOAD={}\n", events_value(events)))
+        .unwrap_or_default();
     let text = format!(
-        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_ID={}\nEDW_RUN_FOOTPRINT={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_DEPLOYMENT={}\nEDW_RUN_SCALED_OBJECT={}\nEDW_RUN_NODEPOOL={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n{deleted}{deployed}{opening}",
+        "# edw run state: written by `edw deploy|load|scale`, read by the next phase\nEDW_RUN_TARGET={}\nEDW_RUN_ID={}\nEDW_RUN_FOOTPRINT={}\nEDW_RUN_NAMESPACE={}\nEDW_RUN_DEPLOYMENT={}\nEDW_RUN_SCALED_OBJECT={}\nEDW_RUN_NODEPOOL={}\nEDW_RUN_QUEUE={}\nEDW_RUN_POISON={}\nEDW_RUN_TABLE={}\nEDW_RUN_CREATED_STORAGE={}\nEDW_RUN_SENT={}\nEDW_RUN_NODES_BEFORE_LOAD={}\nEDW_RUN_APPLIED={}\n{events}{deleted}{deployed}{opening}",
         context.target_info.name,
         n.run_id,
         footprint_word(context.footprint),
@@ -248,6 +254,9 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
                     .map_err(|_| invalid(format!("{value:?} is not a count")))?;
             }
             "EDW_RUN_APPLIED" => context.applied = parse_objects(value).map_err(invalid)?,
+            "EDW_RUN_EVENTS_BEFORE_LOAD" => {
+                context.events_before_load = Some(parse_events(value).map_err(invalid)?)
+            }
             "EDW_RUN_DELETED" => {
                 context.deleted_during_run = parse_objects(value).map_err(invalid)?
             }
@@ -255,6 +264,29 @@ pub fn restore(context: &mut Context, path: &Path) -> Result<String, RunStateErr
         }
     }
     Ok(target)
+}
+
+/// Events as the ledger lists them: `uid=count`, `,`-separated.
+fn events_value(events: &std::collections::BTreeMap<String, i32>) -> String {
+    events
+        .iter()
+        .map(|(uid, count)| format!("{uid}={count}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_events(value: &str) -> Result<std::collections::BTreeMap<String, i32>, String> {
+    value
+        .split(',')
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .rsplit_once('=')
+                .and_then(|(uid, count)| Some((uid.to_owned(), count.parse().ok()?)))
+                .filter(|(uid, _)| !uid.is_empty())
+                .ok_or_else(|| format!("{entry:?} is not an event's uid=count"))
+        })
+        .collect()
 }
 
 /// Objects as the ledger lists them: `apiVersion|kind|namespace|name`, `;`-separated.
@@ -377,6 +409,26 @@ mod tests {
             bad.contains("\"batch/v1|Job|x\" is not apiVersion|kind|namespace|name"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn the_events_before_the_load_read_back_as_written_and_a_bad_one_is_named() {
+        let events = std::collections::BTreeMap::from([
+            ("0c1d-uid".to_owned(), 1),
+            ("9f2e-uid".to_owned(), 3),
+        ]);
+        let value = events_value(&events);
+        assert_eq!(value, "0c1d-uid=1,9f2e-uid=3");
+        assert_eq!(parse_events(&value).unwrap(), events);
+        // None recorded is a record too: every event since is this run's.
+        assert_eq!(parse_events("").unwrap(), std::collections::BTreeMap::new());
+        for bad in ["0c1d-uid", "=2", "0c1d-uid=many"] {
+            let error = parse_events(bad).unwrap_err();
+            assert!(
+                error.contains("is not an event's uid=count"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub fn load(ctx: &mut Context) -> StepFuture<'_> {
         ctx.nodes_before_load = read_nodes
             .and_then(|o| o.nodes.get(&pool).copied())
             .unwrap_or(0);
+        // Which autoscaler events are older than this load (a look-back counts only newer).
+        ctx.events_before_load = super::scale::events_snapshot(ctx).await;
         ctx.load_started_stamp = Some(crate::workload::format_stamp(
             time::OffsetDateTime::now_utc(),
         ));

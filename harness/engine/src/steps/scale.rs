@@ -145,22 +145,95 @@ pub fn backlog_gone(first: &edw_model::report::Observation, max_stranded: u64) -
     })
 }
 
-/// The sizes in `SuccessfulRescale` events of HPA `hpa` ("New size: 15; reason: …").
-pub async fn rescale_sizes(
-    events: Api<k8s_openapi::api::core::v1::Event>,
-    hpa: &str,
-) -> Result<Vec<u64>, String> {
-    let selector = format!("involvedObject.name={hpa},reason=SuccessfulRescale");
-    let list = events
-        .list(&ListParams::default().fields(&selector))
-        .await
-        .map_err(|e| format!("the HPA {hpa}'s events could not be read: {e}"))?;
-    Ok(list
-        .items
+type Event = k8s_openapi::api::core::v1::Event;
+
+/// The field selectors of the autoscalers' events a look-back reads: HPA `hpa`'s
+/// `SuccessfulRescale` (in the run's namespace) and the NodeClaims' `Registered` (Karpenter's,
+/// on the cluster-scoped NodeClaims, so in namespace `default`).
+fn rescale_selector(hpa: &str) -> String {
+    format!("involvedObject.name={hpa},reason=SuccessfulRescale")
+}
+const REGISTERED_SELECTOR: &str = "involvedObject.kind=NodeClaim,reason=Registered";
+
+/// The autoscalers' events as they are when the load starts (uid -> count), for
+/// [`Context::events_before_load`]; `None` when they cannot be read.
+pub async fn events_snapshot(ctx: &Context) -> Option<std::collections::BTreeMap<String, i32>> {
+    let client = ctx.target.client();
+    let rescales: Api<Event> = Api::namespaced(client.clone(), &ctx.names.namespace);
+    let registered: Api<Event> = Api::namespaced(client, "default");
+    let mut snapshot = std::collections::BTreeMap::new();
+    for (api, selector) in [
+        (rescales, rescale_selector(&ctx.names.hpa)),
+        (registered, REGISTERED_SELECTOR.to_owned()),
+    ] {
+        let list = api
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .ok()?;
+        for event in list.items {
+            if let Some(uid) = event.metadata.uid {
+                snapshot.insert(uid, event.count.unwrap_or(1));
+            }
+        }
+    }
+    Some(snapshot)
+}
+
+/// True when `event` happened since the snapshot `before` was taken: it is new, or it
+/// recurred (the API server folds a repeated event into one whose count grows).
+pub fn since_load(event: &Event, before: &std::collections::BTreeMap<String, i32>) -> bool {
+    match event
+        .metadata
+        .uid
+        .as_deref()
+        .and_then(|uid| before.get(uid))
+    {
+        Some(&count) => event.count.unwrap_or(1) > count,
+        None => true,
+    }
+}
+
+/// What a look-back may count: the events since the load, or, without a snapshot of those
+/// before it, every event where the run's own objects are the only subjects (an own
+/// namespace and NodePool), and none with `--use-deployed` (the team's HPA and NodePool have
+/// a history of their own).
+fn events_to_count(
+    items: Vec<Event>,
+    before: Option<&std::collections::BTreeMap<String, i32>>,
+    use_deployed: bool,
+) -> Result<Vec<Event>, String> {
+    match before {
+        Some(before) => Ok(items.into_iter().filter(|e| since_load(e, before)).collect()),
+        None if use_deployed => Err(
+            "the events that existed when the load started were not recorded, so the team's earlier events cannot be told from this run's (start `edw scale` right after `edw load`)".to_owned(),
+        ),
+        None => Ok(items),
+    }
+}
+
+/// The sizes in `SuccessfulRescale` events ("New size: 15; reason: …").
+pub fn rescale_sizes_of(events: &[Event]) -> Vec<u64> {
+    events
         .iter()
         .filter_map(|e| e.message.as_deref()?.split("New size: ").nth(1))
         .filter_map(|rest| rest.split(';').next()?.trim().parse().ok())
-        .collect())
+        .collect()
+}
+
+/// The sizes in HPA `hpa`'s `SuccessfulRescale` events since the load (see
+/// [`events_to_count`]).
+pub async fn rescale_sizes(
+    events: Api<Event>,
+    hpa: &str,
+    before: Option<&std::collections::BTreeMap<String, i32>>,
+    use_deployed: bool,
+) -> Result<Vec<u64>, String> {
+    let list = events
+        .list(&ListParams::default().fields(&rescale_selector(hpa)))
+        .await
+        .map_err(|e| format!("the HPA {hpa}'s events could not be read: {e}"))?;
+    let counted = events_to_count(list.items, before, use_deployed)?;
+    Ok(rescale_sizes_of(&counted))
 }
 
 /// The scale-out, seen in the HPA's events once the backlog was gone before the step began
@@ -172,24 +245,26 @@ pub fn scale_out_after_the_drain(
     let events = Api::namespaced(ctx.target.client(), &ctx.names.namespace);
     let hpa = ctx.names.hpa.clone();
     let max_stranded = ctx.model().burst(messages(ctx)).max_stranded;
+    let before = ctx.events_before_load.clone();
+    let use_deployed = ctx.footprint == crate::runner::Footprint::UseDeployed;
     answered_after_the_drain(
         ctx,
         move |o| o.desired >= peak || backlog_gone(o, max_stranded).is_none(),
         move |first| async move {
             let began = backlog_gone(&first, max_stranded).unwrap_or_default();
-            let sizes = match rescale_sizes(events, &hpa).await {
+            let sizes = match rescale_sizes(events, &hpa, before.as_ref(), use_deployed).await {
                 Ok(sizes) => sizes,
                 Err(e) => return StepResult::failed(format!("{began}, and {e}"), []),
             };
             let largest = sizes.iter().copied().max().unwrap_or(0);
             if largest >= peak {
                 StepResult::passed([format!(
-                    "{began}: the scale-out to {peak} is seen in HPA {hpa}'s SuccessfulRescale events (sizes {sizes:?}), not watched"
+                    "{began}: the scale-out to {peak} is seen in HPA {hpa}'s SuccessfulRescale events since the load (sizes {sizes:?}), not watched"
                 )])
             } else {
                 StepResult::failed(
                     format!(
-                        "expected desired replicas = {peak}; {began}, and HPA {hpa}'s SuccessfulRescale events show at most {largest}: the scale-out was not seen (start `edw scale` right after `edw load`)"
+                        "expected desired replicas = {peak}; {began}, and HPA {hpa}'s SuccessfulRescale events since the load show at most {largest}: the scale-out was not seen (start `edw scale` right after `edw load`)"
                     ),
                     sizes.iter().map(|s| format!("SuccessfulRescale New size: {s}")),
                 )
@@ -204,46 +279,56 @@ pub fn scale_out_after_the_drain(
 pub fn nodes_grow_after_the_drain(
     ctx: &Context,
 ) -> impl std::future::Future<Output = Option<StepResult>> + Send + 'static {
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(ctx.target.client(), "default");
+    let events: Api<Event> = Api::namespaced(ctx.target.client(), "default");
     let pool = ctx.names.nodepool.clone();
     let before = ctx.nodes_before_load;
     let max_stranded = ctx.model().burst(messages(ctx)).max_stranded;
+    let snapshot = ctx.events_before_load.clone();
+    let use_deployed = ctx.footprint == crate::runner::Footprint::UseDeployed;
     answered_after_the_drain(
         ctx,
         move |o| o.desired > 0 || backlog_gone(o, max_stranded).is_none(),
         move |first| async move {
             let began = backlog_gone(&first, max_stranded).unwrap_or_default();
-            let selector = "involvedObject.kind=NodeClaim,reason=Registered";
-            let claims: std::collections::BTreeSet<String> =
-                match events.list(&ListParams::default().fields(selector)).await {
-                    Ok(list) => list
-                        .items
-                        .into_iter()
-                        .filter_map(|e| e.involved_object.name)
-                        .filter(|name| {
-                            name.strip_prefix(pool.as_str())
-                                .is_some_and(|rest| rest.starts_with('-'))
-                        })
-                        .collect(),
-                    Err(e) => {
-                        return StepResult::failed(
-                            format!("{began}, and the NodeClaims' events could not be read: {e}"),
-                            [],
-                        )
-                    }
-                };
-            let registered: Vec<String> = claims.into_iter().collect();
-            if registered.len() as u64 > before {
+            let listed = match events
+                .list(&ListParams::default().fields(REGISTERED_SELECTOR))
+                .await
+            {
+                Ok(list) => list.items,
+                Err(e) => {
+                    return StepResult::failed(
+                        format!("{began}, and the NodeClaims' events could not be read: {e}"),
+                        [],
+                    )
+                }
+            };
+            let counted = match events_to_count(listed, snapshot.as_ref(), use_deployed) {
+                Ok(counted) => counted,
+                Err(e) => return StepResult::failed(format!("{began}, and {e}"), []),
+            };
+            let registered: Vec<String> =
+                registered_claims_of(&counted, &pool).into_iter().collect();
+            // Since the load: any claim that registered then is growth from the fewest nodes
+            // the pool had since (as the watched step counts it). Without a record of the
+            // events before the load (the run's own pool only), every claim of the pool that
+            // ever registered, against the nodes it had at the load.
+            let (grew, counted_as) = match snapshot {
+                Some(_) => (!registered.is_empty(), "since the load".to_owned()),
+                None => (
+                    registered.len() as u64 > before,
+                    format!("in all, against the {before} nodes it had at the load"),
+                ),
+            };
+            if grew {
                 StepResult::passed([format!(
-                    "{began}: {} NodeClaims of NodePool {pool} registered (their Registered events: {}), more than the {before} nodes it had at the load; the growth was not watched",
+                    "{began}: {} NodeClaims of NodePool {pool} registered {counted_as} (their Registered events: {}); the growth was not watched",
                     registered.len(),
                     registered.join(", ")
                 )])
             } else {
                 StepResult::failed(
                     format!(
-                        "expected NodePool {pool} to grow; {began}, and {} of its NodeClaims registered, no more than the {before} nodes it had at the load (start `edw scale` right after `edw load`)",
+                        "expected NodePool {pool} to grow; {began}, and {} of its NodeClaims registered {counted_as} (start `edw scale` right after `edw load`)",
                         registered.len()
                     ),
                     registered,
@@ -251,6 +336,18 @@ pub fn nodes_grow_after_the_drain(
             }
         },
     )
+}
+
+/// The NodeClaims of NodePool `pool` (named `<pool>-…`) that `events` are about.
+fn registered_claims_of(events: &[Event], pool: &str) -> std::collections::BTreeSet<String> {
+    events
+        .iter()
+        .filter_map(|e| e.involved_object.name.clone())
+        .filter(|name| {
+            name.strip_prefix(pool)
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+        .collect()
 }
 
 /// What the cluster's autoscaler should agree on with the harness while a backlog waits: the
@@ -468,6 +565,68 @@ pub fn nodes_removed(ctx: &mut Context) -> StepFuture<'_> {
     )
     .reading(&[Read::Nodes]);
     wait_modelled(ctx, expect, model.timeouts(n).nodes_removed, line)
+}
+
+#[cfg(test)]
+mod lookback_tests {
+    use super::{events_to_count, registered_claims_of, rescale_sizes_of, since_load, Event};
+    use std::collections::BTreeMap;
+
+    fn event(uid: Option<&str>, count: i32, message: &str, about: &str) -> Event {
+        let mut event = Event::default();
+        event.metadata.uid = uid.map(str::to_owned);
+        event.count = Some(count);
+        event.message = Some(message.to_owned());
+        event.involved_object.name = Some(about.to_owned());
+        event
+    }
+
+    /// The team's HPA scaled to 15 last week, and to 10 for this run: only the 10 counts.
+    #[test]
+    fn only_events_since_the_load_count_and_without_a_record_none_of_the_teams() {
+        let before = BTreeMap::from([("old".to_owned(), 2), ("again".to_owned(), 1)]);
+        let events = vec![
+            event(Some("old"), 2, "New size: 15; reason: above target", "hpa"),
+            event(
+                Some("again"),
+                2,
+                "New size: 10; reason: above target",
+                "hpa",
+            ),
+            event(Some("new"), 1, "New size: 5; reason: above target", "hpa"),
+            event(None, 1, "New size: 3; reason: above target", "hpa"),
+        ];
+        assert!(!since_load(&events[0], &before));
+        assert!(since_load(&events[1], &before), "it recurred since");
+        assert!(since_load(&events[2], &before) && since_load(&events[3], &before));
+        let counted = events_to_count(events.clone(), Some(&before), true).unwrap();
+        assert_eq!(rescale_sizes_of(&counted), [10, 5, 3]);
+        // Without a record: the run's own HPA has no history, the team's has.
+        assert_eq!(
+            rescale_sizes_of(&events_to_count(events.clone(), None, false).unwrap()),
+            [15, 10, 5, 3]
+        );
+        let refused = events_to_count(events, None, true).unwrap_err();
+        assert!(
+            refused.contains("cannot be told from this run's"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn registered_claims_are_those_of_the_runs_pool() {
+        let events = vec![
+            event(Some("a"), 1, "Status condition transitioned", "edw-abc-x1"),
+            event(Some("b"), 1, "Status condition transitioned", "edw-abcd-x2"),
+            event(Some("c"), 1, "Status condition transitioned", "default-x3"),
+        ];
+        assert_eq!(
+            registered_claims_of(&events, "edw-abc")
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["edw-abc-x1"]
+        );
+    }
 }
 
 #[cfg(test)]
