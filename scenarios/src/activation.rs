@@ -4,6 +4,7 @@ use edw_engine::observe::{consistently, Expect};
 use edw_engine::runner::{Context, FlowSettings, Scenario, Step, StepFuture, StepResult};
 use edw_engine::steps::*;
 use edw_engine::workload::{produce, ProducerPlan};
+use edw_model::report::Read;
 use tokio_util::sync::CancellationToken;
 
 /// activationQueueLength messages keep the Deployment at 0 (AQ-7 is strict); one more
@@ -53,7 +54,8 @@ pub(crate) fn stays_at_zero(ctx: &mut Context) -> StepFuture<'_> {
                 model.scaling.activation
             ),
             |o| o.desired == 0,
-        );
+        )
+        .reading(&[Read::Deployment]);
         match consistently(recorder, &expect, window).await {
             Ok(()) => StepResult::passed([format!("held for {} s (two polls)", window.as_secs())]),
             Err(failure) => StepResult::failed(

@@ -3,6 +3,7 @@
 use edw_engine::observe::{consistently, Expect};
 use edw_engine::runner::{Context, FlowSettings, Scenario, Step, StepFuture, StepResult};
 use edw_engine::steps::*;
+use edw_model::report::Read;
 
 /// A burst far above maxReplicaCount never exceeds it, and the NodePool stops growing once
 /// every pod fits.
@@ -48,7 +49,8 @@ fn holds_ceiling(ctx: &mut Context) -> StepFuture<'_> {
         let expect = Expect::new(
             format!("desired replicas <= maxReplicaCount {max} and consumer pods <= {max}"),
             move |o| o.desired <= max && o.running + o.pending <= max,
-        );
+        )
+        .reading(&[Read::Deployment, Read::Pods]);
         match consistently(recorder, &expect, window).await {
             Ok(()) => StepResult::passed([format!("held for {} s", window.as_secs())]),
             Err(failure) => StepResult::failed(
@@ -91,7 +93,8 @@ fn nodes_stop(ctx: &mut Context) -> StepFuture<'_> {
         let bounded = Expect::new(
             format!("nodes of NodePool {pool} <= {most} (the model's most for {peak} pods)"),
             move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= most,
-        );
+        )
+        .reading(&[Read::Nodes]);
         let window = model.scaling.polling * 2;
         match consistently(recorder, &bounded, window).await {
             Ok(()) => StepResult::passed([format!(

@@ -3,6 +3,7 @@
 use edw_engine::observe::Expect;
 use edw_engine::runner::{Context, FlowSettings, Scenario, Step, StepFuture};
 use edw_engine::steps::*;
+use edw_model::report::Read;
 
 /// After the drain, replicas reach 0 within the cooldown plus a poll, and the nodes go.
 pub fn scale_to_zero() -> Scenario {
@@ -41,6 +42,7 @@ fn zero_after_drain(ctx: &mut Context) -> StepFuture<'_> {
     );
     let expect = Expect::new("desired replicas = 0 and no consumer pod running", |o| {
         o.desired == 0 && o.running == 0
-    });
+    })
+    .reading(&[Read::Deployment, Read::Pods]);
     wait_modelled(ctx, expect, within, line)
 }

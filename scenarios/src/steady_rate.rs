@@ -12,6 +12,7 @@ use edw_engine::steps::*;
 use edw_engine::storage::Queue;
 use edw_engine::target::TargetClock;
 use edw_engine::workload::{message_text, ProduceReport};
+use edw_model::report::Read;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -194,7 +195,8 @@ fn baseline(ctx: &mut Context) -> StepFuture<'_> {
     let line = format!("minReplicaCount {replicas} consumers, on new nodes");
     let expect = Expect::new(format!("{replicas} consumer pods running"), move |o| {
         o.desired == replicas && o.running == replicas
-    });
+    })
+    .reading(&[Read::Deployment, Read::Pods]);
     wait_modelled(ctx, expect, within, line)
 }
 
@@ -236,7 +238,8 @@ fn hold(ctx: &mut Context) -> StepFuture<'_> {
         };
         let expect = Expect::new(format!("desired replicas = {replicas}"), move |o| {
             o.desired == replicas
-        });
+        })
+        .reading(&[Read::Deployment]);
         let window = Duration::from_secs_f64(count as f64 / RATE);
         let started = Some(recorder.elapsed());
         let (sent, held) = tokio::join!(

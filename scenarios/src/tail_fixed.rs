@@ -3,6 +3,7 @@
 use edw_engine::observe::{consistently, Expect};
 use edw_engine::runner::{Context, FlowSettings, Scenario, Step, StepFuture, StepResult};
 use edw_engine::steps::*;
+use edw_model::report::Read;
 
 /// The fix for the stranded tail: activationQueueLength 0 drains every message.
 pub fn tail_fixed() -> Scenario {
@@ -36,7 +37,8 @@ fn nothing_left(ctx: &mut Context) -> StepFuture<'_> {
         };
         let expect = Expect::new("queue depth = 0 at 0 replicas", |o| {
             o.queue == Some(0) && o.desired == 0
-        });
+        })
+        .reading(&[Read::Deployment]);
         match consistently(recorder, &expect, window).await {
             Ok(()) => StepResult::passed([format!(
                 "empty queue at 0 replicas for {} s",

@@ -455,7 +455,12 @@ pub fn for_run(
 /// The Deployment's replicas at the first observation and at each change before `until`.
 fn replica_changes(timeline: &[Observation], until: f64) -> Vec<(f64, i64)> {
     let mut changes: Vec<(f64, i64)> = Vec::new();
-    for o in timeline.iter().take_while(|o| o.t < until) {
+    // A sample that could not read the Deployment shows 0 replicas it never saw: left out.
+    for o in timeline
+        .iter()
+        .take_while(|o| o.t < until)
+        .filter(|o| o.read(edw_model::report::Read::Deployment))
+    {
         if changes.last().is_none_or(|(_, r)| *r != o.desired as i64) {
             changes.push((o.t, o.desired as i64));
         }
@@ -496,6 +501,23 @@ mod tests {
             finished: 100.5,
             count,
         }]
+    }
+
+    #[test]
+    fn a_sample_that_could_not_read_the_deployment_is_no_replica_change() {
+        let seen = |t: f64, desired: u64, unread: Vec<edw_model::report::Read>| Observation {
+            t,
+            desired,
+            unread,
+            ..Observation::default()
+        };
+        let timeline = [
+            seen(1.0, 1, vec![]),
+            seen(2.0, 0, vec![edw_model::report::Read::Deployment]),
+            seen(3.0, 1, vec![]),
+            seen(4.0, 0, vec![]),
+        ];
+        assert_eq!(replica_changes(&timeline, 10.0), [(1.0, 1), (4.0, 0)]);
     }
 
     fn row<'a>(p: &'a Prediction, name: &str) -> &'a edw_model::prediction::PhaseComparison {

@@ -598,7 +598,8 @@ async fn observation_latency(
             .await?;
         let expect = Expect::new(format!("desired = {replicas}"), move |o| {
             o.desired == replicas
-        });
+        })
+        .reading(&[edw_model::report::Read::Deployment]);
         // Ten real seconds, in the target's time.
         let within = Duration::from_secs_f64(10.0 * target.time_scale());
         eventually(&recorder, &expect, within)

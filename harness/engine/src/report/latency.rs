@@ -95,9 +95,14 @@ pub(crate) fn drain_rate(report: &ScenarioReport) -> Result<DrainRate, String> {
     let (from, until) = drained(report)?;
     let (messages, counted) = message_count(report)
         .ok_or("the report holds no message count (no messages.processed_once or messages.sent)")?;
-    // Each observation's running pods hold until the next observation.
-    let pod_seconds: f64 = report
+    // Each observation's running pods hold until the next observation that read the pods (a
+    // sample that could not read them shows 0 pods it never saw).
+    let read: Vec<&edw_model::report::Observation> = report
         .timeline
+        .iter()
+        .filter(|o| o.read(edw_model::report::Read::Pods))
+        .collect();
+    let pod_seconds: f64 = read
         .windows(2)
         .map(|pair| {
             let (lo, hi) = (pair[0].t.max(from), pair[1].t.min(until));

@@ -55,6 +55,9 @@ pub fn burst_load(ctx: &mut Context) -> StepFuture<'_> {
 pub fn load(ctx: &mut Context) -> StepFuture<'_> {
     Box::pin(async move {
         let pool = ctx.names.nodepool.clone();
+        // Which autoscaler events are older than this load (a look-back counts only newer),
+        // read before the load's start is stamped: its API calls must not delay the phases.
+        ctx.events_before_load = super::scale::events_snapshot(ctx).await;
         let before = match ctx.recorder.as_ref() {
             Some(recorder) => {
                 ctx.load_started_at = Some(recorder.elapsed());
@@ -74,8 +77,6 @@ pub fn load(ctx: &mut Context) -> StepFuture<'_> {
         ctx.nodes_before_load = read_nodes
             .and_then(|o| o.nodes.get(&pool).copied())
             .unwrap_or(0);
-        // Which autoscaler events are older than this load (a look-back counts only newer).
-        ctx.events_before_load = super::scale::events_snapshot(ctx).await;
         ctx.load_started_stamp = Some(crate::workload::format_stamp(
             time::OffsetDateTime::now_utc(),
         ));
