@@ -57,6 +57,13 @@ pub const CLUSTER_KEYS: &[&str] = &[
     "WORKLOAD_MANAGED_IDENTITY_CLIENT_ID",
 ];
 
+/// Settings of the local target (Azurite and the twin in-process).
+pub const LOCAL_TARGET_KEYS: &[&str] = &[
+    // How much faster than real time the twin's clock runs (default 20; the governor slows it
+    // while storage calls lag).
+    "EDW_TWIN_SCALE",
+];
+
 /// Keys whose values are secrets: never shown in messages, logs or reports.
 pub const SECRET_KEYS: &[&str] = &["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY"];
 
@@ -89,6 +96,7 @@ pub fn known_keys() -> impl Iterator<Item = &'static str> {
         .chain(DEPLOY_STATE_KEYS.iter().copied())
         .chain(STORAGE_KEYS.iter().copied())
         .chain(CLUSTER_KEYS.iter().copied())
+        .chain(LOCAL_TARGET_KEYS.iter().copied())
 }
 
 /// True for a key the suite reads (after alias mapping).

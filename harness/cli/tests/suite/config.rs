@@ -252,6 +252,22 @@ fn an_invalid_value_is_reported_with_its_origin() {
 }
 
 #[test]
+fn the_twin_clock_scale_is_read_and_a_bad_one_is_named() {
+    let (inputs, _dir) = config_inputs(None, &[]);
+    assert_eq!(Config::load(&inputs).unwrap().twin_scale(), None);
+    let (inputs, _dir) = config_inputs(None, &[("EDW_TWIN_SCALE", "40")]);
+    assert_eq!(Config::load(&inputs).unwrap().twin_scale(), Some(40.0));
+    for bad in ["fast", "0", "0.5", "-20", "NaN", "5000"] {
+        let (inputs, _dir) = config_inputs(None, &[("EDW_TWIN_SCALE", bad)]);
+        let error = Config::load(&inputs).unwrap_err().to_string();
+        assert!(
+            error.contains("environment variable EDW_TWIN_SCALE") && error.contains("1000"),
+            "{bad}: {error}"
+        );
+    }
+}
+
+#[test]
 fn an_explicit_state_file_that_is_missing_is_an_error() {
     let (mut inputs, _dir) = config_inputs(None, &[]);
     inputs.state_file = Some("/nonexistent/deploy.state".into());

@@ -372,10 +372,12 @@ impl Config {
                         .source("EDW_STORAGE_AUTH")
                         .cloned()
                         .unwrap_or(Source::Default),
-                    reason: format!(
+                    // Redacted like every invalid value: a secret never appears in an error
+                    // (even one that happens to spell a mode's name).
+                    reason: crate::secrets::redact(&format!(
                         "{other:?} is not one of azurite, connection-string, key, entra"
-                    ),
-                })
+                    )),
+                });
             }
         };
         Ok(choice)
@@ -388,6 +390,11 @@ impl Config {
         self.get("EDW_AZURITE_QUEUE_PARTITIONS")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1)
+    }
+
+    /// The local target's clock scale (`EDW_TWIN_SCALE`, validated from 1 to 1,000), if set.
+    pub fn twin_scale(&self) -> Option<f64> {
+        self.get("EDW_TWIN_SCALE").and_then(|v| v.parse().ok())
     }
 
     fn retry_settings(&self) -> RetrySettings {

@@ -21,6 +21,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
         ("EDW_AZURITE_TABLE_ENDPOINT", http_url),
         ("EDW_QUEUE_ENDPOINT", http_url),
         ("EDW_TABLE_ENDPOINT", http_url),
+        ("EDW_TWIN_SCALE", clock_scale),
     ];
     for (key, check) in checks {
         if let Some(value) = config.get(key) {
@@ -93,6 +94,14 @@ fn partition_count(value: &str) -> Result<(), String> {
     match value.parse::<u32>() {
         Ok(n) if (1..=16).contains(&n) => Ok(()),
         _ => Err("expected a whole number from 1 to 16".to_owned()),
+    }
+}
+
+/// The twin's clock scale: a number from 1 (real time) to 1,000.
+pub fn clock_scale(value: &str) -> Result<(), String> {
+    match value.parse::<f64>() {
+        Ok(scale) if (1.0..=1000.0).contains(&scale) => Ok(()),
+        _ => Err("expected a number from 1 (real time) to 1000".to_owned()),
     }
 }
 

@@ -48,15 +48,11 @@ pub fn twin_params() -> Result<TwinParams, TargetError> {
 }
 
 impl LocalTarget {
-    /// Starts Azurite (unless storage is configured) and the twin. `EDW_TWIN_SCALE` sets the
-    /// clock scale (default 20); `EDW_TWIN_PARAMS` names a JSON file of twin parameters (e.g.
+    /// Starts Azurite (unless storage is configured) and the twin. `EDW_TWIN_SCALE` (the
+    /// configuration's [`Config::twin_scale`]) sets the clock scale (default 20); `EDW_TWIN_PARAMS` names a JSON file of twin parameters (e.g.
     /// what `edw twin calibrate` wrote; default: the specification's).
     pub async fn start(config: &Config) -> Result<LocalTarget, TargetError> {
-        let scale = std::env::var("EDW_TWIN_SCALE")
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .unwrap_or(DEFAULT_SCALE);
+        let scale = config.twin_scale().unwrap_or(DEFAULT_SCALE);
         let params = twin_params()?;
         let (target, azurite) = match config.storage()? {
             StorageChoice::Target(target) => (target, None),
