@@ -157,9 +157,12 @@ fn assert_side_by_side(
             );
         }
     }
-    // One section per run (Markdown escapes underscores), each passed. flow::consumer_restart
-    // may pass with one warning, the stranded tail its settings allow (its drain can end in
-    // it by design: steps::scale::drained_expectation); any other warning fails the test.
+    // One section per run (Markdown escapes underscores), each passed. A run may pass with one
+    // warning, the stranded tail its settings allow (minReplicaCount 0 with
+    // activationQueueLength 20: a drain can end in it by design, steps::scale::drained_expectation;
+    // flow::activation's 21 messages did under a slow machine, ci/flake-check.sh): verify
+    // passes that only when every stranded message is still on the queue. Any other warning
+    // fails the test.
     let combined = std::fs::read_to_string(dir.join("summary.md")).expect("summary.md");
     for scenario in scenarios {
         let heading = format!("## {} on `{target}` — ", scenario.replace('_', "\\_"));
@@ -168,9 +171,9 @@ fn assert_side_by_side(
             .map(|(_, rest)| rest.split("\n## ").next().unwrap_or_default())
             .unwrap_or_else(|| panic!("no section {heading}: {combined}"));
         let verdict = section.lines().next().unwrap_or_default();
-        let allowed_tail = *scenario == "flow::consumer_restart"
-            && verdict == "⚠️ passed with 1 warning(s)"
-            && section.contains("stranded tail: ");
+        let allowed_tail = verdict == "⚠️ passed with 1 warning(s)"
+            && section.contains("stranded tail: ")
+            && section.contains("the configuration's finding \\`stranded-tail\\`");
         assert!(
             verdict == "✅ passed" || allowed_tail,
             "{heading}{verdict}: {section}"

@@ -1302,3 +1302,33 @@ fn the_tests_that_spread_over_the_suite_azurites_hold_every_slot() {
         );
     }
 }
+
+/// A test in a nextest test group takes one slot: nextest 0.9.143's scheduler (future-queue
+/// 0.4.0) starts a test queued for its group only when a member of that group ends and its
+/// slots fit then, and drops one that never fits; with one slot each, the member that ends
+/// frees what the next one needs (`.config/nextest.toml`, the `twin-flows` group).
+#[test]
+fn every_test_in_a_test_group_takes_one_slot() {
+    let config = std::fs::read_to_string(repo_root().join(".config/nextest.toml")).unwrap();
+    let overrides: Vec<&str> = config
+        .split("[[profile.")
+        .skip(1)
+        .filter(|block| {
+            block
+                .lines()
+                .any(|line| line.trim_start().starts_with("test-group ="))
+        })
+        .collect();
+    assert!(
+        overrides.len() >= 3,
+        "expected the cluster trials and the two twin-flows overrides: {overrides:?}"
+    );
+    for block in overrides {
+        assert!(
+            block
+                .lines()
+                .any(|line| line.trim() == "threads-required = 1"),
+            "an override with a test group must require one slot:\n{block}"
+        );
+    }
+}
