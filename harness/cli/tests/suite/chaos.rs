@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 const MESSAGES: u64 = 10_000;
 /// One shard per suite Azurite: Azurite's cost per receive and delete grows with the messages
-/// it holds, so six shards of ~1,667 cost its queue services about a third less CPU than four of
-/// 2,500 (issue 19); the same 10,000 messages, workers, faults and kill rate.
+/// its process holds, so six shards of ~1,667 ask less of its queue services than four of 2,500
+/// did (issue 19: 65 -> 60 s alone); the same 10,000 messages, workers, faults and kill rate.
 const SHARDS: usize = 6;
 /// Four per shard, 24 in all: the drain is bound by each worker's storage round trips, not by
 /// the machine, and several workers contend for the same messages.
