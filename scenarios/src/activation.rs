@@ -18,7 +18,7 @@ pub fn activation_window() -> Scenario {
         "flow::activation",
         settings,
         vec![
-            Step::new("load: activationQueueLength messages", secs(300), load),
+            Step::new("load: activationQueueLength messages", secs(300), load).paced_in_real_time(),
             Step::new(
                 "activation: stays at 0 for two polls",
                 secs(600),

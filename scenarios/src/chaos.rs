@@ -36,12 +36,13 @@ pub fn chaos(messages: u64) -> Scenario {
         1,
         // The producer's pace is real time: with no consumer slowing the twin's clock, 600
         // simulated seconds are 30 real ones at x20, too few for `chaos_twin`'s 10,000
-        // messages on a busy machine. A limit, not a speed goal.
+        // messages on a busy machine. A limit, not a speed goal; it holds in real time too.
         Step::new(
             "load: producer burst, before the ScaledObject",
             secs(3600),
             load,
-        ),
+        )
+        .paced_in_real_time(),
     );
     steps.extend([
         kill_random_pods_step(),

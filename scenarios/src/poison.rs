@@ -23,7 +23,7 @@ pub fn poison() -> Scenario {
             // the consumers to 0 they were never read (a side-by-side run on a served twin
             // saw 3 of 8 in the poison queue), and the drain step took them for a stranded
             // tail. With the burst, the consumers that drain it read them too.
-            Step::new("load: malformed messages", secs(120), malformed),
+            Step::new("load: malformed messages", secs(120), malformed).paced_in_real_time(),
             load_step(),
             drained_step(),
             Step::new(

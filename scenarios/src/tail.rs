@@ -19,7 +19,7 @@ pub fn tail_below_activation() -> Scenario {
     )];
     steps.extend(setup());
     steps.extend([
-        Step::new("load: activationQueueLength messages", secs(300), load),
+        Step::new("load: activationQueueLength messages", secs(300), load).paced_in_real_time(),
         Step::new("tail: stays at 0 for two polls", secs(600), stays_at_zero),
         Step::new(
             "tail: the messages wait on the queue at 0 replicas, unread",

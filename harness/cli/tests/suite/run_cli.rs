@@ -271,8 +271,11 @@ async fn interrupted_run_cleans_up(signal: &str) {
         .spawn()
         .unwrap();
     let mut names = None;
+    // What the run printed, for the assertions' messages.
+    let mut seen = Vec::new();
     for line in BufReader::new(child.stderr.take().unwrap()).lines() {
         let line = line.unwrap();
+        seen.push(line.clone());
         if let Some(rest) = line.strip_prefix("run resources: ") {
             let words: Vec<&str> = rest.split_whitespace().collect();
             names = Some((
@@ -293,7 +296,12 @@ async fn interrupted_run_cleans_up(signal: &str) {
         }
     }
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "interrupted by {signal}");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "interrupted by {signal}; the run printed:\n{}",
+        seen.join("\n")
+    );
     let (queue, poison, table) = names.expect("the run printed its resource names");
     assert!(
         !env.storage.queue(&queue).exists().await.unwrap(),

@@ -88,6 +88,11 @@ pub struct Step {
     /// A cleanup step that runs even when `--keep-on-failure` keeps the rest: what it undoes
     /// (an opening in the storage firewall) is nothing to inspect and must not outlive the run.
     pub runs_when_kept: bool,
+    /// The step's work goes at the pace of real time whatever the target's clock (the producer
+    /// sending from this machine): its timeout then ends only once it has passed on the target's
+    /// clock and in real time. On the twin at x40, 600 target seconds were 15-40 real ones, and
+    /// a 1,500-message burst on a busy machine failed its limit while sending steadily.
+    pub paced_in_real_time: bool,
 }
 
 impl Step {
@@ -97,6 +102,26 @@ impl Step {
             timeout,
             run,
             runs_when_kept: false,
+            paced_in_real_time: false,
+        }
+    }
+
+    /// This step, whose work goes at real time's pace: its timeout holds on the target's clock
+    /// and in real time (see [`Step::paced_in_real_time`]).
+    pub fn paced_in_real_time(self) -> Self {
+        Step {
+            paced_in_real_time: true,
+            ..self
+        }
+    }
+
+    /// Ends when the step's timeout has passed on `clock` (and in real time too when the step
+    /// is [paced in real time](Step::paced_in_real_time)).
+    pub async fn time_limit(&self, clock: &crate::target::TargetClock) {
+        if self.paced_in_real_time {
+            tokio::join!(clock.sleep(self.timeout), tokio::time::sleep(self.timeout));
+        } else {
+            clock.sleep(self.timeout).await;
         }
     }
 
@@ -152,10 +177,15 @@ async fn run_step(
             Ok(result) => result,
             Err(payload) => StepResult::failed(format!("the step panicked: {}", panic_text(payload)), []),
         },
-        _ = clock.sleep(step.timeout) => StepResult::failed(
+        _ = step.time_limit(&clock) => StepResult::failed(
             format!(
-                "the step did not finish within its timeout of {:?} (target time; {:?} real time)",
+                "the step did not finish within its timeout of {:?} ({}; {:?} real time)",
                 step.timeout,
+                if step.paced_in_real_time {
+                    "target time and real time: the step goes at real time's pace"
+                } else {
+                    "target time"
+                },
                 started.elapsed()
             ),
             [],
@@ -300,4 +330,47 @@ fn outcome_word(report: &StepReport) -> String {
         StepStatus::Skipped { .. } => "skipped",
     }
     .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{Step, StepFuture, StepResult};
+    use crate::target::TargetClock;
+
+    fn nothing(_: &mut super::Context) -> StepFuture<'_> {
+        Box::pin(async { StepResult::passed([]) })
+    }
+
+    /// On the twin at x1000 a second of target time is a millisecond of real time: a step paced
+    /// in real time (the producer) still gets its whole second, a step on the target's clock
+    /// does not wait for it.
+    #[tokio::test]
+    async fn a_step_paced_in_real_time_keeps_its_limit_in_real_time_on_a_fast_clock() {
+        let clock = TargetClock::Twin(Arc::new(edw_twin::clock::ScaledClock::new(1000.0)));
+        let limit = Duration::from_secs(1);
+        let paced = Step::new("load", limit, nothing).paced_in_real_time();
+        let started = Instant::now();
+        paced.time_limit(&clock).await;
+        assert!(
+            started.elapsed() >= limit,
+            "a limit paced in real time ended after {:?} of real time, before its {limit:?}",
+            started.elapsed()
+        );
+        let on_the_target_clock = Step::new("scale", limit, nothing);
+        let started = Instant::now();
+        tokio::time::timeout(
+            Duration::from_millis(900),
+            on_the_target_clock.time_limit(&clock),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "1 s of target time at x1000 took more than 900 ms of real time ({:?})",
+                started.elapsed()
+            )
+        });
+    }
 }

@@ -105,9 +105,10 @@ pub fn validate_scaled_object_step() -> Step {
 }
 
 /// `load: producer burst`: the settings' `messages`, refused before a message is sent when the
-/// model says they never activate KEDA ([`LoadCannotActivate`]).
+/// model says they never activate KEDA ([`LoadCannotActivate`]). Its 600 s limit holds on the
+/// target's clock and in real time: the producer's pace is real time.
 pub fn load_step() -> Step {
-    Step::new(BURST_LOAD_STEP, secs(600), load::burst_load)
+    Step::new(BURST_LOAD_STEP, secs(600), load::burst_load).paced_in_real_time()
 }
 
 /// `scale: replicas reach the modelled peak`.
