@@ -13,11 +13,13 @@ pub fn poison() -> Scenario {
         "flow::poison",
         settings,
         vec![
+            // Paced in real time: the storage's visibility timeouts are real time.
             Step::new(
                 "load: messages that keep failing (taken and abandoned five times)",
                 secs(300),
                 failing_deliveries,
-            ),
+            )
+            .paced_in_real_time(),
             // Before the burst, not after it: five malformed messages alone are below
             // activationQueueLength, so sent once the burst had drained and KEDA had scaled
             // the consumers to 0 they were never read (a side-by-side run on a served twin
