@@ -21,6 +21,8 @@ use tokio::time::Instant;
 
 use crate::storage::{StorageTarget, DEVELOPMENT_ACCOUNT};
 
+mod queue_data;
+
 /// The Azurite release the suite pins.
 pub const AZURITE_VERSION: &str = "3.37.0";
 
@@ -514,16 +516,15 @@ fn stop_with_parent(command: &mut Command) {
 fn stop_with_parent(_command: &mut Command) {}
 
 /// Where a service keeps its data: the queue service on disk in a fresh temporary directory
-/// (its in-memory store stalls on every sweep of deleted messages), the table service in memory.
+/// (its in-memory store stalls on every sweep of deleted messages; [`queue_data`] also removes
+/// the directories of owners killed before they could), the table service in memory.
 fn persistence_for(
     service: &str,
 ) -> std::io::Result<(Vec<std::ffi::OsString>, Option<tempfile::TempDir>)> {
     if service != "queue" {
         return Ok((vec!["--inMemoryPersistence".into()], None));
     }
-    let dir = tempfile::Builder::new()
-        .prefix("edw-azurite-queue-")
-        .tempdir()?;
+    let dir = queue_data::create()?;
     let args = vec!["--location".into(), dir.path().as_os_str().to_owned()];
     Ok((args, Some(dir)))
 }
