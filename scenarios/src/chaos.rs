@@ -31,9 +31,9 @@ pub fn chaos(messages: u64) -> Scenario {
     // scales anything. On the twin the producer's real seconds are twenty simulated ones, so a
     // burst sent while KEDA watches overlaps the drain on a busy machine (a run that failed
     // before this change peaked at 974 of 2,000 messages on the queue).
-    let mut steps = setup();
-    steps.insert(
-        1,
+    backlog_first_scenario(
+        "flow::chaos",
+        settings,
         // The producer's pace is real time: with no consumer slowing the twin's clock, 600
         // simulated seconds are 30 real ones at x20, too few for `chaos_twin`'s 10,000
         // messages on a busy machine. A limit, not a speed goal; it holds in real time too.
@@ -43,18 +43,12 @@ pub fn chaos(messages: u64) -> Scenario {
             load,
         )
         .paced_in_real_time(),
-    );
-    steps.extend([
-        kill_random_pods_step(),
-        remove_nodes_step(),
-        drained_step(),
-        scaled_in_step(),
-        verify_step(),
-    ]);
-    Scenario {
-        name: "flow::chaos".to_owned(),
-        settings,
-        steps,
-        cleanup: cleanup(),
-    }
+        vec![
+            kill_random_pods_step(),
+            remove_nodes_step(),
+            drained_step(),
+            scaled_in_step(),
+            verify_step(),
+        ],
+    )
 }

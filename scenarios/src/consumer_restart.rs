@@ -19,25 +19,22 @@ pub fn consumer_restart() -> Scenario {
         messages: 500,
         ..FlowSettings::default()
     };
-    let mut steps = setup();
     // The producer burst step itself (so `--in-cluster-load` applies), before the ScaledObject.
-    steps.insert(1, load_step());
-    steps.extend([
-        Step::new(
-            "restart: consumer pods killed twice mid-drain",
-            secs(7200),
-            kill_pods,
-        ),
-        drained_step(),
-        scaled_in_step(),
-        verify_step(),
-    ]);
-    Scenario {
-        name: "flow::consumer_restart".to_owned(),
+    backlog_first_scenario(
+        "flow::consumer_restart",
         settings,
-        steps,
-        cleanup: cleanup(),
-    }
+        load_step(),
+        vec![
+            Step::new(
+                "restart: consumer pods killed twice mid-drain",
+                secs(7200),
+                kill_pods,
+            ),
+            drained_step(),
+            scaled_in_step(),
+            verify_step(),
+        ],
+    )
 }
 
 fn kill_pods(ctx: &mut Context) -> StepFuture<'_> {

@@ -217,4 +217,30 @@ mod tests {
         assert_eq!(burst.steps.len(), 12);
         assert_eq!(burst.cleanup.len(), 2);
     }
+
+    /// The scenarios that act mid-drain send their whole backlog before the ScaledObject, with
+    /// a load limit that holds in real time: their steps then never begin after the drain.
+    #[test]
+    fn the_mid_drain_scenarios_send_their_backlog_before_the_scaled_object() {
+        for scenario in [consumer_restart(), chaos(2000)] {
+            let names: Vec<&str> = scenario.steps.iter().map(|s| s.name).collect();
+            let load = names
+                .iter()
+                .position(|n| n.starts_with("load: producer burst"));
+            let scaled_object = names
+                .iter()
+                .position(|n| *n == "deploy: ScaledObject and TriggerAuthentication");
+            assert!(
+                matches!((load, scaled_object), (Some(l), Some(s)) if l + 1 == s),
+                "{}: {names:?}",
+                scenario.name
+            );
+            assert!(
+                scenario.steps[load.unwrap()].paced_in_real_time,
+                "{}",
+                scenario.name
+            );
+            assert_eq!(scenario.cleanup.len(), 2, "{}", scenario.name);
+        }
+    }
 }

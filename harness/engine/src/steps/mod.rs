@@ -215,6 +215,27 @@ pub fn scenario(name: &str, settings: FlowSettings, middle: Vec<Step>) -> Scenar
     }
 }
 
+/// A scenario whose backlog is on the queue before KEDA scales anything: [`deploy_step`],
+/// `load`, then the ScaledObject, then `middle`, with [`cleanup`]. Steps that act mid-drain
+/// (kills, node removal) then find one however slow the producer was: with the ScaledObject
+/// first, a busy machine's consumers kept up with the producer and the drain was over before
+/// such a step began.
+pub fn backlog_first_scenario(
+    name: &str,
+    settings: FlowSettings,
+    load: Step,
+    middle: Vec<Step>,
+) -> Scenario {
+    let mut steps = vec![deploy_step(), load, install_scaled_object_step()];
+    steps.extend(middle);
+    Scenario {
+        name: name.to_owned(),
+        settings,
+        steps,
+        cleanup: cleanup(),
+    }
+}
+
 /// The walkthrough's phases, which `edw deploy|validate|load|scale|cleanup` run one at a time
 /// (the burst flow's steps, grouped as the walkthrough does them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
