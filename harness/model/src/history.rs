@@ -1,7 +1,9 @@
 //! Run history: one JSON line per run (its scenario, target, outcome, phase times and latency
 //! quantiles), read back tolerantly (a bad line is reported with its number, the rest still
 //! read), and the regression rule: a night slower than the rolling median of the nights
-//! before it by more than 3 MADs and more than 20 %.
+//! before it by more than 3 MADs and more than 20 %. A night is a UTC date: the nightly adds
+//! the gate's runs and the trials' of the same scenarios, and the window counts nights, not
+//! runs (counted in runs, a window of 7 was three and a half nights).
 
 use std::collections::BTreeMap;
 
@@ -107,14 +109,33 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// One night of one metric, against its baseline.
+/// The night of a run started at `started_at` (RFC 3339): its UTC date, `YYYY-MM-DD`. A stamp
+/// that does not parse is its own night (the text itself).
+pub fn night_of(started_at: &str) -> String {
+    time::OffsetDateTime::parse(started_at, &time::format_description::well_known::Rfc3339)
+        .map(|t| {
+            let date = t.to_offset(time::UtcOffset::UTC).date();
+            format!(
+                "{:04}-{:02}-{:02}",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            )
+        })
+        .unwrap_or_else(|_| started_at.to_owned())
+}
+
+/// One run of one metric, against the baseline of the nights before its own.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Point {
     pub line: usize,
     pub started_at: String,
+    /// [`night_of`] `started_at`.
+    pub night: String,
     pub passed: bool,
     pub value: f64,
-    /// The rolling median and MAD of the nights before (none for the first nights).
+    /// The median and MAD of the passed runs of the `window` nights before this run's night
+    /// (none for the first nights).
     pub baseline: Option<(f64, f64)>,
     pub regression: bool,
 }
@@ -130,13 +151,14 @@ pub struct Series {
 
 /// (scenario, target, metric).
 type SeriesKey = (String, String, String);
-/// (line, entry, value) of one night of a series.
-type Night<'a> = (usize, &'a HistoryEntry, f64);
+/// (line, entry, value, night) of one run of a series.
+type Run<'a> = (usize, &'a HistoryEntry, f64, String);
 
-/// Every (scenario, target, metric) series in night order, each night judged by `rule`; a
-/// simulated target (`kube [SIMULATED]`) is a series of its own.
+/// Every (scenario, target, metric) series in run order, each run judged by `rule` against the
+/// nights before its own (the runs of its own night never judge each other); a simulated
+/// target (`kube [SIMULATED]`) is a series of its own.
 pub fn series(entries: &[(usize, HistoryEntry)], rule: &Rule) -> Vec<Series> {
-    let mut grouped: BTreeMap<SeriesKey, Vec<Night>> = BTreeMap::new();
+    let mut grouped: BTreeMap<SeriesKey, Vec<Run>> = BTreeMap::new();
     for (line, entry) in entries {
         // A simulated run is never a night of a cluster's series.
         let target = if entry.simulated {
@@ -149,28 +171,33 @@ pub fn series(entries: &[(usize, HistoryEntry)], rule: &Rule) -> Vec<Series> {
                 grouped
                     .entry((entry.scenario.clone(), target.clone(), metric.clone()))
                     .or_default()
-                    .push((*line, entry, *value));
+                    .push((*line, entry, *value, night_of(&entry.started_at)));
             }
         }
     }
     grouped
         .into_iter()
-        .map(|((scenario, target, metric), mut nights)| {
-            nights.sort_by(|a, b| a.1.started_at.cmp(&b.1.started_at).then(a.0.cmp(&b.0)));
-            let points = nights
+        .map(|((scenario, target, metric), mut runs)| {
+            runs.sort_by(|a, b| a.1.started_at.cmp(&b.1.started_at).then(a.0.cmp(&b.0)));
+            let points = runs
                 .iter()
-                .enumerate()
-                .map(|(i, (line, entry, value))| {
-                    // The baseline: the passed runs among the nights before (a failed run's
-                    // times say nothing about the usual).
-                    let mut before: Vec<f64> = nights[..i]
+                .map(|(line, entry, value, night)| {
+                    // The baseline: the passed runs of the `window` nights before this one (a
+                    // failed run's times say nothing about the usual).
+                    let passed_before: Vec<&Run> =
+                        runs.iter().filter(|r| r.1.passed && r.3 < *night).collect();
+                    let mut nights: Vec<&str> =
+                        passed_before.iter().map(|r| r.3.as_str()).collect();
+                    nights.sort_unstable();
+                    nights.dedup();
+                    let nights = &nights[nights.len().saturating_sub(rule.window)..];
+                    let before: Vec<f64> = passed_before
                         .iter()
-                        .filter(|n| n.1.passed)
-                        .map(|n| n.2)
+                        .filter(|r| nights.contains(&r.3.as_str()))
+                        .map(|r| r.2)
                         .collect();
-                    let before = &before.split_off(before.len().saturating_sub(rule.window))[..];
-                    let baseline = (before.len() >= rule.min_nights.max(1)).then(|| {
-                        let m = median(&mut before.to_vec());
+                    let baseline = (nights.len() >= rule.min_nights.max(1)).then(|| {
+                        let m = median(&mut before.clone());
                         let mut deviations: Vec<f64> =
                             before.iter().map(|v| (v - m).abs()).collect();
                         (m, median(&mut deviations))
@@ -181,6 +208,7 @@ pub fn series(entries: &[(usize, HistoryEntry)], rule: &Rule) -> Vec<Series> {
                     Point {
                         line: *line,
                         started_at: entry.started_at.clone(),
+                        night: night.clone(),
                         passed: entry.passed,
                         value: *value,
                         baseline,
@@ -198,8 +226,8 @@ pub fn series(entries: &[(usize, HistoryEntry)], rule: &Rule) -> Vec<Series> {
         .collect()
 }
 
-/// The start of the latest run of each (scenario, target as in [`series`]).
-pub fn latest_runs(entries: &[(usize, HistoryEntry)]) -> BTreeMap<(String, String), String> {
+/// The latest night ([`night_of`]) of each (scenario, target as in [`series`]).
+pub fn latest_nights(entries: &[(usize, HistoryEntry)]) -> BTreeMap<(String, String), String> {
     let mut latest: BTreeMap<(String, String), String> = BTreeMap::new();
     for (_, entry) in entries {
         let target = if entry.simulated {
@@ -207,9 +235,10 @@ pub fn latest_runs(entries: &[(usize, HistoryEntry)]) -> BTreeMap<(String, Strin
         } else {
             entry.target.clone()
         };
+        let night = night_of(&entry.started_at);
         let slot = latest.entry((entry.scenario.clone(), target)).or_default();
-        if entry.started_at > *slot {
-            *slot = entry.started_at.clone();
+        if night > *slot {
+            *slot = night;
         }
     }
     latest
@@ -300,8 +329,8 @@ mod tests {
         assert_eq!(last.baseline.map(|b| b.0), Some(200.0));
         assert!(last.regression);
         assert_eq!(
-            latest_runs(&entries)[&("flow::burst".to_owned(), "aks".to_owned())],
-            "2026-11-08T02:23:00Z"
+            latest_nights(&entries)[&("flow::burst".to_owned(), "aks".to_owned())],
+            "2026-11-08"
         );
     }
 
@@ -316,6 +345,79 @@ mod tests {
         let all = series(&entries, &Rule::default());
         assert!(all.iter().any(|s| s.target == "aks [SIMULATED]"));
         assert!(all.iter().all(|s| s.points.iter().all(|p| !p.regression)));
+    }
+
+    /// The nightly adds the gate's run and the trial's of the same scenario: two runs a night.
+    fn gate_and_trial(night: usize, gate: f64, trial: f64) -> [HistoryEntry; 2] {
+        let mut first = entry(night, gate, 90.0);
+        let mut second = entry(night, trial, 90.0);
+        first.started_at = format!("2026-11-{:02}T02:23:00Z", night + 1);
+        second.started_at = format!("2026-11-{:02}T03:41:00+01:00", night + 1);
+        first.run_dir = format!("reports/gate/night-{night}");
+        [first, second]
+    }
+
+    fn drained_points(entries: &[HistoryEntry]) -> Vec<Point> {
+        let numbered: Vec<(usize, HistoryEntry)> = entries
+            .iter()
+            .cloned()
+            .zip(1..)
+            .map(|(e, l)| (l, e))
+            .collect();
+        series(&numbered, &Rule::default())
+            .into_iter()
+            .find(|s| s.metric == "phase.drained")
+            .unwrap()
+            .points
+    }
+
+    #[test]
+    fn the_window_counts_nights_not_runs_and_a_night_never_judges_itself() {
+        // Seven nights at 100 s, three at 200 s, two runs each; then a night at 230 s. Its
+        // baseline is the seven nights before it (8 runs at 100, 6 at 200: median 100), so it
+        // is a regression; counted in runs, the last seven (200, …) would have hidden it.
+        let mut entries: Vec<HistoryEntry> = (0..10)
+            .flat_map(|n| {
+                let v = if n < 7 { 100.0 } else { 200.0 };
+                gate_and_trial(n, v, v)
+            })
+            .collect();
+        entries.extend(gate_and_trial(10, 230.0, 230.0));
+        let points = drained_points(&entries);
+        let last_night: Vec<&Point> = points.iter().filter(|p| p.night == "2026-11-11").collect();
+        assert_eq!(last_night.len(), 2);
+        for point in last_night {
+            assert_eq!(point.baseline.map(|b| b.0), Some(100.0), "{point:?}");
+            assert!(point.regression, "{point:?}");
+        }
+        // A stamp with an offset is on its UTC night (03:41+01:00 is 02:41Z).
+        assert!(points.iter().all(|p| p.night.starts_with("2026-11-")));
+
+        // Three nights, then a night whose second run is slow: both of that night's runs have
+        // the same baseline (the three nights before), the first never judges the second.
+        let mut entries: Vec<HistoryEntry> = (0..3)
+            .flat_map(|n| gate_and_trial(n, 100.0, 100.0))
+            .collect();
+        entries.extend(gate_and_trial(3, 100.0, 300.0));
+        let points = drained_points(&entries);
+        let night: Vec<&Point> = points.iter().filter(|p| p.night == "2026-11-04").collect();
+        assert_eq!(night[0].baseline, night[1].baseline);
+        assert_eq!(night[1].baseline.map(|b| b.0), Some(100.0));
+        assert!(!night[0].regression && night[1].regression);
+        // Both runs of the latest night are the latest night's.
+        assert_eq!(
+            latest_nights(&entries.iter().cloned().map(|e| (0, e)).collect::<Vec<_>>())
+                [&("flow::burst".to_owned(), "aks".to_owned())],
+            "2026-11-04"
+        );
+    }
+
+    #[test]
+    fn night_of_is_the_utc_date() {
+        assert_eq!(night_of("2026-11-04T02:23:00Z"), "2026-11-04");
+        assert_eq!(night_of("2026-11-04T00:30:00+01:00"), "2026-11-03");
+        assert_eq!(night_of("2026-11-04T23:30:00-02:00"), "2026-11-05");
+        assert_eq!(night_of("not a time"), "not a time");
     }
 
     #[test]

@@ -179,18 +179,18 @@ fn report(args: &HistoryReportArgs) -> Result<u8, Failure> {
         ..Rule::default()
     };
     let all = history::series(&entries, &rule);
-    // Only the latest run of each scenario on each target decides the exit (a metric that is
-    // missing from it, e.g. a phase it never reached, is not a night of that metric; its run
-    // failed and says so in its own reports).
-    let latest = history::latest_runs(&entries);
+    // Only the runs of the latest night of each scenario on each target decide the exit (the
+    // gate's and the trials'; a metric that is missing from them, e.g. a phase never reached,
+    // is not a night of that metric: its run failed and says so in its own reports).
+    let latest = history::latest_nights(&entries);
     let latest_regressions: Vec<(&Series, &history::Point)> = all
         .iter()
-        .filter_map(|s| {
-            let night = latest.get(&(s.scenario.clone(), s.target.clone()))?;
+        .flat_map(|s| {
+            let night = latest.get(&(s.scenario.clone(), s.target.clone()));
             s.points
                 .iter()
-                .find(|p| &p.started_at == night && p.regression)
-                .map(|p| (s, p))
+                .filter(move |p| Some(&p.night) == night && p.regression)
+                .map(move |p| (s, p))
         })
         .collect();
     std::fs::create_dir_all(&args.out).map_err(Failure::environment)?;
