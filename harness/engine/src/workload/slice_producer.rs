@@ -164,9 +164,42 @@ impl SliceReport {
         // `kubectl logs --timestamps` and the twin's lines may carry a prefix.
         let at = line.find(REPORT_PREFIX)?;
         Some(
-            serde_json::from_str(&line[at + REPORT_PREFIX.len()..])
+            serde_json::from_str::<SliceReport>(&line[at + REPORT_PREFIX.len()..])
+                .map_err(|e| e.to_string())
+                .and_then(|report| report.check_sent().map(|()| report))
                 .map_err(|e| format!("a malformed slice report: {e}")),
         )
+    }
+
+    /// Whether `sent` says what `sent_count` does, within the slice: a report whose numbers do
+    /// not parse, fall outside its slice or disagree with its count is not read as "nothing
+    /// sent" (its slice is then counted as not reported, with this reason).
+    fn check_sent(&self) -> Result<(), String> {
+        let numbers = match self.sent.as_deref().map(slices::parse_ranges) {
+            None => return Ok(()),
+            Some(Ok(numbers)) => numbers,
+            Some(Err(e)) => return Err(format!("its `sent` field is {e}")),
+        };
+        let (first, last) = (
+            self.slice.first,
+            self.slice.first + self.slice.count.saturating_sub(1),
+        );
+        if let Some(outside) = numbers
+            .iter()
+            .find(|n| self.slice.count == 0 || **n < first || **n > last)
+        {
+            return Err(format!(
+                "its `sent` field holds message {outside}, outside its slice {first}-{last}"
+            ));
+        }
+        if numbers.len() as u64 != self.sent_count {
+            return Err(format!(
+                "its `sent` field holds {} message numbers but its `sent_count` says {}",
+                numbers.len(),
+                self.sent_count
+            ));
+        }
+        Ok(())
     }
 
     /// The message numbers sent, when known.
@@ -269,6 +302,23 @@ mod tests {
         assert_eq!(back.sent.as_deref(), Some("6-8,10"));
         assert_eq!(back.sent_numbers(), Some(vec![6, 7, 8, 10]));
         assert!(SliceReport::parse_line("processed message 3").is_none());
+        // A `sent` that does not parse, leaves the slice or disagrees with the count is named,
+        // never read as nothing sent.
+        for (sent, count, why) in [
+            ("6-8,x", 4, "not a list of message-number ranges"),
+            ("6-8,12", 4, "message 12, outside its slice 6-10"),
+            ("6-8,10", 3, "4 message numbers but its `sent_count` says 3"),
+        ] {
+            let mut bad = report.clone();
+            bad.sent = Some(sent.to_owned());
+            bad.sent_count = count;
+            let error = SliceReport::parse_line(&bad.line()).unwrap().unwrap_err();
+            assert!(
+                error.starts_with("a malformed slice report: its `sent` field")
+                    && error.contains(why),
+                "{sent}: {error}"
+            );
+        }
         assert!(SliceReport::parse_line(&format!("{REPORT_PREFIX}{{"))
             .unwrap()
             .is_err());
