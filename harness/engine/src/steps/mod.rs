@@ -226,14 +226,10 @@ pub fn backlog_first_scenario(
     load: Step,
     middle: Vec<Step>,
 ) -> Scenario {
-    let mut steps = vec![deploy_step(), load, install_scaled_object_step()];
-    steps.extend(middle);
-    Scenario {
-        name: name.to_owned(),
-        settings,
-        steps,
-        cleanup: cleanup(),
-    }
+    let mut backlog_first = scenario(name, settings, middle);
+    // [`setup`] is deploy, then the ScaledObject: the load goes between them.
+    backlog_first.steps.insert(1, load);
+    backlog_first
 }
 
 /// The walkthrough's phases, which `edw deploy|validate|load|scale|cleanup` run one at a time
