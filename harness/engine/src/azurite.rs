@@ -261,10 +261,9 @@ async fn locate_or_install(cache_dir: Option<&Path>) -> Result<PathBuf, AzuriteE
         return Ok(dir);
     }
     let root = match cache_dir {
-        Some(dir) => dir.to_owned(),
-        None => default_cache_dir(),
-    }
-    .join(format!("azurite-{AZURITE_VERSION}"));
+        Some(dir) => install_dir_in(dir),
+        None => install_dir(|name| std::env::var_os(name)),
+    };
     let bin = root.join("node_modules").join(".bin");
     let marker = root.join(".installed");
     if marker.is_file() {
@@ -298,18 +297,29 @@ async fn locate_or_install(cache_dir: Option<&Path>) -> Result<PathBuf, AzuriteE
     Ok(bin)
 }
 
-fn default_cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = var("EDW_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("edw-conformance");
-    }
-    match var("HOME") {
-        Some(home) => PathBuf::from(home).join(".cache").join("edw-conformance"),
-        None => std::env::temp_dir().join("edw-conformance-cache"),
-    }
+/// Where the harness installs the pinned Azurite, given the environment (`var` looks a
+/// variable up): `$EDW_CACHE_DIR`, else `$XDG_CACHE_HOME/edw-conformance`, else
+/// `$HOME/.cache/edw-conformance`, else the temporary directory's `edw-conformance-cache`, each
+/// with `azurite-<version>` below it. `ci/install-azurite.sh` (run by `.ci/run` beside the build)
+/// installs into the same directory; a test compares the two.
+pub fn install_dir(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    let cache = if let Some(dir) = var("EDW_CACHE_DIR") {
+        PathBuf::from(dir)
+    } else if let Some(dir) = var("XDG_CACHE_HOME") {
+        PathBuf::from(dir).join("edw-conformance")
+    } else if let Some(home) = var("HOME") {
+        PathBuf::from(home).join(".cache").join("edw-conformance")
+    } else {
+        var("TMPDIR")
+            .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+            .join("edw-conformance-cache")
+    };
+    install_dir_in(&cache)
+}
+
+fn install_dir_in(cache: &Path) -> PathBuf {
+    cache.join(format!("azurite-{AZURITE_VERSION}"))
 }
 
 fn on_path(program: &str) -> Option<PathBuf> {
@@ -330,9 +340,10 @@ async fn ensure_program(program: &'static str) -> Result<(), AzuriteError> {
     }
 }
 
-async fn npm_install(root: &Path) -> Result<(), AzuriteError> {
-    let package = format!("azurite@{AZURITE_VERSION}");
-    let args = [
+/// The arguments of the `npm` command that installs the pinned Azurite into `root`
+/// (`ci/install-azurite.sh` runs the same; a test compares them).
+pub fn npm_install_args(root: &Path) -> Vec<String> {
+    [
         "install",
         "--no-audit",
         "--no-fund",
@@ -343,9 +354,18 @@ async fn npm_install(root: &Path) -> Result<(), AzuriteError> {
         "--prefer-offline",
         "--loglevel=error",
         "--prefix",
-        &root.to_string_lossy(),
-        &package,
-    ];
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain([
+        root.to_string_lossy().into_owned(),
+        format!("azurite@{AZURITE_VERSION}"),
+    ])
+    .collect()
+}
+
+async fn npm_install(root: &Path) -> Result<(), AzuriteError> {
+    let args = npm_install_args(root);
     let command = format!("npm {}", args.join(" "));
     tracing::info!(
         %command,

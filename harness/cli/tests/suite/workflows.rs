@@ -13,7 +13,8 @@ use serde_json::Value;
 /// The fixture converters written in Python.
 const PYTHON_SCRIPTS: [&str; 1] = ["metrics-openapi.py"];
 const WORKFLOWS: [&str; 4] = ["pr.yml", "kind.yml", "nightly.yml", "release-gate.yml"];
-const SCRIPTS: [&str; 6] = [
+const SCRIPTS: [&str; 7] = [
+    "install-azurite.sh",
     "kind-up.sh",
     "kind-down.sh",
     "flake-check.sh",
@@ -1331,4 +1332,132 @@ fn every_test_in_a_test_group_takes_one_slot() {
             "an override with a test group must require one slot:\n{block}"
         );
     }
+}
+
+/// `ci/install-azurite.sh --print-dir` with only these variables set (and PATH).
+fn install_azurite_dir(vars: &[(&str, &str)]) -> String {
+    let out = Command::new("bash")
+        .arg(ci_dir().join("install-azurite.sh"))
+        .arg("--print-dir")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run ci/install-azurite.sh");
+    assert!(
+        out.status.success(),
+        "install-azurite.sh --print-dir: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+}
+
+/// `.ci/run` installs Azurite beside the build with `ci/install-azurite.sh`: it must put it
+/// where the harness looks, or the tests would install it again. For each way the cache is
+/// chosen, the script's directory is the harness's (`edw_engine::azurite::install_dir`), with
+/// the version the harness pins.
+#[test]
+fn the_ci_azurite_install_goes_where_the_harness_looks() {
+    let cases: [&[(&str, &str)]; 5] = [
+        &[
+            ("EDW_CACHE_DIR", "/c/edw"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ],
+        &[
+            ("EDW_CACHE_DIR", ""),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ],
+        &[("HOME", "/h")],
+        &[("TMPDIR", "/t")],
+        &[],
+    ];
+    for vars in cases {
+        let harness = edw_engine::azurite::install_dir(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| std::ffi::OsString::from(v))
+        });
+        let script = install_azurite_dir(vars);
+        assert_eq!(script, harness.to_string_lossy(), "with {vars:?}");
+        assert!(
+            script.ends_with(&format!(
+                "/azurite-{}",
+                edw_engine::azurite::AZURITE_VERSION
+            )),
+            "{script}"
+        );
+    }
+    assert!(install_azurite_dir(&[("HOME", "/h")]).starts_with("/h/.cache/edw-conformance/"));
+}
+
+/// The script installs with npm (here a stand-in on PATH that records its arguments and lays
+/// out what `npm install` would: the real install runs in `.ci/run` itself, 20 s of CPU that
+/// this suite would pay on every run) into that directory, writes the marker the harness
+/// checks, and does nothing the second time.
+#[test]
+fn the_ci_azurite_install_runs_npm_once_and_leaves_the_harness_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let npm = bin.join("npm");
+    std::fs::write(
+        &npm,
+        "#!/usr/bin/env bash\nset -euo pipefail\necho \"$*\" >>\"$NPM_CALLS\"\nwhile [ \"$1\" != --prefix ]; do shift; done\nmkdir -p \"$2/node_modules/.bin\"\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&npm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let cache = dir.path().join("cache");
+    let calls = dir.path().join("npm-calls");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = || {
+        let out = Command::new("bash")
+            .arg(ci_dir().join("install-azurite.sh"))
+            .env("PATH", &path)
+            .env("EDW_CACHE_DIR", &cache)
+            .env("NPM_CALLS", &calls)
+            .output()
+            .expect("run ci/install-azurite.sh");
+        assert!(
+            out.status.success(),
+            "install-azurite.sh: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let version = edw_engine::azurite::AZURITE_VERSION;
+    let target = cache.join(format!("azurite-{version}"));
+    let first = run();
+    assert!(
+        first.contains(&format!("Azurite {version} installed in")),
+        "{first}"
+    );
+    let recorded = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        recorded.trim_end(),
+        edw_engine::azurite::npm_install_args(&target).join(" "),
+        "the harness's npm command"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join(".installed")).unwrap(),
+        version,
+        "the marker the harness checks"
+    );
+    let second = run();
+    assert!(second.contains("is already installed"), "{second}");
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap().lines().count(),
+        1,
+        "npm ran again"
+    );
 }
