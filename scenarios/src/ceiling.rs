@@ -107,6 +107,15 @@ fn nodes_stop(ctx: &mut Context) -> StepFuture<'_> {
             move |o| o.nodes.get(&pool).copied().unwrap_or(0) <= most,
         )
         .reading(&[Read::Nodes]);
+        let grew = |seen: Vec<String>| {
+            StepResult::failed(
+                format!(
+                    "the NodePool grew past what the pods need: expected {}",
+                    bounded.description
+                ),
+                seen,
+            )
+        };
         let window = model.scaling.polling * 2;
         // The window from when every pod ran: what was recorded of it, then the rest watched.
         let recorded = recorder.history();
@@ -115,25 +124,16 @@ fn nodes_stop(ctx: &mut Context) -> StepFuture<'_> {
             .filter(|o| o.t >= all_ran_at && bounded.can_judge(o))
             .find(|o| !bounded.holds(o))
         {
-            return StepResult::failed(
-                format!(
-                    "the NodePool grew past what the pods need: expected {}",
-                    bounded.description
-                ),
-                [format!("seen at t={:.1}s: {:?}", broke.t, broke.nodes)],
-            );
+            return grew(vec![format!(
+                "seen at t={:.1}s: {:?}",
+                broke.t, broke.nodes
+            )]);
         }
         let covered = recorder.elapsed() - all_ran_at;
         let rest = window.saturating_sub(std::time::Duration::from_secs_f64(covered.max(0.0)));
         if !rest.is_zero() {
             if let Err(failure) = consistently(recorder, &bounded, rest).await {
-                return StepResult::failed(
-                    format!(
-                        "the NodePool grew past what the pods need: expected {}",
-                        bounded.description
-                    ),
-                    failure.lines(),
-                );
+                return grew(failure.lines());
             }
         }
         StepResult::passed([format!(

@@ -132,33 +132,45 @@ impl ConsumerPods {
         };
         let queue = self.storage.queue(&queue_name);
         let scale = self.governor.scale();
+        // Its sends slow the governed clock when storage lags, as the consumers' calls do: a
+        // burst with no consumer running yet would otherwise let the clock (and the Job's
+        // deadline) run at full scale however slowly the messages go in.
+        let pacer = Pacer(self.governor.clone());
         let cancel = CancellationToken::new();
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(pod.clone(), cancel.clone());
         self.runtime.spawn(async move {
-            let (code, message) =
-                match crate::workload::send_slice(&queue, &command, index, scale, &cancel).await {
-                    Ok(report) => {
-                        log(format!(
-                            "slice {index} of {}: sent {} of {} messages (from {}); {} failed",
-                            command.slices,
-                            report.sent_count,
-                            report.slice.count,
-                            report.slice.first,
-                            report.failed.len()
-                        ));
-                        log(report.line());
-                        // As `edw produce --slices`: 0 once the report is written; the
-                        // harness judges the load from the reports.
-                        (0, report.stopped.clone().unwrap_or_default())
-                    }
-                    Err(e) => {
-                        log(format!("error: {e}"));
-                        (2, e.to_string())
-                    }
-                };
+            let (code, message) = match crate::workload::send_slice(
+                &queue,
+                &command,
+                index,
+                scale,
+                Some(&pacer),
+                &cancel,
+            )
+            .await
+            {
+                Ok(report) => {
+                    log(format!(
+                        "slice {index} of {}: sent {} of {} messages (from {}); {} failed",
+                        command.slices,
+                        report.sent_count,
+                        report.slice.count,
+                        report.slice.first,
+                        report.failed.len()
+                    ));
+                    log(report.line());
+                    // As `edw produce --slices`: 0 once the report is written; the
+                    // harness judges the load from the reports.
+                    (0, report.stopped.clone().unwrap_or_default())
+                }
+                Err(e) => {
+                    log(format!("error: {e}"));
+                    (2, e.to_string())
+                }
+            };
             if !cancel.is_cancelled() {
                 exits
                     .lock()

@@ -88,7 +88,7 @@ async fn send_slice(
     command.slice(index).map_err(Failure::usage)?;
     let session = session::open(global).await?;
     let queue = session.storage.queue(session.config.queue_name());
-    let report = edw_engine::workload::send_slice(&queue, &command, index, 1.0, cancel)
+    let report = edw_engine::workload::send_slice(&queue, &command, index, 1.0, None, cancel)
         .await
         .map_err(Failure::usage)?;
     println!(

@@ -285,3 +285,63 @@ async fn a_refused_credential_stops_producer_and_consumer_with_the_reason() {
     let text = edw_engine::error_chain::text(&error);
     assert!(text.contains("refused"), "{text}");
 }
+
+/// A twin's load pod sends through the governed clock's pacer (`produce_paced`, what
+/// `ConsumerPods` gives its producers): each send holds a ticket while in flight, so storage
+/// that answers late (every call 300 ms late here, behind the fault proxy) slows the clock while
+/// the producer sends, as late consumer calls do, and the pod's Job deadline on that clock keeps
+/// pace with it. The same sends without the pacer leave the clock at its scale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_producer_slows_the_governed_clock_when_its_sends_lag() {
+    use edw_engine::storage::{Storage, StorageTarget};
+    use edw_engine::twin_governor::ClockGovernor;
+    use edw_engine::workload::{produce_paced, Pacer};
+    use edw_model::naming::run_queue_name;
+    use edw_testkit::faults::{Fault, FaultProxy};
+
+    let env = Env::start().await;
+    let proxy = FaultProxy::start(env.azurite.queue_endpoint())
+        .await
+        .expect("fault proxy");
+    let storage = Storage::connect(&StorageTarget::development(
+        &proxy.url(),
+        env.azurite.table_endpoint(),
+    ))
+    .unwrap();
+    let queue = storage.queue(&run_queue_name("paced"));
+    queue.create().await.unwrap();
+    proxy.fail_every(Some((1, Fault::Delay(Duration::from_millis(300)))));
+    let send = |paced: bool| {
+        let queue = queue.clone();
+        async move {
+            let clock = std::sync::Arc::new(edw_twin::clock::ScaledClock::new(20.0));
+            let stop = CancellationToken::new();
+            let governor = ClockGovernor::start(clock, stop.clone());
+            let pacer = Pacer(governor.clone());
+            let report = produce_paced(
+                &queue,
+                &ProducerPlan::burst(12, 2),
+                paced.then_some(&pacer),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+            stop.cancel();
+            (report.sent.len(), governor.summary())
+        }
+    };
+    let (sent, paced) = send(true).await;
+    assert_eq!(sent, 12);
+    assert!(
+        paced.lowest_rate < 20.0 && !paced.slowed_for.is_zero(),
+        "the clock did not slow for sends 300 ms late: {paced}"
+    );
+    let (sent, unpaced) = send(false).await;
+    assert_eq!(sent, 12);
+    assert_eq!(
+        unpaced.lowest_rate, 20.0,
+        "without the pacer the governor cannot see the sends: {unpaced}"
+    );
+    proxy.fail_every(None);
+    queue.delete().await.unwrap();
+}

@@ -625,12 +625,16 @@ fn outlasted<T>(
     (now.saturating_sub(began) >= patience).then_some(seen)
 }
 
-/// The Job's pods, by its job-name label (empty when they cannot be listed).
-async fn job_pods(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
+/// The Job's pods, by its job-name label.
+async fn list_job_pods(pods: &Api<Pod>, job: &str) -> Result<Vec<Pod>, kube::Error> {
     pods.list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}")))
         .await
         .map(|l| l.items)
-        .unwrap_or_default()
+}
+
+/// The Job's pods (empty when they cannot be listed).
+async fn job_pods(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
+    list_job_pods(pods, job).await.unwrap_or_default()
 }
 
 /// When every pod of the Job that has not finished (nor is being deleted) has a container
@@ -803,11 +807,8 @@ fn unschedulable_pods(listed: &[Pod]) -> Option<String> {
 
 /// Reads every pod's report from its log (the last attempt of each index wins).
 async fn read_reports(pods: &Api<Pod>, job: &str, outcome: &mut LoadJobOutcome) {
-    let list = match pods
-        .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}")))
-        .await
-    {
-        Ok(list) => list,
+    let listed = match list_job_pods(pods, job).await {
+        Ok(listed) => listed,
         Err(e) => {
             outcome.details.push(format!(
                 "the load Job's pods could not be listed: {}",
@@ -816,7 +817,7 @@ async fn read_reports(pods: &Api<Pod>, job: &str, outcome: &mut LoadJobOutcome) 
             return;
         }
     };
-    for pod in &list.items {
+    for pod in &listed {
         let Some(name) = pod.metadata.name.as_deref() else {
             continue;
         };

@@ -120,13 +120,13 @@ impl PartialEq for Pacer {
 }
 
 /// Storage work in progress on a [`WorkClock`]; ends when dropped, whatever path the work took.
-struct WorkTicket<'a> {
+pub(super) struct WorkTicket<'a> {
     clock: &'a dyn WorkClock,
     ticket: u64,
 }
 
 impl<'a> WorkTicket<'a> {
-    fn start(pacer: Option<&'a Pacer>) -> Option<WorkTicket<'a>> {
+    pub(super) fn start(pacer: Option<&'a Pacer>) -> Option<WorkTicket<'a>> {
         pacer.map(|p| WorkTicket {
             clock: p.0.as_ref(),
             ticket: p.0.started(),

@@ -22,6 +22,6 @@ pub use message::{
     format_stamp, label, message_text, parse_message, poison_queue_name, MalformedMessage,
     ProcessedEntity, ScaleMessage,
 };
-pub use producer::{produce, ProduceReport, ProducerError, ProducerPlan};
+pub use producer::{produce, produce_paced, ProduceReport, ProducerError, ProducerPlan};
 pub use reconcile::{reconcile, reconcile_since, Reconciliation};
 pub use slice_producer::{send_slice, SliceCommand, SliceReport, REPORT_PREFIX};

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::consumer::{Pacer, WorkTicket};
 use super::message::message_text;
 use crate::storage::{Queue, StorageError};
 
@@ -114,6 +115,17 @@ pub async fn produce(
     plan: &ProducerPlan,
     cancel: &CancellationToken,
 ) -> Result<ProduceReport, ProducerError> {
+    produce_paced(queue, plan, None, cancel).await
+}
+
+/// [`produce`], each send holding a ticket of `pacer` while it is in flight: a twin's load
+/// pod, whose sends slow the governed clock when storage lags, as its consumer pods' calls do.
+pub async fn produce_paced(
+    queue: &Queue,
+    plan: &ProducerPlan,
+    pacer: Option<&Pacer>,
+    cancel: &CancellationToken,
+) -> Result<ProduceReport, ProducerError> {
     plan.validate()?;
     let shared = Shared {
         start: Instant::now(),
@@ -121,7 +133,7 @@ pub async fn produce(
         stop: AtomicBool::new(false),
         outcome: Mutex::new(Outcome::default()),
     };
-    let senders = (0..plan.concurrency).map(|_| send_loop(queue, plan, &shared, cancel));
+    let senders = (0..plan.concurrency).map(|_| send_loop(queue, plan, pacer, &shared, cancel));
     futures::future::join_all(senders).await;
 
     let elapsed = shared.start.elapsed();
@@ -168,6 +180,7 @@ impl Shared {
 async fn send_loop(
     queue: &Queue,
     plan: &ProducerPlan,
+    pacer: Option<&Pacer>,
     shared: &Shared,
     cancel: &CancellationToken,
 ) {
@@ -194,7 +207,11 @@ async fn send_loop(
             return;
         }
         let text = message_text(index, OffsetDateTime::now_utc());
-        match queue.send(&text).await {
+        let sent = {
+            let _work = WorkTicket::start(pacer);
+            queue.send(&text).await
+        };
+        match sent {
             Ok(_) => shared.record(|o| o.sent.push(index)),
             Err(e) if e.is_authentication() || e.is_not_found() => {
                 shared.stop.store(true, Ordering::SeqCst);

@@ -9,7 +9,8 @@ use edw_model::slices::{self, Slice, SliceError};
 
 use tokio_util::sync::CancellationToken;
 
-use super::producer::{produce, ProduceReport, ProducerError, ProducerPlan};
+use super::consumer::Pacer;
+use super::producer::{produce_paced, ProduceReport, ProducerError, ProducerPlan};
 use crate::storage::Queue;
 
 /// The line prefix of a pod's report in its log.
@@ -218,13 +219,15 @@ fn unix_now() -> f64 {
 
 /// Sends pod `index`'s slice of `command` to `queue` and says what was sent. `time_scale` is how
 /// many times faster than real time the pod's clock runs (1 in a cluster; the twin's scale on
-/// the twin, where the rate is per simulated second). Only a bad split is an error: a producer
-/// that stops early still reports how many it sent.
+/// the twin, where the rate is per simulated second); `pacer` is the twin's governed clock,
+/// which each send holds while in flight (`None` in a cluster). Only a bad split is an error: a
+/// producer that stops early still reports how many it sent.
 pub async fn send_slice(
     queue: &Queue,
     command: &SliceCommand,
     index: u64,
     time_scale: f64,
+    pacer: Option<&Pacer>,
     cancel: &CancellationToken,
 ) -> Result<SliceReport, SliceError> {
     let slice = command.slice(index)?;
@@ -236,7 +239,7 @@ pub async fn send_slice(
         first_index: slice.first,
     };
     let started = std::time::Instant::now();
-    Ok(match produce(queue, &plan, cancel).await {
+    Ok(match produce_paced(queue, &plan, pacer, cancel).await {
         Ok(report) => SliceReport::finished(index, slice, &report),
         Err(error) => SliceReport::stopped(index, slice, &error, started.elapsed()),
     })
