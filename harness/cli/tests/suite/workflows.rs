@@ -1336,20 +1336,30 @@ fn every_test_in_a_test_group_takes_one_slot() {
 
 /// `ci/install-azurite.sh --print-dir` with only these variables set (and PATH).
 fn install_azurite_dir(vars: &[(&str, &str)]) -> String {
-    let out = Command::new("bash")
-        .arg(ci_dir().join("install-azurite.sh"))
-        .arg("--print-dir")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(vars.iter().copied())
-        .output()
-        .expect("run ci/install-azurite.sh");
+    install_azurite(|command| {
+        command
+            .arg("--print-dir")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(vars.iter().copied());
+    })
+    .trim_end()
+    .to_owned()
+}
+
+/// `ci/install-azurite.sh` as `configure` sets it up: what it printed, once it succeeded.
+fn install_azurite(configure: impl FnOnce(&mut Command)) -> String {
+    let mut command = Command::new("bash");
+    command.arg(ci_dir().join("install-azurite.sh"));
+    configure(&mut command);
+    let out = command.output().expect("run ci/install-azurite.sh");
     assert!(
         out.status.success(),
-        "install-azurite.sh --print-dir: {}",
+        "install-azurite.sh: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `.ci/run` installs Azurite beside the build with `ci/install-azurite.sh`: it must put it
@@ -1420,20 +1430,12 @@ fn the_ci_azurite_install_runs_npm_once_and_leaves_the_harness_marker() {
         std::env::var("PATH").unwrap_or_default()
     );
     let run = || {
-        let out = Command::new("bash")
-            .arg(ci_dir().join("install-azurite.sh"))
-            .env("PATH", &path)
-            .env("EDW_CACHE_DIR", &cache)
-            .env("NPM_CALLS", &calls)
-            .output()
-            .expect("run ci/install-azurite.sh");
-        assert!(
-            out.status.success(),
-            "install-azurite.sh: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        install_azurite(|command| {
+            command
+                .env("PATH", &path)
+                .env("EDW_CACHE_DIR", &cache)
+                .env("NPM_CALLS", &calls);
+        })
     };
     let version = edw_engine::azurite::AZURITE_VERSION;
     let target = cache.join(format!("azurite-{version}"));
