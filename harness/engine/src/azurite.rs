@@ -5,8 +5,10 @@
 //! the README's notes), its disk store does not. When no `azurite-queue` /
 //! `azurite-table` is on the PATH it installs the pinned npm package once into a per-user
 //! cache, under a file lock so that parallel test processes do not race. Readiness is probed
-//! over HTTP, not slept for. `EDW_AZURITE_QUEUE_ENDPOINT` and `EDW_AZURITE_TABLE_ENDPOINT`
-//! select an Azurite that is already running instead.
+//! over HTTP, not slept for. Services of the pinned install start with a preload that spares
+//! them loading the telemetry library they are told not to use (the `preload` module).
+//! `EDW_AZURITE_QUEUE_ENDPOINT` and `EDW_AZURITE_TABLE_ENDPOINT` select an Azurite that is
+//! already running instead.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::storage::{StorageTarget, DEVELOPMENT_ACCOUNT};
 
+mod preload;
 mod queue_data;
 
 /// The Azurite release the suite pins.
@@ -156,15 +159,16 @@ impl Azurite {
             Some("docker") => return Self::start_container().await,
             Some(other) => return Err(AzuriteError::UnknownRuntime(other.to_owned())),
         }
-        let bin = locate_or_install(options.cache_dir.as_deref()).await?;
+        let (bin, preload) = locate_or_install(options.cache_dir.as_deref()).await?;
+        let preload = preload.as_deref();
         // Side by side: each Node.js process takes about a second of CPU to start, and eight
         // queue partitions one after the other left a core idle for seconds. One that fails
         // stops the others (they are killed when dropped).
         let (queues, (table, table_endpoint)) = futures::future::try_join(
             futures::future::try_join_all(
-                (0..options.queue_partitions.max(1)).map(|_| start_service(&bin, "queue")),
+                (0..options.queue_partitions.max(1)).map(|_| start_service(&bin, "queue", preload)),
             ),
-            start_service(&bin, "table"),
+            start_service(&bin, "table", preload),
         )
         .await?;
         let (mut services, queue_endpoints): (Vec<Service>, Vec<String>) =
@@ -234,6 +238,12 @@ impl Azurite {
         )
     }
 
+    /// The process ids of the embedded services.
+    #[cfg(test)]
+    fn service_pids(&self) -> Vec<u32> {
+        self.services.iter().filter_map(|s| s.child.id()).collect()
+    }
+
     /// Stops the embedded services and waits until they are gone.
     pub async fn stop(mut self) {
         for service in &mut self.services {
@@ -255,10 +265,14 @@ impl Drop for Azurite {
     }
 }
 
-/// The directory holding `azurite-queue` and `azurite-table`.
-async fn locate_or_install(cache_dir: Option<&Path>) -> Result<PathBuf, AzuriteError> {
+/// The directory holding `azurite-queue` and `azurite-table`, and for the pinned npm install
+/// the preload its services start with (the `preload` module; none for an Azurite found on
+/// the PATH, whose version the harness does not know).
+async fn locate_or_install(
+    cache_dir: Option<&Path>,
+) -> Result<(PathBuf, Option<PathBuf>), AzuriteError> {
     if let Some(dir) = on_path("azurite-queue").filter(|d| d.join("azurite-table").is_file()) {
-        return Ok(dir);
+        return Ok((dir, None));
     }
     let root = match cache_dir {
         Some(dir) => install_dir_in(dir),
@@ -268,7 +282,7 @@ async fn locate_or_install(cache_dir: Option<&Path>) -> Result<PathBuf, AzuriteE
     let marker = root.join(".installed");
     if marker.is_file() {
         ensure_program("node").await?;
-        return Ok(bin);
+        return Ok((bin, install_preload(&root)));
     }
     ensure_program("node").await?;
     ensure_program("npm").await?;
@@ -294,7 +308,20 @@ async fn locate_or_install(cache_dir: Option<&Path>) -> Result<PathBuf, AzuriteE
         std::fs::write(&marker, AZURITE_VERSION).map_err(|e| cache_error(e.to_string()))?;
     }
     drop(lock);
-    Ok(bin)
+    Ok((bin, install_preload(&root)))
+}
+
+/// The preload in `root`, or `None` (said in the log) when it cannot be written: the services
+/// then start as they would without it, only slower.
+fn install_preload(root: &Path) -> Option<PathBuf> {
+    preload::install(root)
+        .inspect_err(|e| {
+            tracing::debug!(
+                "Azurite starts without the telemetry preload: cannot write it into {}: {e}",
+                root.display()
+            )
+        })
+        .ok()
 }
 
 /// Where the harness installs the pinned Azurite, given the environment (`var` looks a
@@ -448,6 +475,7 @@ fn tail_text(tail: &OutputTail) -> String {
 async fn start_service(
     bin: &Path,
     service: &'static str,
+    preload: Option<&Path>,
 ) -> Result<(Service, String), AzuriteError> {
     let program = bin.join(format!("azurite-{service}"));
     let mut last_error = None;
@@ -477,6 +505,11 @@ async fn start_service(
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(options) = preload
+            .and_then(|p| preload::node_options(std::env::var_os("NODE_OPTIONS").as_deref(), p))
+        {
+            command.env("NODE_OPTIONS", options);
+        }
         stop_with_parent(&mut command);
         let mut child = command.spawn().map_err(|e| AzuriteError::Spawn {
             program: program.clone(),
@@ -709,6 +742,119 @@ mod runtime_tests {
         };
         let error = Azurite::start_with(&options).await.unwrap_err();
         assert!(error.to_string().contains("docker-azurite"), "{error}");
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod preload_tests {
+    use super::*;
+
+    /// The NUL-separated entries of `/proc/<pid>/<file>`.
+    fn proc_entries(pid: u32, file: &str) -> Vec<String> {
+        let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+        bytes
+            .split(|b| *b == 0)
+            .map(|entry| String::from_utf8_lossy(entry).into_owned())
+            .collect()
+    }
+
+    fn pinned_install() -> Option<PathBuf> {
+        if on_path("azurite-queue").is_some() {
+            println!(
+                "skipped: an Azurite on the PATH is used as it is, without the preload; \
+                 this checks the pinned npm install"
+            );
+            return None;
+        }
+        Some(install_dir(|name| std::env::var_os(name)))
+    }
+
+    #[tokio::test]
+    async fn the_pinned_azurites_services_start_with_the_preload_and_telemetry_off() {
+        let azurite = Azurite::start_with(&AzuriteOptions {
+            queue_partitions: 2,
+            ..AzuriteOptions::default()
+        })
+        .await
+        .unwrap();
+        let Some(root) = pinned_install() else {
+            return;
+        };
+        let preload = root.join("edw-skip-disabled-telemetry.cjs");
+        assert_eq!(std::fs::read_to_string(&preload).unwrap(), preload::SCRIPT);
+        let pids = azurite.service_pids();
+        assert_eq!(pids.len(), 3, "two queue services and a table service");
+        for pid in pids {
+            let environment = proc_entries(pid, "environ");
+            let node_options = environment
+                .iter()
+                .find_map(|entry| entry.strip_prefix("NODE_OPTIONS="))
+                .unwrap_or_else(|| panic!("service {pid} has no NODE_OPTIONS"));
+            assert!(
+                node_options.ends_with(&format!("--require \"{}\"", preload.display())),
+                "{node_options}"
+            );
+            let command_line = proc_entries(pid, "cmdline");
+            assert!(
+                command_line.iter().any(|a| a == "--disableTelemetry"),
+                "{command_line:?}"
+            );
+        }
+        // And they serve: every endpoint answers a storage request.
+        let storage = crate::storage::Storage::connect(&azurite.storage_target()).unwrap();
+        let queue = storage.queue("preloaded");
+        queue.create().await.unwrap();
+        queue.send("one").await.unwrap();
+        assert_eq!(queue.approximate_count().await.unwrap(), 1);
+    }
+
+    /// The preload still has a purpose (the pinned Azurite loads the library at start) and
+    /// does what it says: answers that one request with a stand-in that refuses any use.
+    #[tokio::test]
+    async fn the_preload_answers_the_telemetry_library_with_a_stand_in_that_refuses_use() {
+        Azurite::start().await.unwrap();
+        let Some(root) = pinned_install() else {
+            return;
+        };
+        let azurite = root.join("node_modules").join("azurite");
+        let telemetry =
+            std::fs::read_to_string(azurite.join("dist/src/common/Telemetry.js")).unwrap();
+        assert!(
+            telemetry.contains("require(\"applicationinsights\")"),
+            "Azurite {AZURITE_VERSION} no longer loads applicationinsights: drop the preload"
+        );
+        let script = "const ai = require('applicationinsights'); \
+                      try { ai.setup('x'); console.log('used'); } \
+                      catch (e) { console.log('refused: ' + e.message); } \
+                      console.log(typeof require('tslib').__importDefault);";
+        let run = |preloaded: bool| {
+            let mut node = std::process::Command::new("node");
+            if preloaded {
+                node.arg("--require")
+                    .arg(root.join("edw-skip-disabled-telemetry.cjs"));
+            }
+            let out = node
+                .args(["-e", script])
+                .current_dir(&azurite)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let preloaded = run(true);
+        assert!(
+            preloaded.starts_with("refused: applicationinsights.setup used, but edw-conformance"),
+            "{preloaded}"
+        );
+        assert!(
+            preloaded.ends_with("function\n"),
+            "other modules load: {preloaded}"
+        );
+        let plain = run(false);
+        assert!(
+            plain.starts_with("used"),
+            "without the preload the real library: {plain}"
+        );
     }
 }
 
