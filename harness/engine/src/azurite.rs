@@ -129,6 +129,9 @@ struct Service {
     child: Child,
     /// The queue service's data directory (removed when the service is dropped).
     _data: Option<tempfile::TempDir>,
+    /// The last lines it printed (its output is read for as long as it runs; checked for the
+    /// preload's stand-in when it stops).
+    output: OutputTail,
 }
 
 impl Azurite {
@@ -244,6 +247,12 @@ impl Azurite {
         self.services.iter().filter_map(|s| s.child.id()).collect()
     }
 
+    /// The last lines each embedded service printed.
+    #[cfg(test)]
+    fn service_output(&self) -> Vec<String> {
+        self.services.iter().map(|s| tail_text(&s.output)).collect()
+    }
+
     /// Stops the embedded services and waits until they are gone.
     pub async fn stop(mut self) {
         for service in &mut self.services {
@@ -261,6 +270,11 @@ impl Drop for Azurite {
     fn drop(&mut self) {
         for service in &mut self.services {
             let _ = service.child.start_kill();
+            // The preload's stand-in says on the error output when Azurite used it after all.
+            let output = tail_text(&service.output);
+            if let Some(line) = output.lines().find(|l| l.starts_with("edw-conformance:")) {
+                tracing::warn!("an Azurite service used the telemetry stand-in: {line}");
+            }
         }
     }
 }
@@ -525,7 +539,11 @@ async fn start_service(
         let endpoint = format!("http://127.0.0.1:{port}/{DEVELOPMENT_ACCOUNT}");
         match wait_ready(&mut child, service, port, &endpoint, &tail).await {
             Ok(()) => {
-                let service = Service { child, _data: data };
+                let service = Service {
+                    child,
+                    _data: data,
+                    output: tail,
+                };
                 return Ok((service, endpoint));
             }
             Err(AzuriteError::Exited { output, .. }) if output.contains("EADDRINUSE") => {
@@ -758,30 +776,36 @@ mod preload_tests {
             .collect()
     }
 
-    fn pinned_install() -> Option<PathBuf> {
-        if on_path("azurite-queue").is_some() {
+    /// The pinned install's root and preload, as the harness finds them (installing them if
+    /// needed); `None`, said, when an Azurite on the PATH is used instead.
+    async fn pinned_install() -> Option<(PathBuf, PathBuf)> {
+        let (bin, preload) = locate_or_install(None).await.unwrap();
+        let Some(preload) = preload else {
             println!(
-                "skipped: an Azurite on the PATH is used as it is, without the preload; \
-                 this checks the pinned npm install"
+                "skipped: the Azurite on the PATH ({}) is used as it is, without the preload; \
+                 this checks the pinned npm install",
+                bin.display()
             );
             return None;
-        }
-        Some(install_dir(|name| std::env::var_os(name)))
+        };
+        let root = install_dir(|name| std::env::var_os(name));
+        assert_eq!(preload, root.join("edw-skip-disabled-telemetry.cjs"));
+        Some((root, preload))
     }
 
     #[tokio::test]
     async fn the_pinned_azurites_services_start_with_the_preload_and_telemetry_off() {
+        let Some((_, preload)) = pinned_install().await else {
+            return;
+        };
+        assert_eq!(std::fs::read_to_string(&preload).unwrap(), preload::SCRIPT);
         let azurite = Azurite::start_with(&AzuriteOptions {
+            runtime: Some("npm".into()),
             queue_partitions: 2,
             ..AzuriteOptions::default()
         })
         .await
         .unwrap();
-        let Some(root) = pinned_install() else {
-            return;
-        };
-        let preload = root.join("edw-skip-disabled-telemetry.cjs");
-        assert_eq!(std::fs::read_to_string(&preload).unwrap(), preload::SCRIPT);
         let pids = azurite.service_pids();
         assert_eq!(pids.len(), 3, "two queue services and a table service");
         for pid in pids {
@@ -800,20 +824,29 @@ mod preload_tests {
                 "{command_line:?}"
             );
         }
-        // And they serve: every endpoint answers a storage request.
+        // They serve (both queue partitions and the table service), and the stand-in was never
+        // touched: it says so on the service's error output when it is.
         let storage = crate::storage::Storage::connect(&azurite.storage_target()).unwrap();
         let queue = storage.queue("preloaded");
         queue.create().await.unwrap();
-        queue.send("one").await.unwrap();
-        assert_eq!(queue.approximate_count().await.unwrap(), 1);
+        for body in ["one", "two"] {
+            queue.send(body).await.unwrap();
+        }
+        assert_eq!(queue.approximate_count().await.unwrap(), 2);
+        let table = storage.table("preloaded");
+        table.create().await.unwrap();
+        assert_eq!(table.count(None).await.unwrap(), 0);
+        for output in azurite.service_output() {
+            assert!(!output.contains("edw-conformance:"), "{output}");
+        }
     }
 
     /// The preload still has a purpose (the pinned Azurite loads the library at start) and
-    /// does what it says: answers that one request with a stand-in that refuses any use.
+    /// does what it says: answers that one request with a stand-in that refuses any use, and
+    /// says so on the error output.
     #[tokio::test]
     async fn the_preload_answers_the_telemetry_library_with_a_stand_in_that_refuses_use() {
-        Azurite::start().await.unwrap();
-        let Some(root) = pinned_install() else {
+        let Some((root, preload)) = pinned_install().await else {
             return;
         };
         let azurite = root.join("node_modules").join("azurite");
@@ -830,8 +863,7 @@ mod preload_tests {
         let run = |preloaded: bool| {
             let mut node = std::process::Command::new("node");
             if preloaded {
-                node.arg("--require")
-                    .arg(root.join("edw-skip-disabled-telemetry.cjs"));
+                node.arg("--require").arg(&preload);
             }
             let out = node
                 .args(["-e", script])
@@ -839,21 +871,28 @@ mod preload_tests {
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{out:?}");
-            String::from_utf8(out.stdout).unwrap()
+            (
+                String::from_utf8(out.stdout).unwrap(),
+                String::from_utf8(out.stderr).unwrap(),
+            )
         };
-        let preloaded = run(true);
+        let (stdout, stderr) = run(true);
         assert!(
-            preloaded.starts_with("refused: applicationinsights.setup used, but edw-conformance"),
-            "{preloaded}"
+            stdout.starts_with("refused: applicationinsights.setup used, but edw-conformance"),
+            "{stdout}"
         );
         assert!(
-            preloaded.ends_with("function\n"),
-            "other modules load: {preloaded}"
+            stdout.ends_with("function\n"),
+            "other modules load: {stdout}"
         );
-        let plain = run(false);
         assert!(
-            plain.starts_with("used"),
-            "without the preload the real library: {plain}"
+            stderr.starts_with("edw-conformance: applicationinsights.setup used"),
+            "{stderr}"
+        );
+        let (stdout, _) = run(false);
+        assert!(
+            stdout.starts_with("used"),
+            "without the preload the real library: {stdout}"
         );
     }
 }

@@ -111,10 +111,13 @@ async fn an_interrupted_deploy_stops_its_process_group() {
     let line = fake_deploy(dir.path(), "sleep 60 &\nwait");
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
-    let pid_file = dir.path().join("deploy.pid");
+    // Interrupted once the script has written its part of deploy.state (its pid file comes
+    // first; an interrupt between the two left no partial state to read back).
+    let state_file = dir.path().join("deployment/deploy.state");
     let watcher = tokio::spawn(async move {
         for _ in 0..200 {
-            if pid_file.exists() {
+            let state = std::fs::read_to_string(&state_file).unwrap_or_default();
+            if state.contains(&format!("RESOURCE_GROUP={GROUP}\n")) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -134,7 +137,10 @@ async fn an_interrupted_deploy_stops_its_process_group() {
         "{:?}",
         started.elapsed()
     );
-    assert!(deployed.partial.is_some());
+    let partial = deployed
+        .partial
+        .expect("the partial deploy.state read back");
+    assert_eq!(partial.get("RESOURCE_GROUP").unwrap().value, GROUP);
     let pid = std::fs::read_to_string(dir.path().join("deploy.pid")).unwrap();
     let group_alive = || {
         Command::new("kill")

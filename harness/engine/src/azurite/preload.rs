@@ -22,6 +22,13 @@ pub(super) fn install(dir: &Path) -> io::Result<PathBuf> {
     }
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(SCRIPT.as_bytes())?;
+    // Readable as the rest of the install is (a temporary file starts owner-only).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     file.persist(&path).map_err(|e| e.error)?;
     Ok(path)
 }
@@ -56,6 +63,12 @@ mod tests {
         let path = install(dir.path()).unwrap();
         assert_eq!(path, dir.path().join(FILE_NAME));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), SCRIPT);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "{mode:o}");
+        }
         std::fs::write(&path, "// an older preload").unwrap();
         install(dir.path()).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), SCRIPT);
