@@ -88,7 +88,11 @@ async fn kubectl_sees_the_sample_scale_out_and_drain() {
         let raw = kubectl(&kubeconfig, &["get", "--raw", edw_twin::api::CLOCK_PATH]).unwrap();
         serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"))
     };
-    let (first, real) = (read_clock(), std::time::Instant::now());
+    // The real interval starts before the first read leaves and ends after the second one
+    // returns, so it holds the twin's two samples whatever kubectl takes to start and exit
+    // (taken after the first read, a slow kubectl exit put simulated time outside it).
+    let real = std::time::Instant::now();
+    let first = read_clock();
     assert_eq!(first["kind"], "TwinClock", "{first}");
     assert_eq!(first["scale"], 20.0, "{first}");
     let rate = first["rate"].as_f64().unwrap();
