@@ -467,7 +467,39 @@ async fn npm_install(root: &Path) -> Result<(), AzuriteError> {
 /// The last lines a child printed.
 type OutputTail = Arc<Mutex<VecDeque<String>>>;
 
-fn collect_output(stream: impl AsyncRead + Unpin + Send + 'static, tail: OutputTail) {
+/// A child's output as it is read: its last lines, and the tasks reading them.
+struct ChildOutput {
+    tail: OutputTail,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ChildOutput {
+    /// Reads the child's stdout and stderr (those it was given as pipes) into one tail.
+    fn collect(child: &mut Child) -> ChildOutput {
+        let tail: OutputTail = Arc::default();
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(collect_output(out, tail.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(collect_output(err, tail.clone()));
+        }
+        ChildOutput { tail, readers }
+    }
+
+    /// The whole tail of a child that exited: waits (at most `within`) until its readers
+    /// reached the end of its output, so its last lines are in.
+    async fn final_text(&mut self, within: Duration) -> String {
+        let readers = futures::future::join_all(self.readers.drain(..));
+        let _ = tokio::time::timeout(within, readers).await;
+        tail_text(&self.tail)
+    }
+}
+
+fn collect_output(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    tail: OutputTail,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -477,7 +509,7 @@ fn collect_output(stream: impl AsyncRead + Unpin + Send + 'static, tail: OutputT
             }
             tail.push_back(line);
         }
-    });
+    })
 }
 
 fn tail_text(tail: &OutputTail) -> String {
@@ -529,20 +561,14 @@ async fn start_service(
             program: program.clone(),
             reason: e.to_string(),
         })?;
-        let tail: OutputTail = Arc::default();
-        if let Some(out) = child.stdout.take() {
-            collect_output(out, tail.clone());
-        }
-        if let Some(err) = child.stderr.take() {
-            collect_output(err, tail.clone());
-        }
+        let mut output = ChildOutput::collect(&mut child);
         let endpoint = format!("http://127.0.0.1:{port}/{DEVELOPMENT_ACCOUNT}");
-        match wait_ready(&mut child, service, port, &endpoint, &tail).await {
+        match wait_ready(&mut child, service, port, &endpoint, &mut output).await {
             Ok(()) => {
                 let service = Service {
                     child,
                     _data: data,
-                    output: tail,
+                    output: output.tail,
                 };
                 return Ok((service, endpoint));
             }
@@ -628,18 +654,19 @@ async fn wait_ready(
     service: &'static str,
     port: u16,
     endpoint: &str,
-    tail: &OutputTail,
+    output: &mut ChildOutput,
 ) -> Result<(), AzuriteError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(20);
+    let tail = output.tail.clone();
+    let tail = &tail;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            // Let the output readers catch the last lines.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Its last lines (EADDRINUSE among them) may still be in the pipes.
             return Err(AzuriteError::Exited {
                 service,
                 status: status.to_string(),
-                output: tail_text(tail),
+                output: output.final_text(Duration::from_secs(2)).await,
             });
         }
         if says_it_listens(&tail_text(tail), port) && answers_http(port).await {
@@ -918,7 +945,7 @@ mod readiness_tests {
     }
 
     /// A child running `script` (sh), its output collected as a service's is.
-    fn child(script: &str) -> (Child, OutputTail) {
+    fn child(script: &str) -> (Child, ChildOutput) {
         let mut child = Command::new("sh")
             .args(["-c", script])
             .stdout(Stdio::piped())
@@ -926,20 +953,18 @@ mod readiness_tests {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let tail: OutputTail = Arc::default();
-        collect_output(child.stdout.take().unwrap(), tail.clone());
-        collect_output(child.stderr.take().unwrap(), tail.clone());
-        (child, tail)
+        let output = ChildOutput::collect(&mut child);
+        (child, output)
     }
 
     #[tokio::test]
     async fn a_port_another_process_answers_on_is_not_ready_and_eaddrinuse_is_reported() {
         let (port, _server) = other_server().await;
-        let (mut child, tail) = child(&format!(
+        let (mut child, mut output) = child(&format!(
             "echo 'Azurite Queue service is starting on 127.0.0.1:{port}'; sleep 0.5; \
              echo 'Exiting due to an unhandled error: listen EADDRINUSE: address already in use' >&2; exit 1"
         ));
-        let result = wait_ready(&mut child, "queue", port, "endpoint", &tail).await;
+        let result = wait_ready(&mut child, "queue", port, "endpoint", &mut output).await;
         match result {
             Err(AzuriteError::Exited { output, .. }) => {
                 assert!(output.contains("EADDRINUSE"), "{output}")
@@ -964,10 +989,10 @@ mod readiness_tests {
     #[tokio::test]
     async fn the_service_that_says_it_listens_and_answers_is_ready() {
         let (port, _server) = other_server().await;
-        let (mut child, tail) = child(&format!(
+        let (mut child, mut output) = child(&format!(
             "echo 'Azurite Queue service successfully listens on http://127.0.0.1:{port}'; sleep 30"
         ));
-        wait_ready(&mut child, "queue", port, "endpoint", &tail)
+        wait_ready(&mut child, "queue", port, "endpoint", &mut output)
             .await
             .unwrap();
     }

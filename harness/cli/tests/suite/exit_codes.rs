@@ -174,7 +174,10 @@ async fn produce_exits_3_when_the_account_key_is_refused() {
 fn produce_until(signal: &str) {
     let rt = runtime();
     let env = rt.block_on(Env::start());
-    let queue = env.storage.queue("interrupted");
+    // A queue of its own: the slot's Azurite outlives the test, and the other signal's
+    // messages left in a shared name would count as sent before this edw sent any.
+    let queue_name = run_queue_name("interrupted");
+    let queue = env.storage.queue(&queue_name);
     let sent_one = || {
         rt.block_on(eventually(
             "a message sent",
@@ -188,7 +191,7 @@ fn produce_until(signal: &str) {
         ))
     };
     let outcome = interrupt_once_started(
-        edw_on(&env).args(["produce", "--queue", "interrupted"]),
+        edw_on(&env).args(["produce", "--queue", &queue_name]),
         Stream::Stderr,
         "until Ctrl-C",
         sent_one,

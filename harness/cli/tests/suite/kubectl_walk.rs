@@ -62,8 +62,11 @@ impl Kubectl {
         self.run(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Runs a long-lived `kubectl args` (`-f`, `-w`), calls `then` once it started, and
-    /// collects its output lines until one satisfies `done` or `within` passes; then stops it.
+    /// Runs a long-lived `kubectl args` (`-f`, `-w`), calls `then` once it printed its first
+    /// line (a watch has listed what is there and watches from that list on, so a change made
+    /// by `then` arrives as an event; called as it started, a change could land before the list
+    /// and show only in it), and collects its output lines until one satisfies `done` or
+    /// `within` passes; then stops it.
     fn stream_until(
         &self,
         args: &[&str],
@@ -86,7 +89,7 @@ impl Kubectl {
                 }
             }
         });
-        then();
+        let mut then = Some(then);
         let deadline = Instant::now() + within;
         let mut lines = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -96,6 +99,9 @@ impl Kubectl {
                     lines.push(line);
                     if finished {
                         break;
+                    }
+                    if let Some(then) = then.take() {
+                        then();
                     }
                 }
                 Err(_) => break,

@@ -78,13 +78,18 @@ async fn two_hundred_messages_drain_through_real_consumer_pods() {
         },
     )
     .await;
-    // After the drain KEDA scales to zero at its next poll and the pods' consumers stop.
+    // After the drain KEDA scales to zero at its next poll and the pods' consumers stop; a
+    // stopped pod's consumer reports what it processed a moment after it leaves `running`.
     eventually("scaled to zero", Duration::from_secs(60), || async {
         let s = sample(&engine);
-        if s.replicas == 0 && pods.running() == 0 {
+        if s.replicas == 0 && pods.running() == 0 && pods.processed() == 200 {
             Ok(())
         } else {
-            Err(s)
+            Err(format!(
+                "{s:?}; consumers running {}, processed {}",
+                pods.running(),
+                pods.processed()
+            ))
         }
     })
     .await;
