@@ -658,8 +658,6 @@ async fn wait_ready(
 ) -> Result<(), AzuriteError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(20);
-    let tail = output.tail.clone();
-    let tail = &tail;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             // Its last lines (EADDRINUSE among them) may still be in the pipes.
@@ -669,7 +667,7 @@ async fn wait_ready(
                 output: output.final_text(Duration::from_secs(2)).await,
             });
         }
-        if says_it_listens(&tail_text(tail), port) && answers_http(port).await {
+        if says_it_listens(&tail_text(&output.tail), port) && answers_http(port).await {
             return Ok(());
         }
         if started.elapsed() > READY_WITHIN {
@@ -677,7 +675,7 @@ async fn wait_ready(
                 service,
                 endpoint: endpoint.to_owned(),
                 waited: READY_WITHIN,
-                output: tail_text(tail),
+                output: tail_text(&output.tail),
             });
         }
         tokio::time::sleep(pause).await;
